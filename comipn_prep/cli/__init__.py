@@ -1,0 +1,27 @@
+"""``comipn-prep``: one click group; each command is a small module over the library."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .. import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="comipn-prep")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """Preprocess multimodal NER data: noun phrases, object crops and the field's aux dicts."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    from . import stats_cmd
+
+    main.add_command(stats_cmd.stats)
+
+
+_register()

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from comipn_prep.cli import main
+
+README_TABLE = {  # ../shared/README.md
+    "twitter2015": {"train": (4000, 6166), "valid": (1000, 1541), "test": (3257, 5072)},
+    "twitter2017": {"train": (3373, 6049), "valid": (723, 1324), "test": (723, 1351)},
+}
+
+
+def test_stats_json_matches_shared_readme(shared_data):
+    for dataset, splits in README_TABLE.items():
+        result = CliRunner().invoke(main, ["stats", str(shared_data / dataset), "--json"])
+        assert result.exit_code == 0, result.output
+        stats = json.loads(result.output)
+        for split, (tweets, entities) in splits.items():
+            assert stats[split]["tweets"] == tweets
+            assert sum(stats[split]["entities"].values()) == entities
+            assert stats[split]["images"] == tweets
+    stats15 = json.loads(CliRunner().invoke(main, ["stats", str(shared_data / "twitter2015"), "--json"]).output)
+    assert stats15["train"]["entities"] == {"PER": 2217, "LOC": 2091, "ORG": 927, "MISC": 931}
+
+
+def test_stats_table(shared_data):
+    result = CliRunner().invoke(main, ["stats", str(shared_data / "twitter2017")])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["split", "tweets", "tokens", "images", "PER", "LOC", "ORG", "MISC", "entities"]
+    train = lines[1].split()
+    assert train[0] == "train" and train[1] == "3373" and train[-1] == "6049"
+
+
+def test_bad_file_exits_2_with_path_and_line(tmp_path):
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"{split}.txt").write_text("IMGID:1\nok\tO\n")
+    (tmp_path / "valid.txt").write_text("IMGID:1\nok\tO\nbad line\n")
+    result = CliRunner().invoke(main, ["stats", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'valid.txt'}:3: expected 'token<TAB>label'" in result.output
+
+
+def test_missing_split_exits_2(tmp_path):
+    result = CliRunner().invoke(main, ["stats", str(tmp_path)])
+    assert result.exit_code == 2 and "missing train.txt" in result.output
+
+
+def test_console_scripts_installed():
+    bindir = Path(sys.executable).parent
+    for script in ("comipn-prep", "comipn-train"):
+        proc = subprocess.run([str(bindir / script), "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert "Usage:" in proc.stdout
