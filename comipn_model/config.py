@@ -1,0 +1,61 @@
+"""The typed configuration of a Co-MIPN network (saved with every run)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from comipn_prep.conll import bio_labels
+
+
+@dataclass
+class CoMIPNConfig:
+    # Text encoder: any BERT-architecture checkpoint transformers loads, by hub name or local folder.
+    text_model: str = "bert-base-uncased"
+    # Build the text encoder from its config with random weights (paper-size speed checks, no download).
+    random_init: bool = False
+    # Frozen CLIP vision tower (open_clip): model name and pretrained tag or local weights file;
+    # None / "none" builds the architecture with random weights.
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str | None = "openai"
+    prompt_len: int = 4  # prefix vectors per image per text layer
+    embed_dim: int = 256  # shared space of the contrastive aggregation
+    aux_k: int = 3  # object crops used per tweet, 0..3
+    use_prompt: bool = True  # idea 1: visual prefix prompts
+    use_dynamic_matching: bool = True  # idea 2: dynamic similarity matching
+    use_contrastive: bool = True  # idea 4: contrastive aggregation
+    separate_path_encoders: bool = False  # idea 3, paper-faithful: one encoder copy per path
+    contrastive_weight: float = 0.2  # lambda in (1 - lambda) * CRF NLL + lambda * InfoNCE
+    dropout: float = 0.1
+    max_seq: int = 128  # sub-tokens per tweet, [CLS] and [SEP] included
+    labels: list[str] = field(default_factory=bio_labels)
+
+    def __post_init__(self):
+        if not 0 <= self.aux_k <= 3:
+            raise ValueError(f"aux_k must be 0..3, got {self.aux_k}")
+        if isinstance(self.clip_pretrained, str) and self.clip_pretrained.lower() in ("", "none"):
+            self.clip_pretrained = None
+
+    @property
+    def multi_path(self) -> bool:
+        """Multi-path fusion is on whenever a visual path (prompts or matching) is."""
+        return self.use_prompt or self.use_dynamic_matching
+
+    @property
+    def uses_images(self) -> bool:
+        return self.use_prompt or self.use_dynamic_matching or self.use_contrastive
+
+    @property
+    def num_images(self) -> int:
+        """Images per tweet the model sees: the global image and up to aux_k crops."""
+        return 1 + self.aux_k
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CoMIPNConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown CoMIPNConfig fields: {', '.join(unknown)}")
+        return cls(**data)
