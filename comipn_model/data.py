@@ -1,0 +1,203 @@
+"""From the field's folder layout to model batches.
+
+read: CoNLL splits (``comipn_prep.conll``), the aux dicts (``torch.load(weights_only=True)``) and the image
+and crop paths (``comipn_prep.layout``) -> :class:`Example` lists -> a seeded, shardable loader whose
+batches are padded to the longest tweet (``WordBatcher``) and carry cached visual features.
+
+Images missing on disk are masked, never replaced, and counted: one warning per split with the counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch.utils.data import DistributedSampler
+
+from comipn_prep.conll import Tweet, read_conll
+from comipn_prep.layout import DatasetLayout, canonical_split, find_image
+
+from .batch import ModelBatch, WordBatcher
+
+log = logging.getLogger(__name__)
+
+MAX_CROPS = 3  # the field's loaders use at most three crops per image
+
+
+@dataclass
+class Example:
+    """One tweet and the files of its images: the global image first, then up to aux_k crops."""
+
+    tweet: Tweet
+    image_paths: list[Path | None] = field(default_factory=list)  # None: missing on disk
+
+    @property
+    def words(self) -> list[str]:
+        return self.tweet.tokens
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.tweet.labels
+
+
+@dataclass
+class ImageCounts:
+    """How many images and crops a split asked for and how many were missing on disk."""
+
+    tweets: int = 0
+    images_found: int = 0
+    images_missing: int = 0
+    crops_found: int = 0
+    crops_missing: int = 0  # listed by the aux dict but not on disk
+
+    @property
+    def any_found(self) -> bool:
+        return self.images_found + self.crops_found > 0
+
+
+def load_aux_dict(path: Path) -> dict[str, list[str]]:
+    """Read an aux dict (``{"<imgid>.jpg": ["<imgid>_pred_yolo_crop_0.png", ...]}``) safely.
+
+    A missing file gives ``{}`` (no crops); a file that is not such a dict raises ValueError naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is bad input
+        raise ValueError(f"{path}: not a readable aux dict ({type(err).__name__}: {err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: an aux dict must be a dict of image name -> crop names, "
+                         f"found {type(data).__name__}")
+    for key, value in data.items():
+        if not isinstance(key, str) or not isinstance(value, (list, tuple)) or \
+                not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{path}: entry {key!r} is not 'image name -> list of crop file names'")
+    return {key: list(value) for key, value in data.items()}
+
+
+def subsample(tweets: list[Tweet], ratio: float, seed: int) -> list[Tweet]:
+    """A seeded random share of the tweets (kept in file order); ratio 1.0 keeps all."""
+    if not 0 < ratio <= 1:
+        raise ValueError(f"sample ratio must be in (0, 1], got {ratio}")
+    if ratio >= 1:
+        return tweets
+    keep = max(1, round(len(tweets) * ratio))
+    chosen = sorted(random.Random(seed).sample(range(len(tweets)), keep))
+    return [tweets[i] for i in chosen]
+
+
+def load_split(layout: DatasetLayout, split: str, *, aux_k: int, with_images: bool,
+               sample_ratio: float = 1.0, seed: int = 0) -> tuple[list[Example], ImageCounts]:
+    """The examples of one split. ``with_images=False`` (text-only models) looks at no image file."""
+    split = canonical_split(split)
+    path = layout.text_path(split)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the {split} split of {layout.name!r} is not there")
+    tweets = read_conll(path, labeled=True).tweets
+    tweets = subsample(tweets, sample_ratio, seed) if split == "train" else tweets
+    return attach_images(tweets, layout, split, aux_k=aux_k, with_images=with_images)
+
+
+def attach_images(tweets: Sequence[Tweet], layout: DatasetLayout | None, split: str | None, *,
+                  aux_k: int, with_images: bool, images_dir: Path | None = None,
+                  aux: dict[str, list[str]] | None = None, crops_dir: Path | None = None,
+                  ) -> tuple[list[Example], ImageCounts]:
+    """Pair each tweet with its image and crop paths; counts what is missing and warns once."""
+    counts = ImageCounts(tweets=len(tweets))
+    if not with_images:
+        return [Example(t, []) for t in tweets], counts
+    if layout is not None and split is not None:
+        images_dir = images_dir or layout.images_dir
+        aux = load_aux_dict(layout.dict_path(split)) if aux is None else aux
+        crops_dir = crops_dir or layout.crops_dir(split)
+    aux = aux or {}
+    k = min(aux_k, MAX_CROPS)
+    examples = []
+    for tweet in tweets:
+        image = find_image(images_dir, tweet.imgid) if images_dir is not None else None
+        counts.images_found += image is not None
+        counts.images_missing += image is None
+        paths: list[Path | None] = [image]
+        for name in aux.get(tweet.image_name, [])[:k]:
+            crop = Path(crops_dir) / name if crops_dir is not None else None
+            if crop is not None and crop.is_file():
+                counts.crops_found += 1
+                paths.append(crop)
+            else:
+                counts.crops_missing += 1
+                paths.append(None)
+        examples.append(Example(tweet, paths))
+    if counts.images_missing or counts.crops_missing:
+        log.warning("%s: %d of %d images and %d of %d listed crops are missing on disk; they are masked",
+                    split or "input", counts.images_missing, counts.tweets, counts.crops_missing,
+                    counts.crops_missing + counts.crops_found)
+    return examples, counts
+
+
+VisualFn = Callable[[Sequence[Example]], object]  # examples -> batch.VisualInputs | None
+
+
+def make_visual_fn(cache, num_images: int) -> VisualFn:
+    """Batches' visual inputs from a ``FeatureCache`` (missing or unreadable images -> masked)."""
+    from .vision import stack_visual
+
+    def visual(examples: Sequence[Example]):
+        flat = [p for ex in examples for p in ex.image_paths if p is not None]
+        feats = iter(cache.get_many(flat)) if flat else iter(())
+        per_example = []
+        for ex in examples:
+            row = [next(feats) if p is not None else None for p in ex.image_paths]
+            per_example.append(row[:num_images])
+        return stack_visual(per_example, num_images=num_images)
+
+    return visual
+
+
+class Collator:
+    """Examples -> a dynamically padded :class:`ModelBatch` (labels when the examples have them)."""
+
+    def __init__(self, batcher: WordBatcher, visual_fn: VisualFn | None = None):
+        self.batcher = batcher
+        self.visual_fn = visual_fn
+
+    def __call__(self, examples: Sequence[Example]) -> ModelBatch:
+        words = [ex.words for ex in examples]
+        labels = [ex.labels for ex in examples]
+        has_labels = all(lab is not None for lab in labels)
+        visual = self.visual_fn(examples) if self.visual_fn is not None else None
+        return self.batcher.encode(words, labels if has_labels else None, visual=visual)
+
+
+class EpochBatches:
+    """Seeded batches of one epoch: the order depends only on (seed, epoch), so a resumed run sees the
+    same batches; under DDP each rank takes its share (``DistributedSampler``)."""
+
+    def __init__(self, examples: Sequence[Example], batch_size: int, collate: Collator, *, shuffle: bool,
+                 seed: int, rank: int = 0, world_size: int = 1):
+        self.examples = examples
+        self.batch_size = batch_size
+        self.collate = collate
+        self.sampler = DistributedSampler(range(len(examples)), num_replicas=world_size, rank=rank,
+                                          shuffle=shuffle, seed=seed, drop_last=False)
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+    def epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[ModelBatch]:
+        self.sampler.set_epoch(epoch)
+        indices = list(self.sampler)
+        starts = range(0, len(indices), self.batch_size)
+        for start in islice(starts, skip_batches, None):
+            yield self.collate([self.examples[i] for i in indices[start:start + self.batch_size]])
+
+
+def shard(n: int, rank: int, world_size: int) -> list[int]:
+    """Indices of rank's share for evaluation: every example exactly once over all ranks."""
+    return list(range(rank, n, world_size))

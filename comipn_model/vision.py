@@ -1,0 +1,220 @@
+"""The frozen CLIP vision tower, its on-disk feature cache, and the stacking of cached features into a
+batch's :class:`~comipn_model.batch.VisualInputs`.
+
+The tower's outputs are a pure function of (model, weights, preprocessing, image bytes), so they are
+computed once per image and read back afterwards: a second epoch never runs the tower.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm import tqdm
+
+from comipn_model.batch import VisualInputs
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = "comipn-vision-features-v1"
+
+
+@dataclass
+class ImageFeatures:
+    """One image's tower outputs: the class token after every block and the last block's patches."""
+
+    cls: torch.Tensor  # (Lv, Dv)
+    patches: torch.Tensor  # (P, Dv)
+
+
+def vision_dims(clip_model: str) -> tuple[int, int, int]:
+    """``(blocks Lv, width Dv, patches P)`` of an open_clip model's vision tower, from its config only."""
+    import open_clip
+
+    cfg = open_clip.get_model_config(clip_model)
+    if cfg is None:
+        raise ValueError(f"unknown CLIP model {clip_model!r} (open_clip knows e.g. ViT-B-32, ViT-B-16)")
+    vision = cfg["vision_cfg"]
+    if not isinstance(vision.get("layers"), int) or "patch_size" not in vision:
+        raise ValueError(f"CLIP model {clip_model!r} has no ViT vision tower (layers / patch_size)")
+    image_size = vision.get("image_size", 224)
+    side = (image_size[0] if isinstance(image_size, (list, tuple)) else image_size) // vision["patch_size"]
+    return vision["layers"], vision["width"], side * side
+
+
+class VisionTower:
+    """A frozen open_clip ViT that returns every block's class token and the last block's patch tokens."""
+
+    def __init__(self, clip_model: str = "ViT-B-32", clip_pretrained: str | None = "openai",
+                 device: str = "cpu", flag: str = "--clip-pretrained"):
+        from comipn_prep.weights import load_clip
+
+        bundle = load_clip(clip_model, clip_pretrained, device=device, flag=flag)
+        self.model_name = bundle.model_name
+        self.weights_id = bundle.weights_id
+        self.random_weights = bundle.random_weights
+        self.preprocess = bundle.preprocess
+        self.device = torch.device(device)
+        self.visual = bundle.model.visual.eval()
+        for p in self.visual.parameters():
+            p.requires_grad_(False)
+        blocks = getattr(getattr(self.visual, "transformer", None), "resblocks", None)
+        if blocks is None:
+            raise ValueError(f"CLIP model {clip_model!r} has no ViT vision tower (transformer.resblocks)")
+        self.blocks = list(blocks)
+        self.batch_first = getattr(self.visual.transformer, "batch_first", True)
+        # The preprocessing is part of the cache key: its printed form names sizes, crops and means.
+        self.preprocessing_id = hashlib.sha256(repr(self.preprocess).encode()).hexdigest()[:16]
+
+    @property
+    def identity(self) -> str:
+        return f"{self.model_name}|{self.weights_id}|{self.preprocessing_id}"
+
+    @torch.no_grad()
+    def __call__(self, images: Sequence) -> list[ImageFeatures]:
+        """Features of a list of RGB ``PIL`` images, computed in one batched run."""
+        pixels = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        outputs: list[torch.Tensor] = []
+        hooks = [b.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for b in self.blocks]
+        try:
+            self.visual(pixels)
+        finally:
+            for h in hooks:
+                h.remove()
+        states = [o if self.batch_first else o.transpose(0, 1) for o in outputs]  # (N, 1 + P, Dv) each
+        cls = torch.stack([s[:, 0] for s in states], dim=1)  # (N, Lv, Dv)
+        patches = states[-1][:, 1:]  # (N, P, Dv)
+        return [ImageFeatures(cls=cls[i].float().cpu(), patches=patches[i].float().cpu())
+                for i in range(len(images))]
+
+
+class FeatureCache:
+    """Tower features on disk, one file per (model id, weights id, preprocessing, image content hash).
+
+    Files hold fp16 tensors (half the size; the tower's outputs need no more precision for prompts)
+    and are written atomically. ``tower_calls`` counts batched tower runs, ``hits`` / ``misses`` images.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike, tower: VisionTower, batch_size: int = 32,
+                 progress: bool = True):
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.tower = tower
+        self.batch_size = batch_size
+        self.progress = progress
+        self.tower_calls = 0
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, image_bytes: bytes) -> str:
+        digest = hashlib.sha256()
+        digest.update(f"{CACHE_FORMAT}|{self.tower.identity}|".encode())
+        digest.update(hashlib.sha256(image_bytes).digest())
+        return digest.hexdigest()
+
+    def _file(self, key: str) -> Path:
+        return self.cache_dir / key[:2] / f"{key}.pt"
+
+    def _read(self, file: Path) -> ImageFeatures | None:
+        try:
+            data = torch.load(file, map_location="cpu", weights_only=True)
+            return ImageFeatures(cls=data["cls"].float(), patches=data["patches"].float())
+        except Exception as err:  # noqa: BLE001 - a damaged entry is recomputed, never fatal
+            logger.warning("feature cache entry %s unreadable (%s): recomputing", file, err)
+            return None
+
+    def _write(self, file: Path, feats: ImageFeatures) -> None:
+        from comipn_prep.conll import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        torch.save({"cls": feats.cls.half(), "patches": feats.patches.half()}, buffer)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(file, buffer.getvalue())
+
+    def get(self, path: str | os.PathLike | None) -> ImageFeatures | None:
+        return self.get_many([path])[0]
+
+    def get_many(self, paths: Sequence[str | os.PathLike | None]) -> list[ImageFeatures | None]:
+        """Features per path, ``None`` for a missing or unreadable image; the tower runs, batched,
+        on cache misses only."""
+        from comipn_prep.images import ImageLoadError, load_image
+
+        results: list[ImageFeatures | None] = [None] * len(paths)
+        pending: dict[str, list[int]] = {}  # key -> positions (the same image may appear twice)
+        pending_path: dict[str, Path] = {}
+        for i, path in enumerate(paths):
+            if path is None:
+                continue
+            path = Path(path)
+            try:
+                data = path.read_bytes()
+            except OSError:
+                logger.debug("image %s missing: masked", path)
+                continue
+            key = self.key(data)
+            file = self._file(key)
+            feats = self._read(file) if file.is_file() else None
+            if feats is not None:
+                results[i] = feats
+                self.hits += 1
+            else:
+                pending.setdefault(key, []).append(i)
+                pending_path[key] = path
+        keys = list(pending)
+        batches = range(0, len(keys), self.batch_size)
+        for start in tqdm(batches, desc="vision features", unit="batch",
+                          disable=not self.progress or len(batches) < 2):
+            chunk, images = [], []
+            for key in keys[start:start + self.batch_size]:
+                try:
+                    images.append(load_image(pending_path[key]))
+                    chunk.append(key)
+                except ImageLoadError as err:
+                    logger.warning("image %s %s (%s): masked", err.path, err.status, err.reason)
+            if not images:
+                continue
+            self.tower_calls += 1
+            for key, feats in zip(chunk, self.tower(images)):
+                self.misses += 1
+                self._write(self._file(key), feats)
+                # Return what a later read returns (fp16-rounded), so epochs 1 and 2 see the same input.
+                stored = ImageFeatures(cls=feats.cls.half().float(), patches=feats.patches.half().float())
+                for i in pending[key]:
+                    results[i] = stored
+        return results
+
+
+def stack_visual(per_example: Sequence[Sequence[ImageFeatures | None]], num_images: int,
+                 dims: tuple[int, int, int] | None = None) -> VisualInputs | None:
+    """Stack each example's images (global image first, then crops; cut or padded to ``num_images``)
+    into a batch. A ``None`` is a masked slot of zeros. Returns None when no example has any image and
+    ``dims`` = ``(Lv, P, Dv)`` is not given (the model reads that as every image missing)."""
+    first = next((f for row in per_example for f in row[:num_images] if f is not None), None)
+    if first is not None:
+        lv, dv = first.cls.shape
+        p = first.patches.shape[0]
+    elif dims is not None:
+        lv, p, dv = dims
+    else:
+        return None
+    batch = len(per_example)
+    cls = torch.zeros(batch, num_images, lv, dv)
+    patches = torch.zeros(batch, num_images, p, dv)
+    mask = torch.zeros(batch, num_images, dtype=torch.bool)
+    for b, row in enumerate(per_example):
+        for m, feats in enumerate(list(row)[:num_images]):
+            if feats is None:
+                continue
+            if feats.cls.shape != (lv, dv) or feats.patches.shape != (p, dv):
+                raise ValueError(f"example {b} image {m}: features {tuple(feats.cls.shape)} / "
+                                 f"{tuple(feats.patches.shape)} do not match {(lv, dv)} / {(p, dv)}")
+            cls[b, m] = feats.cls
+            patches[b, m] = feats.patches
+            mask[b, m] = True
+    return VisualInputs(cls=cls, patches=patches, mask=mask)

@@ -1,0 +1,108 @@
+"""``build-dict``: the per-split aux dicts the field's loaders read, from the grounding manifests.
+
+A dict maps ``"<imgid>.jpg"`` to its crop file names, best (rank 0) first; an image grounded without
+crops maps to ``[]``; images that were missing or unreadable are absent. Written with ``torch.save``
+(plain dict of lists of str, so ``torch.load(path, weights_only=True)`` reads it) plus a ``.json`` twin.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .conll import atomic_write_bytes
+from .grounding.manifest import manifest_paths, read_split_manifests
+from .layout import CROP_NAME_RE, SPLIT_FOLDERS, canonical_split
+
+logger = logging.getLogger(__name__)
+
+
+def dict_path(out_dir: Path, dataset: str, split: str) -> Path:
+    return Path(out_dir) / f"{dataset}_{SPLIT_FOLDERS[canonical_split(split)]}_dict.pth"
+
+
+def split_dict(split_dir: Path) -> dict[str, list[str]]:
+    """The aux dict of one split folder (``<aux>/<train|val|test>``): from its manifests (shards
+    merged), or, when it has none, from the crop files' names."""
+    split_dir = Path(split_dir)
+    crops_dir = split_dir / "crops"
+    if manifest_paths(split_dir):
+        df = read_split_manifests(split_dir)
+        result: dict[str, list[str]] = {}
+        for imgid, rows in df.groupby("imgid", sort=False):
+            statuses = set(rows["status"])
+            if not statuses & {"ok", "no_boxes"}:
+                continue  # missing / unreadable / too_large: no entry, as for an absent image
+            crops = rows[rows["crop_file"] != ""].sort_values("rank")
+            names = []
+            for name in crops["crop_file"]:
+                if (crops_dir / name).is_file():
+                    names.append(name)
+                else:
+                    logger.warning("%s: manifest lists %s but the crop file is missing; left out",
+                                   split_dir, name)
+            result[f"{imgid}.jpg"] = names
+        return result
+    found: dict[str, list[tuple[int, str]]] = {}
+    if crops_dir.is_dir():
+        for path in sorted(crops_dir.iterdir()):
+            m = CROP_NAME_RE.match(path.name)
+            if m:
+                found.setdefault(m.group("imgid"), []).append((int(m.group("num")), path.name))
+    return {f"{imgid}.jpg": [name for _, name in sorted(v)] for imgid, v in found.items()}
+
+
+def dict_bytes(d: dict[str, list[str]]) -> bytes:
+    buf = io.BytesIO()
+    torch.save(d, buf)
+    return buf.getvalue()
+
+
+def build_dicts(aux_dir: Path, dataset: str, out_dir: Path, splits: Sequence[str], force: bool = False,
+                skip_identical: bool = False) -> dict[str, Path]:
+    """Write ``<out>/<dataset>_<split>_dict.pth`` (+ ``.json``) for each split.
+
+    Refuses (FileExistsError, before writing anything) to replace an existing dict unless ``force``;
+    with ``skip_identical`` an existing dict equal to the new one is left as it is (a rerun is a no-op).
+    """
+    aux_dir = Path(aux_dir)
+    if not aux_dir.is_dir():
+        raise FileNotFoundError(f"{aux_dir}: no such aux folder (run comipn-prep ground first)")
+    built: dict[str, dict[str, list[str]]] = {}
+    for split in splits:
+        split_dir = aux_dir / SPLIT_FOLDERS[canonical_split(split)]
+        if not split_dir.is_dir():
+            raise FileNotFoundError(f"{split_dir}: no grounding output for split {split}")
+        built[split] = split_dict(split_dir)
+    targets = {s: dict_path(out_dir, dataset, s) for s in splits}
+    unchanged = set()
+    if skip_identical:
+        for s, p in targets.items():
+            if p.is_file() and _load_existing(p) == built[s]:
+                unchanged.add(s)
+    blocking = [str(p) for s, p in targets.items()
+                if s not in unchanged and (p.exists() or p.with_suffix(".json").exists())]
+    if blocking and not force:
+        raise FileExistsError(f"{', '.join(blocking)} already exist(s); pass --force to replace")
+    for split, path in targets.items():
+        if split in unchanged:
+            logger.info("%s unchanged (%d images)", path, len(built[split]))
+            continue
+        atomic_write_bytes(path, dict_bytes(built[split]))
+        atomic_write_bytes(path.with_suffix(".json"),
+                           (json.dumps(built[split], indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+        n_crops = sum(len(v) for v in built[split].values())
+        logger.info("wrote %s: %d images, %d crops", path, len(built[split]), n_crops)
+    return targets
+
+
+def _load_existing(path: Path):
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception:  # noqa: BLE001 - an unreadable old dict is simply "different"
+        return None

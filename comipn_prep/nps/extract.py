@@ -1,0 +1,234 @@
+"""Noun phrases of every tweet of a split / a dataset folder, with the summary figures.
+
+read (CoNLL) -> classify debris + tagger-safe tokens -> backend (tags, raw chunks) -> tweet rules ->
+write ``<split>.nps.jsonl`` (atomic) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+from ..conll import Tweet, atomic_write_bytes, read_conll
+from ..layout import SPLITS, canonical_split
+from .backends import DEFAULT_SPACY_MODEL, Backend, load_backend, resolve_backend_name
+from .coverage import entity_coverage, merge_coverage, np_figures
+from .io import NounPhrase, TweetNPs, write_nps_jsonl
+from .normalise import tagger_token, token_kinds
+from .rules import refine
+
+logger = logging.getLogger(__name__)
+
+# Bump when the rules change what is extracted: outputs of an older version are not reused.
+RULES_VERSION = 1
+SUMMARY_NAME = "summary.json"
+
+
+@dataclass
+class ExtractConfig:
+    """Everything that decides the output of :func:`extract_nps` (saved in ``summary.json``)."""
+
+    backend: str = "auto"
+    spacy_model: str = DEFAULT_SPACY_MODEL
+    nltk_data: str | None = None
+    workers: int = 1
+    chunk_size: int = 250  # tweets per task sent to a worker process
+
+
+def nps_path(out_dir: str | Path, split: str) -> Path:
+    return Path(out_dir) / f"{canonical_split(split)}.nps.jsonl"
+
+
+def extract_batch(backend: Backend, tweets: Sequence[tuple[str, list[str]]]) -> list[TweetNPs]:
+    """NPs of ``(imgid, tokens)`` pairs with one loaded backend."""
+    words = [[tagger_token(t) for t in tokens] for _, tokens in tweets]
+    analysed = backend.analyse(words)
+    out = []
+    for (imgid, tokens), (tags, raw) in zip(tweets, analysed):
+        spans = refine(tokens, token_kinds(tokens), tags, raw)
+        out.append(TweetNPs(imgid=imgid, tokens=list(tokens),
+                            nps=[NounPhrase(s, e, " ".join(tokens[s:e])) for s, e in spans]))
+    return out
+
+
+_BACKENDS: dict[tuple, Backend] = {}
+
+
+def get_backend(name: str = "textblob", spacy_model: str = DEFAULT_SPACY_MODEL,
+                nltk_data: str | None = None) -> Backend:
+    """A loaded backend, cached per process (loading spaCy or NLTK models takes seconds)."""
+    key = (resolve_backend_name(name, spacy_model, nltk_data), spacy_model, nltk_data)
+    if key not in _BACKENDS:
+        _BACKENDS[key] = load_backend(*key)
+    return _BACKENDS[key]
+
+
+def extract_tweet_nps(tokens: Sequence[str], *, imgid: str = "", backend: str | Backend = "textblob",
+                      spacy_model: str = DEFAULT_SPACY_MODEL, nltk_data: str | None = None) -> TweetNPs:
+    """The noun phrases of one tweet (``backend`` a name or a loaded backend)."""
+    if isinstance(backend, str):
+        backend = get_backend(backend, spacy_model, nltk_data)
+    return extract_batch(backend, [(imgid, list(tokens))])[0]
+
+
+# Worker processes: the backend is loaded once per process (inherited when forked).
+_worker_backend: Backend | None = None
+
+
+def _init_worker(backend: Backend | None, name: str, spacy_model: str, nltk_data: str | None) -> None:
+    global _worker_backend
+    _worker_backend = backend if backend is not None else get_backend(name, spacy_model, nltk_data)
+
+
+def _work(chunk: list[tuple[str, list[str]]]) -> list[TweetNPs]:
+    assert _worker_backend is not None
+    return extract_batch(_worker_backend, chunk)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def extract_tweets(tweets: Sequence[Tweet], backend: Backend, config: ExtractConfig,
+                   desc: str = "extract-nps") -> list[TweetNPs]:
+    """NPs of many tweets, in order; ``config.workers`` > 1 uses that many processes (same output)."""
+    pairs = [(t.imgid, t.tokens) for t in tweets]
+    chunks = _chunks(pairs, max(1, config.chunk_size))
+    out: list[TweetNPs] = []
+    bar = tqdm(total=len(pairs), desc=desc, unit="tweet", leave=False, disable=len(pairs) < 2000)
+    if config.workers <= 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            out.extend(extract_batch(backend, chunk))
+            bar.update(len(chunk))
+    else:
+        methods = multiprocessing.get_all_start_methods()
+        if "fork" in methods:
+            # Forked workers inherit the loaded backend: no model load per worker.
+            ctx, init_args = multiprocessing.get_context("fork"), (backend, "", "", None)
+        else:  # pragma: no cover - platforms without fork
+            ctx = multiprocessing.get_context("spawn")
+            init_args = (None, config.backend if config.backend != "auto" else backend.name,
+                         config.spacy_model, config.nltk_data)
+        with ctx.Pool(config.workers, initializer=_init_worker, initargs=init_args) as pool:
+            for result in pool.imap(_work, chunks):  # imap keeps file order
+                out.extend(result)
+                bar.update(len(result))
+    bar.close()
+    return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def extract_split(tweets: Sequence[Tweet], backend: Backend, config: ExtractConfig,
+                  desc: str = "extract-nps") -> tuple[list[TweetNPs], dict]:
+    """NPs of one split and its summary entry (figures, speed, coverage when labelled)."""
+    start = time.perf_counter()
+    items = extract_tweets(tweets, backend, config, desc=desc)
+    seconds = time.perf_counter() - start
+    entry = np_figures(items)
+    entry["seconds"] = round(seconds, 4)
+    entry["tweets_per_second"] = round(len(items) / seconds, 1) if seconds > 0 else None
+    entry["workers"] = config.workers
+    entry["coverage"] = entity_coverage(tweets, items)
+    return items, entry
+
+
+def _read_summary(out_dir: Path) -> dict:
+    path = out_dir / SUMMARY_NAME
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _totals(entries: list[dict]) -> dict:
+    tweets = sum(e["tweets"] for e in entries)
+    tokens = sum(e["tokens"] for e in entries)
+    nps = sum(e["nps"] for e in entries)
+    inside = sum(e["np_tokens"] for e in entries)
+    seconds = sum(e["seconds"] for e in entries)
+    return {"tweets": tweets, "tokens": tokens, "nps": nps, "np_tokens": inside,
+            "mean_np_length": round(inside / nps, 4) if nps else 0.0,
+            "np_token_share": round(inside / tokens, 4) if tokens else 0.0,
+            "seconds": round(seconds, 4),
+            "tweets_per_second": round(tweets / seconds, 1) if seconds > 0 else None,
+            "coverage": merge_coverage([e["coverage"] for e in entries])}
+
+
+def extract_nps(data_dir: str | Path, out_dir: str | Path, *, backend: str = "auto",
+                splits: Sequence[str] = SPLITS, workers: int = 1, spacy_model: str = DEFAULT_SPACY_MODEL,
+                nltk_data: str | None = None, force: bool = False) -> dict:
+    """Write ``OUT_DIR/<split>.nps.jsonl`` for ``DATA_DIR/<split>.txt`` and ``OUT_DIR/summary.json``.
+
+    A split whose output exists is reused when ``summary.json`` shows it was made from the same input
+    by the same backend and rules (a re-run resumes); any other existing output is kept unless
+    ``force``. Returns the summary."""
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    splits = [canonical_split(s) for s in splits]
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, not {workers}")
+    inputs = {s: data_dir / f"{s}.txt" for s in splits}
+    missing = [str(p) for p in inputs.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such input file: {', '.join(missing)}")
+    config = ExtractConfig(backend=backend, spacy_model=spacy_model, nltk_data=nltk_data, workers=workers)
+    loaded = get_backend(backend, spacy_model, nltk_data)
+    previous = _read_summary(out_dir)
+    summary = {
+        "backend": loaded.name,
+        "backend_version": loaded.version,
+        "rules_version": RULES_VERSION,
+        "data_dir": str(data_dir),
+        "config": asdict(config),
+        "splits": {},
+    }
+    same_maker = (previous.get("backend") == loaded.name and previous.get("backend_version") == loaded.version
+                  and previous.get("rules_version") == RULES_VERSION)
+    for split in splits:
+        target = nps_path(out_dir, split)
+        sha = _sha256(inputs[split])
+        if target.exists() and not force:
+            old = previous.get("splits", {}).get(split)
+            if same_maker and old and old.get("input_sha256") == sha:
+                logger.info("%s: already extracted from the same input, kept (use --force to redo)", target)
+                summary["splits"][split] = old
+                continue
+            raise FileExistsError(f"{target} exists (made from other input or settings); "
+                                  f"pass --force to overwrite it")
+        tweets = read_conll(inputs[split], labeled=None).tweets
+        items, entry = extract_split(tweets, loaded, config, desc=f"extract-nps {split}")
+        write_nps_jsonl(target, items)
+        entry = {"input": str(inputs[split]), "input_sha256": sha, "output": str(target), **entry}
+        summary["splits"][split] = entry
+        cov = entry["coverage"]
+        logger.info("%s: %d tweets, %d NPs, mean length %.2f, %.1f%% of tokens in NPs, %.0f tweets/s%s",
+                    split, entry["tweets"], entry["nps"], entry["mean_np_length"],
+                    100 * entry["np_token_share"], entry["tweets_per_second"] or 0,
+                    f", entity coverage {100 * cov['coverage']:.2f}%" if cov and cov["coverage"] is not None
+                    else "")
+        # Written after every split, so an interrupted run resumes where it stopped.
+        _write_summary(out_dir, summary, previous)
+    summary["all"] = _totals(list(summary["splits"].values()))
+    _write_summary(out_dir, summary, previous)
+    return summary
+
+
+def _write_summary(out_dir: Path, summary: dict, previous: dict) -> None:
+    # Keep entries of splits not asked for this time (e.g. --split valid after a full run) when they were
+    # made by the same backend and rules.
+    merged = dict(summary)
+    if previous.get("backend") == summary["backend"] and previous.get("rules_version") == RULES_VERSION:
+        merged["splits"] = {**previous.get("splits", {}), **summary["splits"]}
+    atomic_write_bytes(out_dir / SUMMARY_NAME, (json.dumps(merged, indent=2) + "\n").encode("utf-8"))

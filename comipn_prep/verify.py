@@ -1,0 +1,143 @@
+"""``verify``: check a dataset folder in the field's layout (text, images, crops, dicts).
+
+Works on our output and on the dicts/crops the field distributes. Problems (exit 1): a split's dict
+missing or malformed, a dict key that is not an image of that split, a listed crop that is absent or
+does not open, a crop named for another image. Reported without failing unless ``strict``: text images
+absent from the image folder (the field's own releases lack a few).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .conll import ConllFormatError, read_conll
+from .images import ImageLoadError, load_image
+from .layout import CROP_NAME_RE, SPLITS, DatasetLayout
+
+logger = logging.getLogger(__name__)
+
+
+class BadDictError(ValueError):
+    """A ``.pth`` that is not a plain dict of lists of strings."""
+
+
+def load_aux_dict(path: Path) -> dict[str, list[str]]:
+    """Load an aux dict safely (``weights_only=True``) and check its shape."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # noqa: BLE001 - pickles of arbitrary objects are refused here
+        raise BadDictError(f"{path}: not loadable with torch.load(weights_only=True) "
+                           f"(only a plain dict of lists of strings is accepted): {err}") from None
+    if not isinstance(obj, dict):
+        raise BadDictError(f"{path}: holds a {type(obj).__name__}, expected a dict of lists of strings")
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise BadDictError(f"{path}: key {key!r} is a {type(key).__name__}, expected a string")
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise BadDictError(f"{path}: value of {key!r} is not a list of strings: {value!r:.80}")
+    return {k: list(v) for k, v in obj.items()}
+
+
+@dataclass
+class SplitReport:
+    split: str
+    images_in_text: int = 0
+    missing_images: list[str] = field(default_factory=list)
+    dict_keys: int = 0
+    crop_counts: dict[str, int] = field(default_factory=dict)  # "0", "1", "2", "3+" -> images
+    crops_checked: int = 0
+
+
+@dataclass
+class VerifyReport:
+    root: str
+    dataset: str
+    splits: list[SplitReport] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    strict: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not (self.strict and any(s.missing_images for s in self.splits))
+
+    def format(self, shown: int = 20) -> str:
+        lines = [f"{self.dataset} under {self.root}:"]
+        for s in self.splits:
+            counts = ", ".join(f"{k} crops: {v}" for k, v in s.crop_counts.items())
+            lines.append(f"  {s.split}: {s.images_in_text} text images, {len(s.missing_images)} missing from "
+                         f"the image folder, {s.dict_keys} dict keys, {s.crops_checked} crops checked; {counts}")
+            if s.missing_images:
+                more = f" ... and {len(s.missing_images) - shown} more" if len(s.missing_images) > shown else ""
+                lines.append(f"    missing images: {', '.join(s.missing_images[:shown])}{more}")
+        if self.problems:
+            lines.append(f"{len(self.problems)} problem(s):")
+            lines += [f"  {p}" for p in self.problems[:shown * 5]]
+            if len(self.problems) > shown * 5:
+                lines.append(f"  ... and {len(self.problems) - shown * 5} more")
+        lines.append("consistent" if self.ok else "NOT consistent")
+        return "\n".join(lines)
+
+
+def verify_dataset(root: Path, dataset: str, *, check_open: bool = True, strict: bool = False) -> VerifyReport:
+    """Check every split of ``dataset`` under ``root``; see the module doc for what counts."""
+    layout = DatasetLayout(Path(root), dataset)
+    report = VerifyReport(str(root), dataset, strict=strict)
+    if not layout.text_dir.is_dir():
+        raise FileNotFoundError(f"{layout.text_dir}: no such dataset folder")
+    for split in SPLITS:
+        text_path = layout.text_path(split)
+        if not text_path.is_file():
+            report.problems.append(f"{text_path}: text file missing")
+            continue
+        try:
+            tweets = read_conll(text_path, labeled=None)
+        except ConllFormatError as err:
+            report.problems.append(f"{text_path}: bad CoNLL: {str(err).splitlines()[0]}")
+            continue
+        sr = SplitReport(split)
+        report.splits.append(sr)
+        imgids = [t.imgid for t in tweets]
+        names = {f"{i}.jpg" for i in imgids}
+        sr.images_in_text = len(imgids)
+        sr.missing_images = [i for i in imgids if layout.image_path(i) is None]
+        dpath = layout.dict_path(split)
+        aux: dict[str, list[str]] = {}
+        if not dpath.is_file():
+            report.problems.append(f"{dpath}: aux dict missing")
+        else:
+            try:
+                aux = load_aux_dict(dpath)
+            except BadDictError as err:
+                report.problems.append(str(err))
+        sr.dict_keys = len(aux)
+        crops_dir = layout.crops_dir(split)
+        for key, crops in aux.items():
+            if key not in names:
+                report.problems.append(f"{dpath}: key {key!r} is not an image of {text_path.name}")
+            stem = key[:-4] if key.endswith(".jpg") else key
+            for name in crops:
+                m = CROP_NAME_RE.match(name)
+                if m and m.group("imgid") != stem:
+                    report.problems.append(f"{dpath}: {key!r} lists {name}, a crop of another image")
+                path = crops_dir / name
+                if not path.is_file():
+                    report.problems.append(f"{path}: listed for {key!r} in {dpath.name}, missing")
+                    continue
+                sr.crops_checked += 1
+                if check_open:
+                    try:
+                        load_image(path)
+                    except ImageLoadError as err:
+                        report.problems.append(f"{path}: listed for {key!r}, does not open ({err.status}: "
+                                               f"{err.reason})")
+        counts = {"0": 0, "1": 0, "2": 0, "3+": 0}
+        for name in dict.fromkeys(f"{i}.jpg" for i in imgids):
+            n = len(aux.get(name, []))
+            counts["3+" if n >= 3 else str(n)] += 1
+        sr.crop_counts = counts
+    return report

@@ -1,0 +1,145 @@
+"""Model loaders for the grounding stage (and the model's frozen CLIP tower).
+
+Every loader takes a name (downloaded where there is internet) or a local file, and fails fast with
+:class:`WeightsUnavailable` naming the flag that takes a local file when neither works. Never waits on
+the network when the environment says it is offline (``HF_HUB_OFFLINE`` / ``YOLO_OFFLINE``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+logger = logging.getLogger(__name__)
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+class WeightsUnavailable(RuntimeError):
+    """Weights could not be found or fetched; the message says which flag takes a local file."""
+
+
+def _offline(*names: str) -> bool:
+    return any(os.environ.get(n, "").strip().lower() in _TRUE for n in names)
+
+
+def _is_random_spec(value: str | None) -> bool:
+    return value is None or str(value).strip().lower() in ("", "none", "random")
+
+
+def _looks_like_path(value: str) -> bool:
+    return os.sep in value or "/" in value or value.startswith(".") or Path(value).suffix in (
+        ".pt", ".pth", ".bin", ".safetensors", ".yaml", ".yml")
+
+
+@dataclass
+class ClipBundle:
+    """An open_clip model in eval mode with its image transform and tokenizer."""
+
+    model: Any
+    preprocess: Callable
+    tokenizer: Callable
+    model_name: str
+    weights_id: str
+    random_weights: bool
+
+
+def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", device: str = "cpu",
+              flag: str = "--clip-pretrained") -> ClipBundle:
+    """Build ``model_name`` with ``pretrained`` weights: an open_clip tag (needs the hub), a local
+    weights file, or None / ``"none"`` for random weights (same architecture and compute)."""
+    import open_clip
+
+    if model_name not in open_clip.list_models():
+        raise WeightsUnavailable(f"unknown CLIP model {model_name!r} (open_clip knows e.g. ViT-B-32, ViT-B-16)")
+    random_weights = _is_random_spec(pretrained)
+    if random_weights:
+        tag, weights_id = None, f"{model_name}:random"
+    else:
+        pretrained = str(pretrained)
+        local = Path(pretrained).expanduser()
+        if local.is_file():
+            tag, weights_id = str(local), f"{model_name}:{local.name}"
+        elif _looks_like_path(pretrained):
+            raise WeightsUnavailable(
+                f"CLIP weights file {pretrained} does not exist; pass a local weights file with {flag} "
+                f"(or {flag} none for random weights)")
+        else:
+            tags = open_clip.list_pretrained_tags_by_model(model_name)
+            if pretrained not in tags:
+                raise WeightsUnavailable(
+                    f"{pretrained!r} is neither a local file nor an open_clip tag of {model_name} "
+                    f"({', '.join(tags[:6])}...); pass a local weights file with {flag}")
+            tag, weights_id = pretrained, f"{model_name}:{pretrained}"
+            if _offline("HF_HUB_OFFLINE") and not _in_hf_cache(model_name, pretrained):
+                raise WeightsUnavailable(
+                    f"offline (HF_HUB_OFFLINE) and CLIP weights {model_name}/{pretrained} are not cached; "
+                    f"pass a local weights file with {flag} (or {flag} none for random weights)")
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device)
+    except (RuntimeError, OSError, ValueError) as err:
+        raise WeightsUnavailable(
+            f"could not load CLIP weights {pretrained!r} for {model_name}: {err}; "
+            f"pass a local weights file with {flag} (or {flag} none for random weights)") from err
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    tokenizer = open_clip.get_tokenizer(model_name)
+    logger.info("CLIP %s loaded (%s)", model_name, "random weights" if random_weights else weights_id)
+    return ClipBundle(model=model, preprocess=preprocess, tokenizer=tokenizer, model_name=model_name,
+                      weights_id=weights_id, random_weights=random_weights)
+
+
+def _in_hf_cache(model_name: str, tag: str) -> bool:
+    """Whether the hub copy of an open_clip tag is already on disk (then offline loading works)."""
+    try:
+        import open_clip
+        from huggingface_hub import try_to_load_from_cache
+
+        cfg = open_clip.get_pretrained_cfg(model_name, tag)
+        hub_id = cfg.get("hf_hub", "").rstrip("/")
+        if not hub_id:
+            return False
+        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            found = try_to_load_from_cache(hub_id, filename)
+            if isinstance(found, str):
+                return True
+    except Exception:  # noqa: BLE001 - any failure here only means "not known to be cached"
+        return False
+    return False
+
+
+def load_yolo(spec: str = "yolov8n.pt", flag: str = "--detector") -> tuple[Any, str, bool]:
+    """An ultralytics YOLO model from a name (downloaded), a local ``.pt``, or a ``.yaml`` (random
+    weights). Returns ``(model, weights_id, random_weights)``."""
+    from ultralytics import YOLO
+
+    spec = str(spec)
+    path = Path(spec).expanduser()
+    random_weights = path.suffix in (".yaml", ".yml")
+    if random_weights:
+        # Model yamls (yolov8n.yaml) are shipped inside ultralytics; a local one is used as is.
+        source = str(path) if path.is_file() else spec
+        weights_id = f"{path.stem}:random"
+    elif path.is_file():
+        source, weights_id = str(path), path.name
+    elif path.suffix != ".pt" or len(path.parts) > 1:
+        raise WeightsUnavailable(
+            f"detector weights {spec} not found; pass a local .pt file (or a model .yaml for random "
+            f"weights) with {flag}")
+    else:
+        if _offline("YOLO_OFFLINE", "HF_HUB_OFFLINE"):
+            raise WeightsUnavailable(
+                f"offline (YOLO_OFFLINE) and {spec} is not a local file; pass a local .pt file with {flag} "
+                f"(or {flag} yolov8n.yaml for random weights)")
+        source, weights_id = spec, spec
+    try:
+        model = YOLO(source)
+    except (ConnectionError, OSError, FileNotFoundError, RuntimeError, ValueError) as err:
+        raise WeightsUnavailable(
+            f"could not load detector {spec!r}: {err}; pass a local .pt file with {flag}") from err
+    logger.info("detector %s loaded (%s)", spec, "random weights" if random_weights else weights_id)
+    return model, weights_id, random_weights

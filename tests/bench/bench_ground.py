@@ -1,0 +1,126 @@
+"""Benchmark of the ground stage: naive order of work vs the batched driver, side by side in one run.
+
+    .venv/bin/python tests/bench/bench_ground.py [--images 24] [--repeats 3] [--device cpu]
+
+YOLOv8n and CLIP ViT-B/32 architectures with random weights (the same compute as the real ones),
+640x480 images drawn here, 5 noun phrases a tweet (real entity texts and tokens of Twitter-2015 from
+../shared/data), 10 candidate boxes an image. Each repeat times both modes over the whole stage
+(decode, detect, CLIP, select, PNG crops, manifest) into fresh folders; prints medians, the ratio,
+whether both gave the same crops and scores, and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="comipn-yolo-config-"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from comipn_prep.conll import read_conll  # noqa: E402
+from comipn_prep.grounding import GroundConfig, GroundItem, Grounder, ground_split, read_manifest  # noqa: E402
+
+
+def make_items(n: int, n_phrases: int) -> list[GroundItem]:
+    """Real tweets; phrases = distinct token n-grams of each tweet (so the phrase cache only helps
+    where tweets really repeat text)."""
+    tweets = read_conll(REPO.parent / "shared" / "data" / "twitter2015" / "train.txt").tweets
+    items = []
+    for t in tweets:
+        words = [w for w in t.tokens if w.isalpha()]
+        phrases = list(dict.fromkeys(" ".join(words[k:k + 2]) for k in range(0, len(words), 2)))[:n_phrases]
+        if len(phrases) == n_phrases:
+            items.append(GroundItem(t.imgid, phrases))
+        if len(items) == n:
+            break
+    return items
+
+
+def make_images(folder: Path, items, size=(640, 480)) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, it in enumerate(items):
+        rng = np.random.default_rng(k)
+        im = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+        draw = ImageDraw.Draw(im)
+        for _ in range(6):
+            x, y = rng.integers(0, size[0] - 40), rng.integers(0, size[1] - 40)
+            draw.rectangle([x, y, x + rng.integers(20, 300), y + rng.integers(20, 250)],
+                           fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+        im.save(folder / f"{it.imgid}.jpg", quality=90)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--phrases", type=int, default=5)
+    ap.add_argument("--max-candidates", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--crop-batch", type=int, default=16)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--skip-naive", action="store_true", help="only the batched driver (e.g. on a GPU)")
+    args = ap.parse_args()
+
+    torch.manual_seed(0)
+    work = Path(tempfile.mkdtemp(prefix="bench-ground-"))
+    items = make_items(args.images, args.phrases)
+    make_images(work / "img", items)
+    cfg = GroundConfig(detector="yolov8n.yaml", clip_pretrained="none", conf=0.0, device=args.device,
+                       max_candidates=args.max_candidates, batch_size=args.batch_size, crop_batch=args.crop_batch,
+                       threads=args.threads)
+    grounder = Grounder.from_config(cfg)
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {len(items)} images 640x480, "
+          f"{args.phrases} phrases each, {args.max_candidates} candidate boxes, batch {args.batch_size}, "
+          f"crop batch {args.crop_batch}")
+    # Warm-up (first calls allocate and pick kernels); its phrases are distinct from the timed ones' cache.
+    warm = [GroundItem(items[0].imgid, ["warm up phrase"])]
+    ground_split(grounder, warm, work / "img", work / "warm", "train", progress=False)
+
+    modes = ["batched"] if args.skip_naive else ["naive", "batched"]
+    rates: dict[str, list[float]] = {m: [] for m in modes}
+    for rep in range(args.repeats):
+        for mode in modes:
+            grounder.matcher._cache.clear()  # every run pays for its phrases
+            out = work / f"{mode}-{rep}"
+            t0 = time.perf_counter()
+            ground_split(grounder, items, work / "img", out, "train", naive=(mode == "naive"), progress=False)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            rate = len(items) / (time.perf_counter() - t0)
+            rates[mode].append(rate)
+            print(f"  repeat {rep} {mode:8s} {rate:6.2f} images/s")
+    for mode in modes:
+        print(f"{mode:8s} median {statistics.median(rates[mode]):.2f} images/s over {args.repeats} runs")
+    if not args.skip_naive:
+        ratio = statistics.median(rates["batched"]) / statistics.median(rates["naive"])
+        a = read_manifest(work / "naive-0" / "train" / "manifest.csv")
+        b = read_manifest(work / "batched-0" / "train" / "manifest.csv")
+        cols = ["imgid", "crop_file", "x1", "y1", "x2", "y2", "phrase"]
+        same = a[cols].equals(b[cols])
+        diff = float(np.nanmax(np.abs(a.clip_score.to_numpy() - b.clip_score.to_numpy())))
+        print(f"batched / naive: {ratio:.2f}x; same crops and boxes: {same}; max |clip score diff| {diff:.2e}")
+    print(f"peak RSS {peak_rss_mib():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

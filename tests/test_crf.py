@@ -1,0 +1,85 @@
+"""The BIO-constrained CRF: valid sequences only, gold paths with a stray I- still scoreable."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from comipn_model.crf import BIOCRF, FORBIDDEN, allowed_transitions, is_valid_bio
+from comipn_prep.conll import bio_labels
+
+LABELS = bio_labels()
+
+
+def test_allowed_transitions_follow_bio():
+    allowed, start = allowed_transitions(LABELS)
+    idx = LABELS.index
+    assert not allowed[idx("O"), idx("I-PER")]
+    assert not allowed[idx("B-LOC"), idx("I-PER")]
+    assert not allowed[idx("I-LOC"), idx("I-PER")]
+    assert allowed[idx("B-PER"), idx("I-PER")] and allowed[idx("I-PER"), idx("I-PER")]
+    assert allowed[idx("O"), idx("B-PER")] and allowed[idx("I-PER"), idx("O")]
+    assert not start[idx("I-ORG")] and start[idx("B-ORG")] and start[idx("O")]
+
+
+def test_is_valid_bio():
+    assert is_valid_bio(["O", "B-PER", "I-PER", "O", "B-LOC"])
+    assert not is_valid_bio(["I-PER"])
+    assert not is_valid_bio(["B-PER", "I-LOC"])
+    assert not is_valid_bio(["O", "I-MISC"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 4), width=st.integers(1, 12),
+       scale=st.floats(0.1, 50.0))
+def test_decoder_never_emits_invalid_bio(seed, batch, width, scale):
+    gen = torch.Generator().manual_seed(seed)
+    crf = BIOCRF(LABELS)
+    with torch.no_grad():  # raw scores that favour forbidden moves: the mask must still win
+        for name in ("transitions", "start_transitions", "end_transitions"):
+            crf._parameters[name].copy_(torch.randn(crf._parameters[name].shape, generator=gen) * scale)
+    emissions = torch.randn(batch, width, len(LABELS), generator=gen) * scale
+    lengths = torch.randint(0, width + 1, (batch,), generator=gen)
+    mask = torch.arange(width)[None, :] < lengths[:, None]
+    paths = crf.viterbi(emissions, mask)
+    for path, n in zip(paths, lengths.tolist()):
+        assert len(path) == n
+        assert is_valid_bio([LABELS[i] for i in path])
+
+
+def test_forbidden_scores_stay_fixed_through_training():
+    crf = BIOCRF(LABELS)
+    opt = torch.optim.AdamW(crf.parameters(), lr=0.5, weight_decay=0.5)
+    tags = torch.tensor([[LABELS.index("B-PER"), LABELS.index("I-PER"), 0]])
+    for _ in range(5):
+        opt.zero_grad()
+        crf.nll(torch.randn(1, 3, len(LABELS)), tags, torch.ones(1, 3, dtype=torch.bool)).backward()
+        opt.step()
+    allowed, start = allowed_transitions(LABELS)
+    assert torch.all(crf.transitions[~allowed] == FORBIDDEN)
+    assert torch.all(crf.start_transitions[~start] == FORBIDDEN)
+    assert torch.all(crf.transitions[allowed] > FORBIDDEN / 2)
+    # the raw parameters are what the optimizer and the state dict see
+    assert set(dict(crf.named_parameters())) == {"start_transitions", "end_transitions", "transitions"}
+
+
+def test_gold_with_stray_i_tag_is_read_as_b_and_scores_normally():
+    crf = BIOCRF(LABELS)
+    emissions = torch.randn(1, 3, len(LABELS))
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    stray = torch.tensor([[0, LABELS.index("I-ORG"), LABELS.index("I-ORG")]])  # O I-ORG I-ORG
+    repaired = torch.tensor([[0, LABELS.index("B-ORG"), LABELS.index("I-ORG")]])
+    assert torch.equal(crf.repair(stray, mask), repaired)
+    assert torch.allclose(crf.nll(emissions, stray, mask), crf.nll(emissions, repaired, mask))
+    assert crf.nll(emissions, stray, mask).item() < 100  # not the -1e4 of a forbidden path
+
+
+def test_rows_without_words_are_left_out():
+    crf = BIOCRF(LABELS)
+    emissions = torch.randn(2, 3, len(LABELS))
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    tags = torch.zeros(2, 3, dtype=torch.long)
+    assert crf.viterbi(emissions, mask)[1] == []
+    only_first = crf.nll(emissions[:1], tags[:1], mask[:1])
+    assert torch.allclose(crf.nll(emissions, tags, mask), only_first)

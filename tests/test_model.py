@@ -1,0 +1,167 @@
+"""The Co-MIPN network on the real MiniLM-L6 encoder: masks, padding, gradients, switches, decoding."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from comipn_model import CoMIPN, CoMIPNConfig, WordBatcher
+from comipn_model.contrastive import info_nce
+from comipn_model.crf import is_valid_bio
+from comipn_model.vision import ImageFeatures, stack_visual, vision_dims
+from comipn_prep.conll import read_conll
+
+
+@pytest.fixture(scope="module")
+def minilm(minilm_path):
+    from comipn_model.text_encoder import load_text_encoder
+
+    return load_text_encoder(minilm_path)
+
+
+@pytest.fixture(scope="module")
+def tweets(shared_data):
+    return list(read_conll(shared_data / "twitter2017" / "train.txt"))[:16]
+
+
+def build(minilm, minilm_path, **switches) -> CoMIPN:
+    encoder, tokenizer = minilm
+    config = CoMIPNConfig(text_model=minilm_path, clip_pretrained=None, **switches)
+    torch.manual_seed(0)
+    return CoMIPN(config, encoder=copy.deepcopy(encoder), tokenizer=tokenizer)
+
+
+def features(seed: int) -> ImageFeatures:
+    gen = torch.Generator().manual_seed(seed)
+    blocks, width, patches = vision_dims("ViT-B-32")
+    return ImageFeatures(cls=torch.randn(blocks, width, generator=gen), patches=torch.randn(patches, width, generator=gen))
+
+
+def encode(model, tweets, images=None, max_seq=128):
+    batcher = WordBatcher(model.tokenizer, model.config.labels, max_seq)
+    visual = None if images is None else stack_visual(images, model.config.num_images)
+    return batcher.encode([t.tokens for t in tweets], [t.labels for t in tweets], visual)
+
+
+ALL_ON = dict(use_prompt=True, use_dynamic_matching=True, use_contrastive=True)
+ALL_OFF = dict(use_prompt=False, use_dynamic_matching=False, use_contrastive=False)
+
+
+@pytest.mark.parametrize("switches", [ALL_ON, dict(ALL_ON, separate_path_encoders=True), ALL_OFF],
+                         ids=["all-on", "separate", "text-only"])
+def test_padding_never_changes_real_tokens(minilm, minilm_path, tweets, switches):
+    model = build(minilm, minilm_path, **switches).eval()
+    short, long = sorted(tweets[:6], key=len)[0], sorted(tweets[:6], key=len)[-1]
+    imgs = [[features(1), None, features(2)], [features(3), features(4)]]
+    alone = encode(model, [short], imgs[:1])
+    padded = encode(model, [short, long], imgs)
+    assert padded.input_ids.shape[1] > alone.input_ids.shape[1]
+    with torch.no_grad():
+        a = model(alone).emissions[0, : len(short)]
+        p = model(padded).emissions[0, : len(short)]
+    assert torch.allclose(a, p, atol=1e-4), (a - p).abs().max()
+    assert model.decode(alone)[0] == model.decode(padded)[0]
+
+
+def test_example_without_image_equals_the_text_only_path(minilm, minilm_path, tweets):
+    model = build(minilm, minilm_path, **ALL_ON).eval()
+    batch = encode(model, tweets[:2], [[features(1), features(2)], []])
+    assert batch.visual.mask[1].sum() == 0
+    text_only = copy.copy(batch)
+    text_only.visual = None  # None: the model runs the text-only path alone
+    with torch.no_grad():
+        full = model(batch).emissions
+        plain = model(text_only).emissions
+    assert torch.allclose(full[1], plain[1], atol=1e-5), (full[1] - plain[1]).abs().max()
+    assert not torch.allclose(full[0], plain[0], atol=1e-3)  # the imaged example does see its picture
+    assert model.decode(batch)[1] == model.decode(text_only)[1]
+
+
+@pytest.mark.parametrize("separate", [False, True], ids=["shared", "separate"])
+def test_one_backward_reaches_every_trainable_parameter(minilm, minilm_path, tweets, separate):
+    model = build(minilm, minilm_path, **ALL_ON, separate_path_encoders=separate).train()
+    batch = encode(model, tweets[:4], [[features(i), features(i + 10), None] for i in range(4)])
+    out = model(batch)
+    assert out.contrastive_loss is not None and out.crf_loss is not None
+    out.loss.backward()
+    dead = [name for name, p in model.named_parameters()
+            if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))]
+    assert dead == []
+    groups = model.param_groups()
+    grouped = [id(p) for ps in groups.values() for p in ps]
+    assert len(grouped) == len(set(grouped))
+    assert set(grouped) == {id(p) for p in model.parameters() if p.requires_grad}
+    assert groups["crf"] and groups["new"] and groups["text_encoder"]
+
+
+def counts(model):
+    return model.parameter_counts()
+
+
+def test_each_switch_removes_its_modules_and_parameters(minilm, minilm_path):
+    full = build(minilm, minilm_path, **ALL_ON)
+    encoder = sum(p.numel() for p in minilm[0].parameters())
+    for switch, attr in [("use_prompt", "prompts"), ("use_dynamic_matching", "matching"),
+                         ("use_contrastive", "contrastive")]:
+        model = build(minilm, minilm_path, **dict(ALL_ON, **{switch: False}))
+        assert getattr(model, attr) is None and getattr(full, attr) is not None
+        removed = sum(p.numel() for p in getattr(full, attr).parameters())
+        gate_change = counts(full)["total"] - counts(model)["total"] - removed
+        # the token gate loses one path's score layer with a visual path, nothing otherwise
+        assert gate_change == (0 if switch == "use_contrastive" else model.encoders["text"].config.hidden_size + 1)
+    plain = build(minilm, minilm_path, **ALL_OFF)
+    assert plain.gate is None and plain.prompts is None and plain.matching is None and plain.contrastive is None
+    head = sum(p.numel() for p in plain.emission.parameters()) + sum(p.numel() for p in plain.crf.parameters())
+    assert counts(plain)["total"] == encoder + head
+    assert [name for name, _ in plain.named_children()] == ["encoders", "dropout", "emission", "crf"]
+    separate = build(minilm, minilm_path, **ALL_ON, separate_path_encoders=True)
+    assert counts(separate)["text_encoder"] == 3 * encoder
+    assert counts(full)["text_encoder"] == encoder
+
+
+def test_decode_lengths_truncation_and_valid_bio(minilm, minilm_path, tweets):
+    model = build(minilm, minilm_path, **ALL_ON).eval()
+    long = max(tweets, key=len)
+    batch = encode(model, [long, tweets[0]], [[features(1)], [features(2)]], max_seq=8)
+    assert batch.truncated_words > 0
+    tags = model.decode(batch)
+    assert [len(t) for t in tags] == [len(long), len(tweets[0])]
+    kept = int(batch.word_mask[0].sum())
+    assert all(t == "O" for t in tags[0][kept:])
+    assert all(is_valid_bio(t) for t in tags)
+    # every word cut off (max_seq 2 leaves only [CLS] [SEP]): all O, loss still finite
+    empty = encode(model, tweets[:2], [[features(1)], [features(2)]], max_seq=2)
+    assert not empty.word_mask.any()
+    assert model.decode(empty) == [["O"] * len(t) for t in tweets[:2]]
+    assert torch.isfinite(model(empty).loss)
+
+
+def test_no_visual_input_and_no_labels(minilm, minilm_path, tweets):
+    model = build(minilm, minilm_path, **ALL_ON).eval()
+    batcher = WordBatcher(model.tokenizer, model.config.labels)
+    out = model(batcher.encode([t.tokens for t in tweets[:3]]))
+    assert out.loss is None and out.crf_loss is None and out.contrastive_loss is None
+    assert out.emissions.shape == (3, max(len(t) for t in tweets[:3]), len(model.config.labels))
+    one_image = encode(model, tweets[:3], [[features(1)], [], [None]])
+    assert model(one_image).contrastive_loss is None  # fewer than two imaged examples
+    with pytest.raises(ValueError, match="do not match"):
+        bad = encode(model, tweets[:1], [[ImageFeatures(torch.zeros(12, 512), torch.zeros(49, 512))]])
+        model(bad)
+
+
+def test_contrastive_loss_is_symmetric_infonce():
+    gen = torch.Generator().manual_seed(0)
+    text = torch.randn(8, 16, generator=gen)
+    image = text + 0.1 * torch.randn(8, 16, generator=gen)
+    scale = torch.tensor(2.0)
+    matched = info_nce(text, image, scale)
+    shuffled = info_nce(text, image[torch.roll(torch.arange(8), 1)], scale)
+    assert matched < shuffled
+    assert torch.allclose(info_nce(text, image, scale), info_nce(image, text, scale))
+    # the symmetric loss is the mean of the two directions' cross-entropies
+    logits = scale.exp() * torch.nn.functional.normalize(text, dim=-1) @ torch.nn.functional.normalize(image, dim=-1).t()
+    one_way = torch.nn.functional.cross_entropy(logits, torch.arange(8))
+    other_way = torch.nn.functional.cross_entropy(logits.t(), torch.arange(8))
+    assert torch.allclose(matched, (one_way + other_way) / 2)

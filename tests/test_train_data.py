@@ -1,0 +1,198 @@
+"""The trainer's data side: splits from the field's layout, aux dicts, masked images, seeded batches,
+seqeval scores and the run folder's files (no model needed)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from comipn_prep.conll import entity_spans, read_conll
+from comipn_prep.layout import DatasetLayout, crop_name
+from comipn_model import run_folder as rf
+from comipn_model.batch import WordBatcher
+from comipn_model.data import Collator, EpochBatches, load_aux_dict, load_split, subsample
+from comipn_model.metrics import overall, report
+
+
+def _small_root(tmp_path: Path, shared_data: Path, name: str = "twitter2017", n: int = 12) -> Path:
+    """A layout with the first n tweets of each real split."""
+    root = tmp_path / "root"
+    (root / name).mkdir(parents=True)
+    for split in ("train", "valid", "test"):
+        text = (shared_data / name / f"{split}.txt").read_text(encoding="utf-8")
+        blocks = [b for b in text.split("\n\n") if b.strip()][:n]
+        (root / name / f"{split}.txt").write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
+    return root
+
+
+def test_text_only_split_reads_no_image(tmp_path, shared_data):
+    root = _small_root(tmp_path, shared_data)
+    examples, counts = load_split(DatasetLayout(root, "twitter2017"), "train", aux_k=3, with_images=False)
+    expected = read_conll(root / "twitter2017" / "train.txt").tweets
+    assert [ex.words for ex in examples] == [t.tokens for t in expected]
+    assert all(ex.image_paths == [] for ex in examples)
+    assert counts.images_missing == 0 and not counts.any_found
+
+
+def test_missing_images_counted_with_one_warning(tmp_path, shared_data, caplog):
+    root = _small_root(tmp_path, shared_data)
+    layout = DatasetLayout(root, "twitter2017")
+    tweets = read_conll(layout.text_path("train")).tweets
+    layout.images_dir.mkdir()
+    layout.crops_dir("train").mkdir(parents=True)
+    # Images for the first 3 tweets; the aux dict lists 2 crops for tweets 0 and 5, one of them absent.
+    for t in tweets[:3]:
+        Image.new("RGB", (8, 8), (1, 2, 3)).save(layout.images_dir / f"{t.imgid}.jpg")
+    aux = {tweets[0].image_name: [crop_name(tweets[0].imgid, 0), crop_name(tweets[0].imgid, 1)],
+           tweets[5].image_name: [crop_name(tweets[5].imgid, 0)]}
+    Image.new("RGB", (8, 8)).save(layout.crops_dir("train") / crop_name(tweets[0].imgid, 0))
+    torch.save(aux, layout.dict_path("train"))
+    with caplog.at_level(logging.WARNING, logger="comipn_model.data"):
+        examples, counts = load_split(layout, "train", aux_k=3, with_images=True)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert str(len(tweets) - 3) in warnings[0].getMessage()
+    assert (counts.images_found, counts.images_missing) == (3, len(tweets) - 3)
+    assert (counts.crops_found, counts.crops_missing) == (1, 2)
+    assert examples[0].image_paths[0] == layout.images_dir / f"{tweets[0].imgid}.jpg"
+    assert examples[0].image_paths[1] == layout.crops_dir("train") / crop_name(tweets[0].imgid, 0)
+    assert examples[0].image_paths[2] is None  # listed, not on disk: masked, not dropped
+    assert examples[5].image_paths == [None, None]
+    # aux_k limits the crops taken
+    examples, _ = load_split(layout, "train", aux_k=1, with_images=True)
+    assert len(examples[0].image_paths) == 2
+
+
+def test_aux_dict_loaded_safely_and_bad_ones_named(tmp_path):
+    good = tmp_path / "good.pth"
+    torch.save({"1.jpg": ["1_pred_yolo_crop_0.png"], "2.jpg": []}, good)
+    assert load_aux_dict(good) == {"1.jpg": ["1_pred_yolo_crop_0.png"], "2.jpg": []}
+    assert load_aux_dict(tmp_path / "absent.pth") == {}
+    bad = tmp_path / "bad.pth"
+    torch.save({"1.jpg": "not a list"}, bad)
+    with pytest.raises(ValueError, match="bad.pth"):
+        load_aux_dict(bad)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="junk.pth"):
+        load_aux_dict(junk)
+
+
+def test_subsample_is_seeded(shared_data):
+    tweets = read_conll(shared_data / "twitter2017" / "valid.txt").tweets
+    a = subsample(tweets, 0.1, seed=3)
+    assert len(a) == round(len(tweets) * 0.1)
+    assert [t.imgid for t in a] == [t.imgid for t in subsample(tweets, 0.1, seed=3)]
+    assert [t.imgid for t in a] != [t.imgid for t in subsample(tweets, 0.1, seed=4)]
+    with pytest.raises(ValueError):
+        subsample(tweets, 0.0, seed=1)
+
+
+@pytest.fixture(scope="module")
+def batcher(minilm_path):
+    from transformers import AutoTokenizer
+    from comipn_prep.conll import bio_labels
+
+    return WordBatcher(AutoTokenizer.from_pretrained(minilm_path, use_fast=True), bio_labels(), 128)
+
+
+def test_epoch_batches_seeded_dynamic_padding_and_shards(tmp_path, shared_data, batcher):
+    root = _small_root(tmp_path, shared_data, n=30)
+    examples, _ = load_split(DatasetLayout(root, "twitter2017"), "train", aux_k=0, with_images=False)
+    collate = Collator(batcher)
+    loader = EpochBatches(examples, 8, collate, shuffle=True, seed=7)
+    first = [b.input_ids for b in loader.epoch(0)]
+    again = [b.input_ids for b in loader.epoch(0)]
+    assert len(first) == len(loader) == 4
+    assert all(torch.equal(x, y) for x, y in zip(first, again))
+    other_epoch = [b.input_ids for b in loader.epoch(1)]
+    assert not all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(first, other_epoch))
+    # skipping batches (a resumed epoch) gives the tail of the same order
+    tail = [b.input_ids for b in loader.epoch(0, skip_batches=2)]
+    assert all(torch.equal(x, y) for x, y in zip(first[2:], tail))
+    # dynamic padding: each batch as wide as its longest tweet, not max_seq
+    for b in loader.epoch(0):
+        assert b.input_ids.shape[1] == int(b.attention_mask.sum(1).max())
+    # two ranks split the epoch between them
+    seen = []
+    for rank in (0, 1):
+        part = EpochBatches(examples, 8, collate, shuffle=True, seed=7, rank=rank, world_size=2)
+        part.sampler.set_epoch(0)
+        seen += list(part.sampler)
+    assert sorted(seen) == list(range(len(examples)))
+
+
+def test_metrics_match_conlleval_counts(shared_data):
+    gold = [t.labels for t in read_conll(shared_data / "twitter2015" / "valid.txt").tweets]
+    rng = random.Random(0)
+    labels = sorted({lab for seq in gold for lab in seq})
+    pred = [[lab if rng.random() < 0.9 else rng.choice(labels) for lab in seq] for seq in gold]
+    g = {(i, *s) for i, seq in enumerate(gold) for s in entity_spans(seq)}
+    p = {(i, *s) for i, seq in enumerate(pred) for s in entity_spans(seq)}
+    precision, recall = len(g & p) / len(p), len(g & p) / len(g)
+    scores = overall(gold, pred)
+    assert scores.precision == pytest.approx(precision)
+    assert scores.recall == pytest.approx(recall)
+    assert scores.f1 == pytest.approx(2 * precision * recall / (precision + recall))
+    rep = report(gold, pred)
+    assert set(rep["per_type"]) == {"PER", "LOC", "ORG", "MISC"}
+    for etype, row in rep["per_type"].items():
+        assert row["support"] == sum(1 for s in g if s[1] == etype)
+    assert rep["overall"]["f1"] == pytest.approx(scores.f1)
+    with pytest.raises(ValueError):
+        overall(gold, pred[:-1])
+
+
+def test_run_folder_refuses_to_overwrite(tmp_path):
+    folder = rf.RunFolder(tmp_path / "run")
+    folder.prepare(resume=False, force=False)
+    folder.write_json(rf.CONFIG, {"a": 1})
+    with pytest.raises(FileExistsError, match="--force"):
+        rf.RunFolder(tmp_path / "run").prepare(resume=False, force=False)
+    with pytest.raises(FileNotFoundError, match="last.pt"):
+        rf.RunFolder(tmp_path / "run").prepare(resume=True, force=False)
+    user_file = folder.file("notes.txt")
+    user_file.write_text("mine")
+    rf.RunFolder(tmp_path / "run").prepare(resume=False, force=True)
+    assert not folder.file(rf.CONFIG).exists() and user_file.read_text() == "mine"
+
+
+def test_checkpoint_round_trip_weights_only_with_rng(tmp_path):
+    folder = rf.RunFolder(tmp_path)
+    random.seed(5)
+    np.random.seed(5)
+    torch.manual_seed(5)
+    state = {"model": {"w": torch.randn(3)}, "model_config": {"labels": ["O"]}, "rng": rf.rng_state(),
+             "epoch": 2, "partial": {"loss_sum": 1.5}}
+    expected = (random.random(), float(np.random.rand()), torch.rand(2))
+    folder.save_checkpoint(rf.LAST, state)
+    # plain tensors and primitives: loadable with weights_only=True
+    loaded = torch.load(folder.file(rf.LAST), weights_only=True)
+    assert torch.equal(loaded["model"]["w"], state["model"]["w"]) and loaded["epoch"] == 2
+    random.seed(99), np.random.seed(99), torch.manual_seed(99)
+    rf.set_rng_state(folder.load_checkpoint(rf.LAST)["rng"])
+    got = (random.random(), float(np.random.rand()), torch.rand(2))
+    assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"nope")
+    with pytest.raises(ValueError, match="bad.pt"):
+        rf.load_checkpoint(bad)
+
+
+def test_metrics_jsonl_and_curves(tmp_path):
+    folder = rf.RunFolder(tmp_path)
+    rows = [{"epoch": 1, "train_loss": 3.0, "dev_f1": 0.4}, {"epoch": 2, "train_loss": 1.0, "dev_f1": 0.6}]
+    folder.write_metrics(rows)
+    assert folder.read_metrics() == rows
+    assert [json.loads(line) for line in folder.file(rf.METRICS).read_text().splitlines()] == rows
+    folder.plot_curves(rows)
+    with Image.open(folder.file(rf.CURVES)) as im:
+        assert im.format == "PNG" and im.size[0] > 100

@@ -1,0 +1,99 @@
+"""The frozen CLIP tower and its on-disk feature cache (random ViT-B-32 weights, Pillow-made images)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from PIL import Image
+
+from comipn_model.vision import FeatureCache, ImageFeatures, VisionTower, stack_visual, vision_dims
+
+
+@pytest.fixture(scope="module")
+def tower():
+    return VisionTower("ViT-B-32", None, device="cpu")
+
+
+def make_image(path, color, size=(64, 48)):
+    Image.new("RGB", size, color).save(path)
+    return path
+
+
+def test_vision_dims_from_config():
+    assert vision_dims("ViT-B-32") == (12, 768, 49)
+    assert vision_dims("ViT-B-16") == (12, 768, 196)
+    with pytest.raises(ValueError, match="unknown CLIP model"):
+        vision_dims("no-such-model")
+
+
+def test_tower_is_frozen_and_gives_every_block(tower, tmp_path):
+    img = Image.open(make_image(tmp_path / "a.png", (200, 30, 30)))
+    feats = tower([img.convert("RGB")])[0]
+    assert feats.cls.shape == (12, 768) and feats.patches.shape == (49, 768)
+    assert not any(p.requires_grad for p in tower.visual.parameters())
+    assert not torch.allclose(feats.cls[0], feats.cls[-1])  # different blocks, different states
+
+
+def test_second_pass_reads_the_cache(tower, tmp_path):
+    paths = [make_image(tmp_path / f"{i}.png", (40 * i, 100, 200 - 30 * i)) for i in range(3)]
+    garbage = tmp_path / "broken.jpg"
+    garbage.write_bytes(b"not an image at all")
+    cache = FeatureCache(tmp_path / "cache", tower)
+    first = cache.get_many(paths + [tmp_path / "missing.jpg", garbage, None])
+    assert cache.tower_calls == 1  # one batched run for all misses
+    assert [f is None for f in first] == [False, False, False, True, True, True]
+    assert all(f.cls.dtype == torch.float32 for f in first[:3])
+    second = cache.get_many(paths)
+    assert cache.tower_calls == 1 and cache.hits == 3
+    for a, b in zip(first, second):
+        assert torch.equal(a.cls, b.cls) and torch.equal(a.patches, b.patches)
+    # stored in fp16: close to a fresh tower run
+    fresh = tower([Image.open(paths[0]).convert("RGB")])[0]
+    assert torch.allclose(fresh.cls, second[0].cls, atol=1e-2, rtol=1e-2)
+    # a new cache object over the same folder (a second epoch, a new process) runs nothing either
+    again = FeatureCache(tmp_path / "cache", tower)
+    again.get_many(paths)
+    assert again.tower_calls == 0
+
+
+def test_changed_bytes_or_model_id_miss_the_cache(tower, tmp_path):
+    path = make_image(tmp_path / "x.png", (10, 20, 30))
+    cache = FeatureCache(tmp_path / "cache", tower)
+    before = cache.get(path)
+    make_image(path, (250, 20, 30))  # same name, new content
+    after = cache.get(path)
+    assert cache.tower_calls == 2 and not torch.equal(before.cls, after.cls)
+    for attr, value in [("model_name", "ViT-B-32-other"), ("weights_id", "ViT-B-32:other.pt"),
+                        ("preprocessing_id", "0" * 16)]:
+        other_tower = copy.copy(tower)
+        setattr(other_tower, attr, value)
+        other = FeatureCache(tmp_path / "cache", other_tower)
+        other.get(path)
+        assert other.tower_calls == 1, attr
+    same = FeatureCache(tmp_path / "cache", tower)
+    same.get(path)
+    assert same.tower_calls == 0
+
+
+def test_damaged_cache_entry_is_recomputed(tower, tmp_path):
+    path = make_image(tmp_path / "y.png", (1, 2, 3))
+    cache = FeatureCache(tmp_path / "cache", tower)
+    cache.get(path)
+    entry = next((tmp_path / "cache").rglob("*.pt"))
+    entry.write_bytes(b"damaged")
+    assert cache.get(path) is not None and cache.tower_calls == 2
+
+
+def test_stack_visual_masks_missing_images():
+    f = ImageFeatures(cls=torch.ones(12, 8), patches=torch.full((4, 8), 2.0))
+    visual = stack_visual([[f, None, f, f, f], [], [None, f]], num_images=4)
+    assert visual.cls.shape == (3, 4, 12, 8) and visual.patches.shape == (3, 4, 4, 8)
+    assert visual.mask.tolist() == [[True, False, True, True], [False] * 4, [False, True, False, False]]
+    assert torch.all(visual.cls[0, 1] == 0) and torch.all(visual.patches[2, 1] == 2)
+    assert stack_visual([[None], []], num_images=2) is None
+    empty = stack_visual([[None], []], num_images=2, dims=(12, 4, 8))
+    assert empty.cls.shape == (2, 2, 12, 8) and not empty.mask.any()
+    with pytest.raises(ValueError, match="do not match"):
+        stack_visual([[f, ImageFeatures(torch.ones(12, 9), torch.ones(4, 9))]], num_images=2)
