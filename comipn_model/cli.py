@@ -183,3 +183,7 @@ def predict(load_path, input_, out, fmt, text_model, images_dir, aux_dict, crops
                                         feature_cache=feature_cache, batch_size=batch_size, device=device,
                                         force=force))
     click.echo(f"tagged {n} tweets -> {out}")
+
+
+if __name__ == "__main__":  # `torchrun --nproc_per_node N -m comipn_model.cli ...`
+    main()

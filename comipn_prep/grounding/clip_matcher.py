@@ -26,18 +26,21 @@ class ClipMatcher:
     """
 
     def __init__(self, bundle: ClipBundle, device: str = "cpu", prompt: str = DEFAULT_PROMPT,
-                 crop_batch: int = 16):
+                 crop_batch: int = 16, truncate_text: bool = True, cache_phrases: bool = True):
         self.bundle = bundle
         self.model = bundle.model
         self.device = device
         self.prompt = prompt
         self.crop_batch = max(1, crop_batch)
+        # Both switches exist for the benchmark's plain baseline; results are equal either way.
+        self.truncate_text = truncate_text
+        self.cache_phrases = cache_phrases
         self._cache: dict[str, np.ndarray] = {}
 
     # -- text ---------------------------------------------------------------------------------------
     def _can_truncate(self) -> bool:
         m = self.model
-        return (getattr(m, "attn_mask", None) is not None and getattr(m, "text_pool_type", "") == "argmax"
+        return self.truncate_text and (getattr(m, "attn_mask", None) is not None and getattr(m, "text_pool_type", "") == "argmax"
                 and hasattr(m, "token_embedding") and hasattr(m, "positional_embedding"))
 
     @torch.inference_mode()
@@ -59,6 +62,8 @@ class ClipMatcher:
 
     def encode_phrases(self, phrases: Sequence[str]) -> np.ndarray:
         """Unit-norm embeddings, one row per phrase (cached)."""
+        if not self.cache_phrases:
+            self._cache.clear()
         new = sorted({p for p in phrases if p not in self._cache})
         if new:
             tokens = self.bundle.tokenizer([self.prompt.format(p) for p in new])

@@ -122,16 +122,18 @@ class Grounder:
         for loaded, det in zip(good, detections):
             boxes, scores, crops = _candidate_crops(loaded.image, det)
             per_image.append((loaded, boxes, scores, crops))
-            all_crops.extend(crops)
+            if loaded.item.phrases:  # without phrases the detector's order decides: no CLIP needed
+                all_crops.extend(crops)
         crop_emb = self.matcher.encode_crops(all_crops)
-        phrase_emb = {p: e for item in good for p, e in
-                      zip(item.item.phrases, self.matcher.encode_phrases(item.item.phrases))}
+        phrases_all = list(dict.fromkeys(p for b in good for p in b.item.phrases))
+        phrase_emb = dict(zip(phrases_all, self.matcher.encode_phrases(phrases_all)))
         by_id: dict[int, ImageResult] = {}
         offset = 0
         for loaded, boxes, scores, crops in per_image:
-            emb = crop_emb[offset:offset + len(crops)]
-            offset += len(crops)
             phrases = loaded.item.phrases
+            n = len(crops) if phrases else 0
+            emb = crop_emb[offset:offset + n]
+            offset += n
             sims = (np.stack([phrase_emb[p] for p in phrases]) @ emb.T) if phrases and len(crops) else None
             by_id[id(loaded)] = self._result(loaded, boxes, scores, crops, sims)
         return [by_id.get(id(b)) or ImageResult(b.item.imgid, b.status, reason=b.reason) for b in batch]

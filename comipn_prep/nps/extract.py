@@ -6,6 +6,8 @@ write ``<split>.nps.jsonl`` (atomic) and ``summary.json``.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -47,16 +49,23 @@ def nps_path(out_dir: str | Path, split: str) -> Path:
     return Path(out_dir) / f"{canonical_split(split)}.nps.jsonl"
 
 
-def extract_batch(backend: Backend, tweets: Sequence[tuple[str, list[str]]]) -> list[TweetNPs]:
-    """NPs of ``(imgid, tokens)`` pairs with one loaded backend."""
+def tweet_spans(backend: Backend, tweets: Sequence[tuple[str, list[str]]]) -> list[list[tuple[int, int]]]:
+    """NP spans of ``(imgid, tokens)`` pairs with one loaded backend."""
     words = [[tagger_token(t) for t in tokens] for _, tokens in tweets]
     analysed = backend.analyse(words)
-    out = []
-    for (imgid, tokens), (tags, raw) in zip(tweets, analysed):
-        spans = refine(tokens, token_kinds(tokens), tags, raw)
-        out.append(TweetNPs(imgid=imgid, tokens=list(tokens),
-                            nps=[NounPhrase(s, e, " ".join(tokens[s:e])) for s, e in spans]))
-    return out
+    return [refine(tokens, token_kinds(tokens), tags, raw)
+            for (_, tokens), (tags, raw) in zip(tweets, analysed)]
+
+
+def _to_items(tweets: Sequence[tuple[str, list[str]]], spans: list[list[tuple[int, int]]]) -> list[TweetNPs]:
+    return [TweetNPs(imgid=imgid, tokens=list(tokens),
+                     nps=[NounPhrase(s, e, " ".join(tokens[s:e])) for s, e in tweet_spans_])
+            for (imgid, tokens), tweet_spans_ in zip(tweets, spans)]
+
+
+def extract_batch(backend: Backend, tweets: Sequence[tuple[str, list[str]]]) -> list[TweetNPs]:
+    """NPs of ``(imgid, tokens)`` pairs with one loaded backend."""
+    return _to_items(tweets, tweet_spans(backend, tweets))
 
 
 _BACKENDS: dict[tuple, Backend] = {}
@@ -79,50 +88,75 @@ def extract_tweet_nps(tokens: Sequence[str], *, imgid: str = "", backend: str | 
     return extract_batch(backend, [(imgid, list(tokens))])[0]
 
 
-# Worker processes: the backend is loaded once per process (inherited when forked).
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector: the work makes no reference cycles, and each collection would
+    walk the taggers' lexicons (about 100,000 entries) — that cost a third of the run time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# Worker processes: the backend is loaded once per process; forked workers inherit it and the tweets,
+# so a task is just a range of tweet indices and a result just the spans (little to pickle).
 _worker_backend: Backend | None = None
+_worker_pairs: list[tuple[str, list[str]]] = []
 
 
 def _init_worker(backend: Backend | None, name: str, spacy_model: str, nltk_data: str | None) -> None:
     global _worker_backend
     _worker_backend = backend if backend is not None else get_backend(name, spacy_model, nltk_data)
+    gc.disable()  # see _gc_paused; the worker exits when the pool closes
 
 
-def _work(chunk: list[tuple[str, list[str]]]) -> list[TweetNPs]:
+def _work_range(bounds: tuple[int, int]) -> list[list[tuple[int, int]]]:
     assert _worker_backend is not None
-    return extract_batch(_worker_backend, chunk)
+    return tweet_spans(_worker_backend, _worker_pairs[bounds[0]:bounds[1]])
 
 
-def _chunks(items: list, size: int) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+def _work_pairs(chunk: list[tuple[str, list[str]]]) -> list[list[tuple[int, int]]]:
+    assert _worker_backend is not None
+    return tweet_spans(_worker_backend, chunk)
 
 
 def extract_tweets(tweets: Sequence[Tweet], backend: Backend, config: ExtractConfig,
-                   desc: str = "extract-nps") -> list[TweetNPs]:
+                   desc: str = "extract-nps", progress: bool = True) -> list[TweetNPs]:
     """NPs of many tweets, in order; ``config.workers`` > 1 uses that many processes (same output)."""
+    global _worker_pairs
     pairs = [(t.imgid, t.tokens) for t in tweets]
-    chunks = _chunks(pairs, max(1, config.chunk_size))
-    out: list[TweetNPs] = []
-    bar = tqdm(total=len(pairs), desc=desc, unit="tweet", leave=False, disable=len(pairs) < 2000)
-    if config.workers <= 1 or len(chunks) <= 1:
-        for chunk in chunks:
-            out.extend(extract_batch(backend, chunk))
-            bar.update(len(chunk))
-    else:
-        methods = multiprocessing.get_all_start_methods()
-        if "fork" in methods:
-            # Forked workers inherit the loaded backend: no model load per worker.
-            ctx, init_args = multiprocessing.get_context("fork"), (backend, "", "", None)
-        else:  # pragma: no cover - platforms without fork
-            ctx = multiprocessing.get_context("spawn")
-            init_args = (None, config.backend if config.backend != "auto" else backend.name,
-                         config.spacy_model, config.nltk_data)
-        with ctx.Pool(config.workers, initializer=_init_worker, initargs=init_args) as pool:
-            for result in pool.imap(_work, chunks):  # imap keeps file order
-                out.extend(result)
-                bar.update(len(result))
+    size = max(1, config.chunk_size)
+    bounds = [(i, min(i + size, len(pairs))) for i in range(0, len(pairs), size)]
+    spans: list[list[tuple[int, int]]] = []
+    bar = tqdm(total=len(pairs), desc=desc, unit="tweet", leave=False, disable=not progress or len(pairs) < 2000)
+    with _gc_paused():
+        if config.workers <= 1 or len(bounds) <= 1:
+            for a, b in bounds:
+                spans.extend(tweet_spans(backend, pairs[a:b]))
+                bar.update(b - a)
+        else:
+            if "fork" in multiprocessing.get_all_start_methods():
+                ctx = multiprocessing.get_context("fork")
+                _worker_pairs = pairs  # inherited by the forked workers
+                init_args: tuple = (backend, "", "", None)
+                work, tasks = _work_range, bounds
+            else:  # pragma: no cover - platforms without fork
+                ctx = multiprocessing.get_context("spawn")
+                init_args = (None, backend.name, config.spacy_model, config.nltk_data)
+                work, tasks = _work_pairs, [pairs[a:b] for a, b in bounds]
+            try:
+                with ctx.Pool(config.workers, initializer=_init_worker, initargs=init_args) as pool:
+                    for (a, b), result in zip(bounds, pool.imap(work, tasks)):  # imap keeps file order
+                        spans.extend(result)
+                        bar.update(b - a)
+            finally:
+                _worker_pairs = []
+        items = _to_items(pairs, spans)
     bar.close()
-    return out
+    return items
 
 
 def _sha256(path: Path) -> str:
@@ -130,10 +164,10 @@ def _sha256(path: Path) -> str:
 
 
 def extract_split(tweets: Sequence[Tweet], backend: Backend, config: ExtractConfig,
-                  desc: str = "extract-nps") -> tuple[list[TweetNPs], dict]:
+                  desc: str = "extract-nps", progress: bool = True) -> tuple[list[TweetNPs], dict]:
     """NPs of one split and its summary entry (figures, speed, coverage when labelled)."""
     start = time.perf_counter()
-    items = extract_tweets(tweets, backend, config, desc=desc)
+    items = extract_tweets(tweets, backend, config, desc=desc, progress=progress)
     seconds = time.perf_counter() - start
     entry = np_figures(items)
     entry["seconds"] = round(seconds, 4)
@@ -169,12 +203,13 @@ def _totals(entries: list[dict]) -> dict:
 
 def extract_nps(data_dir: str | Path, out_dir: str | Path, *, backend: str = "auto",
                 splits: Sequence[str] = SPLITS, workers: int = 1, spacy_model: str = DEFAULT_SPACY_MODEL,
-                nltk_data: str | None = None, force: bool = False) -> dict:
+                nltk_data: str | None = None, force: bool = False, progress: bool = True) -> dict:
     """Write ``OUT_DIR/<split>.nps.jsonl`` for ``DATA_DIR/<split>.txt`` and ``OUT_DIR/summary.json``.
 
-    A split whose output exists is reused when ``summary.json`` shows it was made from the same input
-    by the same backend and rules (a re-run resumes); any other existing output is kept unless
-    ``force``. Returns the summary."""
+    A split whose output exists is kept when ``summary.json`` shows it was made from the same input
+    (sha256) by the same backend and rules, so a re-run resumes; any other existing output is refused
+    unless ``force``. The summary (returned, and written after every split) describes every split in
+    OUT_DIR made by this backend and rules, earlier runs' included."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     splits = [canonical_split(s) for s in splits]
     if workers < 1:
@@ -186,29 +221,29 @@ def extract_nps(data_dir: str | Path, out_dir: str | Path, *, backend: str = "au
     config = ExtractConfig(backend=backend, spacy_model=spacy_model, nltk_data=nltk_data, workers=workers)
     loaded = get_backend(backend, spacy_model, nltk_data)
     previous = _read_summary(out_dir)
+    same_maker = (previous.get("backend") == loaded.name and previous.get("backend_version") == loaded.version
+                  and previous.get("rules_version") == RULES_VERSION)
+    earlier = previous.get("splits", {}) if same_maker else {}
     summary = {
         "backend": loaded.name,
         "backend_version": loaded.version,
         "rules_version": RULES_VERSION,
-        "data_dir": str(data_dir),
         "config": asdict(config),
-        "splits": {},
+        "splits": {s: e for s, e in earlier.items() if s not in splits},
     }
-    same_maker = (previous.get("backend") == loaded.name and previous.get("backend_version") == loaded.version
-                  and previous.get("rules_version") == RULES_VERSION)
     for split in splits:
         target = nps_path(out_dir, split)
         sha = _sha256(inputs[split])
         if target.exists() and not force:
-            old = previous.get("splits", {}).get(split)
-            if same_maker and old and old.get("input_sha256") == sha:
+            old = earlier.get(split)
+            if old and old.get("input_sha256") == sha:
                 logger.info("%s: already extracted from the same input, kept (use --force to redo)", target)
                 summary["splits"][split] = old
                 continue
             raise FileExistsError(f"{target} exists (made from other input or settings); "
                                   f"pass --force to overwrite it")
         tweets = read_conll(inputs[split], labeled=None).tweets
-        items, entry = extract_split(tweets, loaded, config, desc=f"extract-nps {split}")
+        items, entry = extract_split(tweets, loaded, config, desc=f"extract-nps {split}", progress=progress)
         write_nps_jsonl(target, items)
         entry = {"input": str(inputs[split]), "input_sha256": sha, "output": str(target), **entry}
         summary["splits"][split] = entry
@@ -219,16 +254,13 @@ def extract_nps(data_dir: str | Path, out_dir: str | Path, *, backend: str = "au
                     f", entity coverage {100 * cov['coverage']:.2f}%" if cov and cov["coverage"] is not None
                     else "")
         # Written after every split, so an interrupted run resumes where it stopped.
-        _write_summary(out_dir, summary, previous)
-    summary["all"] = _totals(list(summary["splits"].values()))
-    _write_summary(out_dir, summary, previous)
+        _write_summary(out_dir, summary)
+    _write_summary(out_dir, summary)
     return summary
 
 
-def _write_summary(out_dir: Path, summary: dict, previous: dict) -> None:
-    # Keep entries of splits not asked for this time (e.g. --split valid after a full run) when they were
-    # made by the same backend and rules.
-    merged = dict(summary)
-    if previous.get("backend") == summary["backend"] and previous.get("rules_version") == RULES_VERSION:
-        merged["splits"] = {**previous.get("splits", {}), **summary["splits"]}
-    atomic_write_bytes(out_dir / SUMMARY_NAME, (json.dumps(merged, indent=2) + "\n").encode("utf-8"))
+def _write_summary(out_dir: Path, summary: dict) -> None:
+    order = {s: i for i, s in enumerate(SPLITS)}
+    summary["splits"] = dict(sorted(summary["splits"].items(), key=lambda kv: order.get(kv[0], len(order))))
+    summary["all"] = _totals(list(summary["splits"].values()))
+    atomic_write_bytes(out_dir / SUMMARY_NAME, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))

@@ -3,16 +3,20 @@
 A newspaper chunker reads tweet debris as words: ``RT @jack`` becomes one NP and a URL opens an NP that
 runs into the next words. The rules here, in order:
 
-1. split every chunk at debris (URLs, ``RT``, symbols, emoji, blanks), at @mentions / #hashtags and at
-   coordinators ("A and B" -> "A", "B");
-2. trim leading determiners / pronouns / conjunctions (keeps NPs short), except a capitalised "The"
-   that opens a name ("The Walking Dead");
+1. cut every chunk at debris (URLs, ``RT``, symbols, emoji, blanks, a lone ``#`` / ``@``), at
+   ``@user`` handles, at coordinators ("A and B" -> "A", "B"), at pronouns inside it and between two
+   hashtags;
+2. trim leading determiners / pronouns / conjunctions and trailing function words (keeps NPs short),
+   except a capitalised article that opens a name ("The Walking Dead"); drop what has no content left;
 3. add runs of capitalised words the tagger missed (entities are often Title Case or ALL CAPS and get
    tagged JJ / VB / RB), bridging name connectors ("Game of Thrones", "J . K . Rowling",
-   "Spider - Man") and a number right after a name ("iOS 8"); merge them with the chunks they touch;
-4. every #hashtag and @mention (or the word after a lone ``#`` / ``@``) is a phrase of its own.
+   "Spider - Man", "New Orleans # Saints") and a number right after a name ("iOS 8"); merge them with
+   the chunks they touch;
+4. every #hashtag and @mention (or the word after a lone ``#`` / ``@``) not already inside a phrase is
+   a phrase of its own.
 
-Spans are ``(start, end)`` token indices, end exclusive; the result is sorted and non-overlapping.
+Spans are ``(start, end)`` token indices, end exclusive; the result is sorted and non-overlapping, and
+never starts or ends with a symbol.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from .normalise import BLANK, HASHTAG, MARK, MENTION, RT, SYMBOL, URL, WORD
 Span = tuple[int, int]
 
 # Tokens that end a chunk: nothing of them may be inside an NP.
-_BARRIER_KINDS = frozenset({URL, RT, SYMBOL, BLANK, MARK, MENTION})
+_BARRIER_KINDS = frozenset({URL, RT, SYMBOL, BLANK, MARK})
 COORDINATORS = frozenset({"and", "&", "&amp;", "&amp", "or", "n", "nor", "+", "vs", "vs.", "versus", "AND",
                           "OR", "And", "Or"})
 # Penn tags a phrase should not start with (after rule 1): determiners, pronouns, conjunctions, ...
 _LEADING_TAGS = frozenset({"DT", "PDT", "PRP", "PRP$", "WDT", "WP", "WP$", "EX", "CC", "POS", "IN", "TO",
                            "UH", "RB", "MD"})
+_PRONOUN_TAGS = frozenset({"PRP", "PRP$", "WP", "WP$"})
 _TRAILING_TAGS = frozenset({"DT", "PDT", "CC", "POS", "IN", "TO", "PRP$", "WDT", "WP"})
 # A phrase made only of these carries no referent worth grounding ("it", "this", "me").
 _EMPTY_TAGS = _LEADING_TAGS | {"CD", ".", ",", ":", "SYM", "``", "''", "-LRB-", "-RRB-", "(", ")", "$", "#"}
@@ -79,7 +84,8 @@ class _Flags:
         for token, kind in zip(tokens, kinds):
             if kind == WORD:
                 caps.append(is_capitalised(token))
-            elif kind == HASHTAG:
+            elif kind == HASHTAG or (kind == MENTION and token[:1] not in "@＠"):
+                # "#Bronx River"; "@ Washington Capitals" (Twitter-2017 splits "@" from the name)
                 caps.append(is_capitalised(token.lstrip("#＃")))
             else:
                 caps.append(False)
@@ -87,13 +93,25 @@ class _Flags:
         self.names = [c and not is_function_word(t) for c, t in zip(caps, tokens)]
 
 
-def split_at_barriers(tokens: list[str], kinds: list[str], spans: list[Span]) -> list[Span]:
-    """Cut every span at debris, mentions and coordinators; drop the cut tokens."""
+def _is_user_mention(token: str, kind: str) -> bool:
+    # "@user" as one token: a handle, kept out of other phrases ("RT @jack" is no NP).
+    return kind == MENTION and token[:1] in "@＠"
+
+
+def split_at_barriers(tokens: list[str], kinds: list[str], spans: list[Span],
+                      tags: list[str] | None = None) -> list[Span]:
+    """Cut every span at debris, ``@user`` handles, coordinators, between two hashtags and (given tags)
+    at pronouns inside it ("the US its power" -> "the US", "power"); drop the cut tokens."""
     out: list[Span] = []
     for start, end in spans:
         piece = start
         for i in range(start, end):
-            if kinds[i] in _BARRIER_KINDS or tokens[i] in COORDINATORS:
+            if i > piece and kinds[i] == HASHTAG and kinds[i - 1] == HASHTAG:
+                out.append((piece, i))  # "#MyFest2015 #ttot": one phrase per hashtag
+                piece = i
+            if (kinds[i] in _BARRIER_KINDS or tokens[i] in COORDINATORS or _is_user_mention(tokens[i], kinds[i])
+                    or (tags is not None and i > start and tags[i] in _PRONOUN_TAGS
+                        and not is_name_word(tokens[i]))):
                 if piece < i:
                     out.append((piece, i))
                 piece = i + 1
@@ -102,16 +120,24 @@ def split_at_barriers(tokens: list[str], kinds: list[str], spans: list[Span]) ->
     return out
 
 
+def _closing_letter(f: _Flags, i: int, start: int) -> bool:
+    # A capital letter that ends a name: "Serie A", "Plan B" (but not "I").
+    token = f.tokens[i]
+    return i > start and len(token) == 1 and token.isupper() and token != "I" and f.caps[i - 1]
+
+
 def _trim(f: _Flags, span: Span) -> Span | None:
     start, end = span
     tags, tokens = f.tags, f.tokens
-    while start < end and tags[start] in _LEADING_TAGS and not f.names[start]:
+    kinds = f.kinds
+    while start < end and ((tags[start] in _LEADING_TAGS and not f.names[start]) or kinds[start] == SYMBOL):
         # "The Walking Dead", "A Series of ...": a capitalised article before a name opens it.
         if tokens[start] in _NAME_OPENERS and start + 1 < end and f.caps[start + 1]:
             break
         start += 1
-    while end > start and tags[end - 1] in _TRAILING_TAGS and not f.names[end - 1] \
-            and not _is_number(tokens[end - 1]):
+    while end > start and ((tags[end - 1] in _TRAILING_TAGS and not f.names[end - 1]
+                            and not _is_number(tokens[end - 1]) and not _closing_letter(f, end - 1, start))
+                           or kinds[end - 1] == SYMBOL):
         end -= 1
     for i in range(start, end):
         if f.caps[i] or tags[i] not in _EMPTY_TAGS:
@@ -149,13 +175,16 @@ def _runs(f: _Flags) -> list[Span]:
             and tokens[i].istitle() and len(tokens[i]) > 1 and not f.tags[i].startswith("NNP")
         while j < n:
             if caps[j]:
+                if kinds[j] == HASHTAG and kinds[j - 1] == HASHTAG:
+                    break  # "#Riverdale #DogsTO": two tags, two phrases
                 end = j = j + 1
                 continue
             # Bridge up to MAX_CONNECTORS connectors when a capitalised word follows them.
             k = j
             while k < n and k - j < MAX_CONNECTORS and (
                     tokens[k] in NAME_CONNECTORS
-                    or (tokens[k] == "." and len(tokens[k - 1]) <= _MAX_ABBREV and caps[k - 1])):
+                    or (tokens[k] == "." and len(tokens[k - 1]) <= _MAX_ABBREV and caps[k - 1])
+                    or (kinds[k] == MARK and tokens[k] in "#＃" and kinds[k - 1] == WORD)):
                 k += 1
             if j < k < n and caps[k]:
                 j = k
@@ -196,7 +225,7 @@ def refine(tokens: list[str], kinds: list[str], tags: list[str], spans: list[Spa
     """The chunker's spans made tweet-proof (see the module doc); sorted, non-overlapping."""
     f = _Flags(tokens, kinds, tags)
     pieces = []
-    for span in split_at_barriers(tokens, kinds, spans):
+    for span in split_at_barriers(tokens, kinds, spans, tags):
         trimmed = _trim(f, span)
         if trimmed is not None:
             pieces.append(trimmed)

@@ -1,0 +1,251 @@
+"""comipn-train end to end on a tiny random BERT (2 layers, hidden 32, MiniLM's tokenizer) and real tweets:
+the run folder, resume to the same result, only-test, predict, the optimizer's groups, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from comipn_prep.conll import read_conll, write_conll
+from comipn_prep.layout import DatasetLayout, crop_name
+from comipn_model import run_folder as rf
+from comipn_model.cli import main
+from comipn_model.config import CoMIPNConfig
+from comipn_model.metrics import report
+from comipn_model.training import TrainConfig, check_param_groups, train
+
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+TEXT_ONLY = ["--no-use-prompt", "--no-use-dynamic-matching", "--no-use-contrastive"]
+
+
+def make_tiny_encoder(folder: Path, minilm_path: str, dropout: float = 0.1) -> Path:
+    """A random 2-layer BERT config (hidden 32) beside MiniLM's tokenizer files."""
+    from transformers import BertConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        if (Path(minilm_path) / name).is_file():
+            shutil.copyfile(Path(minilm_path) / name, folder / name)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))
+    return folder
+
+
+def make_root(root: Path, shared_data: Path, sizes=(16, 12, 12), name: str = "twitter2017") -> Path:
+    for split, n in zip(("train", "valid", "test"), sizes):
+        tweets = read_conll(shared_data / name / f"{split}.txt").tweets[:n]
+        write_conll(DatasetLayout(root, name).text_path(split), tweets)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, minilm_path, shared_data):
+    base = tmp_path_factory.mktemp("tiny")
+    return {"encoder": str(make_tiny_encoder(base / "encoder", minilm_path)),
+            "root": make_root(base / "root", shared_data)}
+
+
+def tiny_args(tiny, run_dir: Path, *extra: str) -> list[str]:
+    return ["--data-root", str(tiny["root"]), "--dataset", "twitter2017", "--text-model", tiny["encoder"],
+            "--random-init", "--epochs", "2", "--batch-size", "4", "--lr", "1e-3", "--warmup-ratio", "0.1",
+            "--device", "cpu", "--run-dir", str(run_dir), *TEXT_ONLY, *extra]
+
+
+def tiny_config(tiny, run_dir: Path, **model) -> TrainConfig:
+    model = {"use_prompt": False, "use_dynamic_matching": False, "use_contrastive": False, **model}
+    return TrainConfig(data_root=str(tiny["root"]), dataset="twitter2017", run_dir=str(run_dir),
+                       model=CoMIPNConfig(text_model=tiny["encoder"], random_init=True, **model),
+                       epochs=2, batch_size=4, lr=1e-3, warmup_ratio=0.1, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory):
+    """One CLI run shared by the tests that only read its folder."""
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    result = CliRunner().invoke(main, tiny_args(tiny, run_dir))
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_help_shows_training_options_and_predict():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for option in ("--data-root", "--dataset", "--preset", "--resume", "--only-test", "--max-steps",
+                   "--amp / --no-amp", "--use-prompt", "--aux-k", "predict"):
+        assert option in result.output
+
+
+def test_run_folder_contents(trained, tiny):
+    files = {p.name for p in trained.iterdir()}
+    assert {rf.CONFIG, rf.METRICS, rf.BEST, rf.LAST, rf.TEST_REPORT, rf.TEST_PREDICTIONS, rf.CURVES} <= files
+    config = TrainConfig.from_dict(json.loads((trained / rf.CONFIG).read_text()))
+    assert config.model.text_model == tiny["encoder"] and config.epochs == 2 and config.batch_size == 4
+    rows = [json.loads(line) for line in (trained / rf.METRICS).read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["train_loss"] > 0 and row["seconds"] > 0 and row["tweets_per_s"] > 0
+        assert 0 <= row["dev_precision"] <= 1 and 0 <= row["dev_recall"] <= 1 and 0 <= row["dev_f1"] <= 1
+    # checkpoints: plain tensors and primitives
+    last = torch.load(trained / rf.LAST, weights_only=True)
+    assert {"model", "optimizer", "scheduler", "rng", "epoch"} <= set(last) and last["epoch"] == 2
+    best = torch.load(trained / rf.BEST, weights_only=True)
+    test_report = json.loads((trained / rf.TEST_REPORT).read_text())
+    # the chosen checkpoint is the first epoch with the best dev F1, and test was scored on it
+    f1s = [r["dev_f1"] for r in rows]
+    assert best["epoch"] == test_report["epoch"] == f1s.index(max(f1s)) + 1
+    # the report is seqeval's reading of the predictions file (token, gold, predicted)
+    gold, pred, tweets = [], [], 0
+    for block in (trained / rf.TEST_PREDICTIONS).read_text().strip("\n").split("\n\n"):
+        lines = block.split("\n")
+        assert lines[0].startswith("IMGID:")
+        cols = [line.split("\t") for line in lines[1:]]
+        assert all(len(c) == 3 for c in cols)
+        gold.append([c[1] for c in cols])
+        pred.append([c[2] for c in cols])
+        tweets += 1
+    assert tweets == 12
+    assert report(gold, pred)["overall"] == test_report["overall"]
+    assert set(test_report["per_type"]) <= {"PER", "LOC", "ORG", "MISC"}
+    assert (trained / rf.CURVES).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_existing_run_is_not_overwritten(trained, tiny):
+    before = {p.name: p.stat().st_mtime_ns for p in trained.iterdir()}
+    result = CliRunner().invoke(main, tiny_args(tiny, trained))
+    assert result.exit_code == 2 and "--force" in result.output
+    assert {p.name: p.stat().st_mtime_ns for p in trained.iterdir()} == before
+
+
+def test_resume_continues_to_the_same_result(tiny, tmp_path):
+    whole = train(tiny_config(tiny, tmp_path / "whole"))
+    # "Kill" in the middle of epoch 2 (4 batches per epoch), then resume from the command line.
+    cut = train(tiny_config(tiny, tmp_path / "cut"), stop_after_steps=6)
+    assert cut.stopped and not (tmp_path / "cut" / rf.TEST_REPORT).exists()
+    assert torch.load(tmp_path / "cut" / rf.LAST, weights_only=True)["batches_done"] == 2
+    result = CliRunner().invoke(main, ["--run-dir", str(tmp_path / "cut"), "--resume", "--data-root",
+                                       str(tiny["root"]), "--dataset", "twitter2017", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    a = [json.loads(x) for x in (tmp_path / "whole" / rf.METRICS).read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "cut" / rf.METRICS).read_text().splitlines()]
+    for key in ("epoch", "train_loss", "dev_precision", "dev_recall", "dev_f1"):
+        assert [r[key] for r in a] == [r[key] for r in b], key
+    wa = torch.load(tmp_path / "whole" / rf.LAST, weights_only=True)["model"]
+    wb = torch.load(tmp_path / "cut" / rf.LAST, weights_only=True)["model"]
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    ra = json.loads((tmp_path / "whole" / rf.TEST_REPORT).read_text())
+    rb = json.loads((tmp_path / "cut" / rf.TEST_REPORT).read_text())
+    assert ra["overall"] == rb["overall"] and ra["epoch"] == rb["epoch"] == whole.best_epoch
+
+
+def test_max_steps_caps_training(tiny, tmp_path):
+    result = train(tiny_config(tiny, tmp_path / "run").__class__(
+        **{**tiny_config(tiny, tmp_path / "run").__dict__, "max_steps": 3}))
+    assert result.global_step == 3 and result.test is not None
+    rows = rf.RunFolder(tmp_path / "run").read_metrics()
+    assert len(rows) == 1  # stopped inside epoch 1, which was still scored on dev
+
+
+def test_only_test_scores_a_checkpoint(trained, tiny, tmp_path):
+    out = tmp_path / "only"
+    result = CliRunner().invoke(main, ["--data-root", str(tiny["root"]), "--dataset", "twitter2017",
+                                       "--only-test", "--load-path", str(trained / rf.BEST), "--run-dir", str(out),
+                                       "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    again = json.loads((out / rf.TEST_REPORT).read_text())
+    original = json.loads((trained / rf.TEST_REPORT).read_text())
+    assert again["overall"] == original["overall"] and again["per_type"] == original["per_type"]
+    assert (out / rf.TEST_PREDICTIONS).read_text() == (trained / rf.TEST_PREDICTIONS).read_text()
+    result = CliRunner().invoke(main, ["--data-root", str(tiny["root"]), "--dataset", "twitter2017",
+                                       "--only-test", "--load-path", str(trained / rf.BEST), "--run-dir", str(out)])
+    assert result.exit_code == 2 and "--force" in result.output
+
+
+def test_predict_conll_and_jsonl(trained, tiny, tmp_path):
+    test = read_conll(tiny["root"] / "twitter2017" / "test.txt").tweets
+    unlabelled = tmp_path / "new.txt"
+    unlabelled.write_text("".join(f"IMGID:{t.imgid}\n" + "".join(w + "\n" for w in t.tokens) + "\n" for t in test))
+    expected = [line.split("\t")[2] for line in (trained / rf.TEST_PREDICTIONS).read_text().splitlines()
+                if "\t" in line]
+    runner = CliRunner()
+    out = tmp_path / "tagged.txt"
+    result = runner.invoke(main, ["predict", "--load-path", str(trained / rf.BEST), "--input", str(unlabelled),
+                                  "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split("\t") for line in out.read_text().splitlines() if line and not line.startswith("IMGID:")]
+    assert [r[0] for r in rows] == [w for t in test for w in t.tokens]
+    assert [r[1] for r in rows] == expected  # same tags as the test scoring of that checkpoint
+    jsonl = tmp_path / "tagged.jsonl"
+    result = runner.invoke(main, ["predict", "--load-path", str(trained / rf.BEST), "--input",
+                                  str(tiny["root"] / "twitter2017" / "test.txt"), "--out", str(jsonl)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["imgid"] for r in records] == [t.imgid for t in test]
+    assert [tag for r in records for tag in r["tags"]] == expected
+    assert all(r["gold"] == t.labels for r, t in zip(records, test))
+    for r in records:
+        for ent in r["entities"]:
+            assert r["tags"][ent["start"]].endswith(ent["type"])
+    # never overwrites without --force
+    result = runner.invoke(main, ["predict", "--load-path", str(trained / rf.BEST), "--input", str(unlabelled),
+                                  "--out", str(out)])
+    assert result.exit_code == 2 and "--force" in result.output
+
+
+def test_bad_input_exits_2(tiny, tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(main, tiny_args(tiny, tmp_path / "a")[:2] + [str(tmp_path / "nowhere")] +
+                            tiny_args(tiny, tmp_path / "a")[2:])
+    assert missing.exit_code == 2 and "nowhere" in missing.output
+    args = tiny_args(tiny, tmp_path / "b")
+    args[args.index("--text-model") + 1] = str(tmp_path / "no-such-model")
+    no_model = runner.invoke(main, args)
+    assert no_model.exit_code == 2 and "--text-model" in no_model.output
+    bad_ckpt = tmp_path / "bad.pt"
+    bad_ckpt.write_bytes(b"garbage")
+    result = runner.invoke(main, ["predict", "--load-path", str(bad_ckpt), "--input",
+                                  str(tiny["root"] / "twitter2017" / "test.txt"), "--out", str(tmp_path / "o.txt")])
+    assert result.exit_code == 2 and "bad.pt" in result.output
+
+
+def test_every_trainable_parameter_in_one_group():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    params = list(model.parameters())
+    check_param_groups(model, {"new": params[:2], "crf": params[2:]})
+    with pytest.raises(AssertionError, match="missing"):
+        check_param_groups(model, {"new": params[:2]})
+    with pytest.raises(AssertionError, match="both"):
+        check_param_groups(model, {"new": params, "crf": params[:1]})
+
+
+def test_all_switches_with_and_without_images(tiny, tmp_path):
+    """Every switch on: with no image on disk everything is masked; with a few synthetic images and
+    crops the cached features reach the model (the tower runs once per image, never in epoch 2)."""
+    run = tiny_config(tiny, tmp_path / "masked", use_prompt=True, use_dynamic_matching=True,
+                      use_contrastive=True, clip_model="ViT-S-32", clip_pretrained=None)
+    run.epochs = 1
+    assert train(run).test is not None
+    root = tmp_path / "root"
+    shutil.copytree(tiny["root"], root)
+    layout = DatasetLayout(root, "twitter2017")
+    layout.images_dir.mkdir()
+    train_tweets = read_conll(layout.text_path("train")).tweets
+    for i, t in enumerate(train_tweets[:6]):
+        Image.new("RGB", (64, 48), (30 * i, 40, 90)).save(layout.images_dir / f"{t.imgid}.jpg")
+    layout.crops_dir("train").mkdir(parents=True)
+    Image.new("RGB", (20, 20), (200, 10, 10)).save(layout.crops_dir("train") / crop_name(train_tweets[0].imgid, 0))
+    torch.save({train_tweets[0].image_name: [crop_name(train_tweets[0].imgid, 0)]}, layout.dict_path("train"))
+    imaged = tiny_config(tiny, tmp_path / "imaged", use_prompt=True, use_dynamic_matching=True,
+                         use_contrastive=True, clip_model="ViT-S-32", clip_pretrained=None)
+    imaged.data_root = str(root)
+    imaged.feature_cache = str(tmp_path / "cache")
+    result = train(imaged)
+    assert result.test is not None
+    cached = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert len(cached) == 7  # 6 distinct images + 1 crop, each computed and stored once
