@@ -53,7 +53,7 @@ def _given(ctx: click.Context, names: list[str]) -> dict:
 
 _TRAIN_FIELDS = ["epochs", "batch_size", "eval_batch_size", "lr", "new_lr", "crf_lr", "weight_decay",
                  "warmup_ratio", "grad_clip", "seed", "sample_ratio", "device", "amp", "max_steps",
-                 "eval_every_epoch", "feature_cache"]
+                 "eval_every_epoch", "bucket", "feature_cache"]
 _MODEL_FIELDS = ["text_model", "random_init", "clip_model", "clip_pretrained", "prompt_len", "embed_dim", "aux_k",
                  "use_prompt", "use_dynamic_matching", "use_contrastive", "separate_path_encoders",
                  "contrastive_weight", "dropout", "max_seq"]
@@ -101,10 +101,13 @@ _MODEL_FIELDS = ["text_model", "random_init", "clip_model", "clip_pretrained", "
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Stop after N optimizer steps.")
 @click.option("--eval-every-epoch/--eval-last-epoch", default=True, show_default=True,
               help="Score dev after every epoch (model selection) or after the last only.")
+@click.option("--bucket/--no-bucket", default=True, show_default=True,
+              help="Length-bucketed train batches (seeded): less padding, faster epochs.")
 @click.option("--feature-cache", type=click.Path(file_okay=False),
               help="Cache of visual features (default ~/.cache/comipn/features or $COMIPN_FEATURE_CACHE).")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Run folder (default runs/<dataset>).")
-@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last.pt.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --run-dir from its last.pt, with that run's config.json.")
 @click.option("--force", is_flag=True, help="Start over in a --run-dir that holds a run.")
 @click.option("--only-test", is_flag=True, help="Score --load-path on test; no training.")
 @click.option("--load-path", type=click.Path(dir_okay=False), help="Checkpoint for --only-test.")
@@ -120,6 +123,13 @@ def main(ctx: click.Context, **opts) -> None:
     _setup_logging(opts["verbose"])
     if ctx.invoked_subcommand is not None:
         return
+    if opts["resume"] and not opts["only_test"]:
+        if not opts["run_dir"]:
+            raise click.UsageError("--resume needs --run-dir (the run to continue)")
+        with _fail_fast():
+            result = _resume(opts)
+        _echo_result(result)
+        return
     if not opts["data_root"] or not opts["dataset"]:
         raise click.UsageError("--data-root and --dataset are needed to train (or name a subcommand)")
     if opts["only_test"] and not opts["load_path"]:
@@ -132,10 +142,28 @@ def main(ctx: click.Context, **opts) -> None:
             result = only_test(cfg, opts["load_path"], force=opts["force"])
             click.echo(f"test F1 {result['overall']['f1']:.4f} -> {cfg.run_dir}")
             return
-        result = train(cfg, resume=opts["resume"], force=opts["force"])
-        if result.test is not None:
-            click.echo(f"best dev F1 {result.best_dev_f1:.4f} (epoch {result.best_epoch}); "
-                       f"test F1 {result.test['overall']['f1']:.4f} -> {result.run_dir}")
+        result = train(cfg, force=opts["force"])
+    _echo_result(result)
+
+
+def _resume(opts: dict):
+    """Continue the run in --run-dir with its own config.json (same data, recipe and seed); only where
+    it runs (--device) may change."""
+    from .run_folder import CONFIG, RunFolder
+    from .training import TrainConfig, train
+
+    folder = RunFolder(opts["run_dir"])
+    if not folder.file(CONFIG).is_file():
+        raise FileNotFoundError(f"{folder.file(CONFIG)}: no run to resume in {folder.path}")
+    cfg = TrainConfig.from_dict(folder.read_json(CONFIG))
+    cfg.run_dir, cfg.device = opts["run_dir"], opts["device"]
+    return train(cfg, resume=True)
+
+
+def _echo_result(result) -> None:
+    if result.test is not None:
+        click.echo(f"best dev F1 {result.best_dev_f1:.4f} (epoch {result.best_epoch}); "
+                   f"test F1 {result.test['overall']['f1']:.4f} -> {result.run_dir}")
 
 
 def build_config(ctx: click.Context, opts: dict):

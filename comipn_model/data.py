@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import torch
-from torch.utils.data import DistributedSampler
 
 from comipn_prep.conll import Tweet, read_conll
 from comipn_prep.layout import DatasetLayout, canonical_split, find_image
@@ -177,25 +176,51 @@ class Collator:
 
 class EpochBatches:
     """Seeded batches of one epoch: the order depends only on (seed, epoch), so a resumed run sees the
-    same batches; under DDP each rank takes its share (``DistributedSampler``)."""
+    same batches.
+
+    Under DDP the epoch is cut into global batches of ``batch_size * world_size`` tweets and rank r takes
+    every world_size-th tweet of each, so N processes see exactly the batches one process with the
+    whole global batch would (the last global batch is topped up from the start of the epoch so every
+    rank takes the same number of steps). ``bucket``: within chunks of ``bucket_batches`` global batches,
+    tweets are sorted by length before batching and the batches are shuffled again -- much less padding
+    (about 38% of the sub-tokens of random Twitter-2017 batches of 16 are padding), same seeded order.
+    """
 
     def __init__(self, examples: Sequence[Example], batch_size: int, collate: Collator, *, shuffle: bool,
-                 seed: int, rank: int = 0, world_size: int = 1):
+                 seed: int, rank: int = 0, world_size: int = 1, bucket: bool = False, bucket_batches: int = 50):
         self.examples = examples
         self.batch_size = batch_size
         self.collate = collate
-        self.sampler = DistributedSampler(range(len(examples)), num_replicas=world_size, rank=rank,
-                                          shuffle=shuffle, seed=seed, drop_last=False)
+        self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
+        self.bucket, self.bucket_batches = bucket, bucket_batches
+        self._lengths = [len(ex.words) for ex in examples]
 
     def __len__(self) -> int:
-        return -(-len(self.sampler) // self.batch_size)
+        return -(-len(self.examples) // (self.batch_size * self.world_size))
+
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        n, size = len(self.examples), self.batch_size * self.world_size
+        gen = torch.Generator()
+        gen.manual_seed(self.seed + epoch)
+        order = torch.randperm(n, generator=gen).tolist() if self.shuffle else list(range(n))
+        if self.world_size > 1 and 0 < n % size < self.world_size:
+            # Every rank needs a tweet in the last batch (same number of steps): top it up.
+            order += [order[i % n] for i in range(self.world_size - n % size)]
+        if not self.bucket:
+            return [order[i:i + size] for i in range(0, len(order), size)]
+        batches = []
+        chunk = size * self.bucket_batches
+        for start in range(0, len(order), chunk):
+            part = sorted(order[start:start + chunk], key=lambda i: self._lengths[i])
+            batches += [part[i:i + size] for i in range(0, len(part), size)]
+        if self.shuffle:
+            perm = torch.randperm(len(batches), generator=gen).tolist()
+            batches = [batches[i] for i in perm]
+        return batches
 
     def epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[ModelBatch]:
-        self.sampler.set_epoch(epoch)
-        indices = list(self.sampler)
-        starts = range(0, len(indices), self.batch_size)
-        for start in islice(starts, skip_batches, None):
-            yield self.collate([self.examples[i] for i in indices[start:start + self.batch_size]])
+        for batch in islice(self.global_batches(epoch), skip_batches, None):
+            yield self.collate([self.examples[i] for i in batch[self.rank::self.world_size]])
 
 
 def shard(n: int, rank: int, world_size: int) -> list[int]:

@@ -36,12 +36,13 @@ log = logging.getLogger(__name__)
 PRESETS: dict[str, dict] = {
     # The paper's recipe at full scale (a GPU run).
     "paper": {"epochs": 30, "batch_size": 8, "lr": 3e-5, "new_lr": 1e-3, "crf_lr": 5e-2, "warmup_ratio": 0.01,
-              "weight_decay": 0.01, "seed": 1234,
+              "weight_decay": 0.01, "seed": 1234, "bucket": False,
               "model": {"text_model": "bert-base-uncased", "clip_model": "ViT-B-32", "clip_pretrained": "openai",
                         "max_seq": 128}},
     # A few epochs of a small encoder on a CPU (text_model: pass --text-model MiniLM's folder).
     "cpu-small": {"epochs": 4, "batch_size": 16, "lr": 5e-5, "new_lr": 1e-3, "crf_lr": 5e-2,
-                  "warmup_ratio": 0.1, "weight_decay": 0.01, "seed": 1234, "model": {"max_seq": 128}},
+                  "warmup_ratio": 0.1, "weight_decay": 0.01, "seed": 1234, "bucket": True,
+                  "model": {"max_seq": 128}},
 }
 
 
@@ -68,6 +69,7 @@ class TrainConfig:
     amp: bool | None = None  # None: bf16 autocast when on CUDA
     max_steps: int | None = None  # cap on optimizer steps (the schedule spans the capped run)
     eval_every_epoch: bool = True  # False: dev scored after the last epoch only
+    bucket: bool = True  # length-bucketed train batches (seeded; much less padding)
     feature_cache: str | None = None  # folder of cached visual features
     preset: str | None = None
 
@@ -320,7 +322,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     collate = make_collator(model, cfg.model, [train_ex, dev_ex, test_ex],
                             [train_counts, dev_counts, test_counts], cfg.feature_cache, device)
     batches = EpochBatches(train_ex, cfg.batch_size, collate, shuffle=True, seed=cfg.seed,
-                           rank=dinfo.rank, world_size=dinfo.world_size)
+                           rank=dinfo.rank, world_size=dinfo.world_size, bucket=cfg.bucket)
 
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = len(batches)

@@ -112,6 +112,15 @@ def _in_hf_cache(model_name: str, tag: str) -> bool:
     return False
 
 
+def _yolo_weights_dir() -> Path:
+    try:
+        from ultralytics.utils import SETTINGS
+
+        return Path(SETTINGS.get("weights_dir", "weights"))
+    except Exception:  # noqa: BLE001 - no settings: no cached weights
+        return Path("weights")
+
+
 def load_yolo(spec: str = "yolov8n.pt", flag: str = "--detector") -> tuple[Any, str, bool]:
     """An ultralytics YOLO model from a name (downloaded), a local ``.pt``, or a ``.yaml`` (random
     weights). Returns ``(model, weights_id, random_weights)``."""
@@ -130,6 +139,8 @@ def load_yolo(spec: str = "yolov8n.pt", flag: str = "--detector") -> tuple[Any, 
         raise WeightsUnavailable(
             f"detector weights {spec} not found; pass a local .pt file (or a model .yaml for random "
             f"weights) with {flag}")
+    elif (cached := _yolo_weights_dir() / spec).is_file():
+        source, weights_id = str(cached), spec  # downloaded earlier into ultralytics' weights folder
     else:
         if _offline("YOLO_OFFLINE", "HF_HUB_OFFLINE"):
             raise WeightsUnavailable(

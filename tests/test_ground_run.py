@@ -37,7 +37,7 @@ def _check(root, limit=None):
     return r
 
 
-def test_run_with_limit_then_verify_and_rerun_is_a_no_op(sample):
+def test_run_with_limit_passes_verify_and_a_changed_dict_needs_force(sample):
     r = CliRunner().invoke(main, ["run", str(sample), "--dataset", "sample", "--limit", "2", *RANDOM])
     assert r.exit_code == 0, r.output
     assert (sample / "sample_aux_images" / "nps" / "train.nps.jsonl").is_file()

@@ -74,6 +74,10 @@ def test_existing_output_is_kept_resumed_or_forced(small_dataset, tmp_path):
     assert len(read_nps_jsonl(target)) == 120  # untouched
     extract_nps(other, out, backend="textblob", splits=["valid"], force=True)
     assert len(read_nps_jsonl(target)) == 10
+    # A later run of another split adds to the summary of the folder.
+    summary = extract_nps(small_dataset, out, backend="textblob", splits=["test"])
+    assert list(summary["splits"]) == ["valid", "test"] and summary["all"]["tweets"] == 130
+    assert json.loads((out / "summary.json").read_text()) == summary
 
 
 def test_coverage_counts_orphan_i_tags_and_whole_spans():
@@ -158,6 +162,13 @@ def test_cli_bad_input_names_file_and_line(tmp_path):
                                          "--backend", "textblob", "--split", "valid"])
     assert result.exit_code == 2
     assert f"{data / 'valid.txt'}:3:" in result.output
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    result = CliRunner().invoke(_cli(), ["extract-nps", str(data), "--out", str(not_a_folder), "--split", "valid",
+                                         "--backend", "textblob"])
+    assert result.exit_code == 2 and str(not_a_folder) in result.output
+    with pytest.raises(FileExistsError, match="is not a folder"):
+        extract_nps(data, not_a_folder, backend="textblob", splits=["valid"])
     missing = CliRunner().invoke(_cli(), ["extract-nps", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
                                           "--backend", "textblob"])
     assert missing.exit_code == 2 and "no such input file" in missing.output

@@ -83,6 +83,23 @@ def test_hashtags_and_split_hashtags():
     assert (1, 2) in [(s, e) for s, e, _ in nps("@ djfive ' s live set".split())]
 
 
+def test_twitter2017_split_hashtags_and_mentions_join_names():
+    # Twitter-2017 writes "#" and "@" as tokens of their own; team names span them.
+    assert any("New Orleans # Saints" in t for t in texts("# NFL New Orleans # Saints notes".split()))
+    assert "Washington Capitals" in texts("hockey tonight @ Washington Capitals".split())
+    assert any(t.endswith("Serie A") for t in texts("the 2015 - 16 Serie A season".split()))
+
+
+def test_hashtag_chains_are_one_phrase_per_tag():
+    found = texts("Found dog . #Riverdale #DogsTO #ttot #MyFest2015 http://t.co/x".split())
+    assert {"#Riverdale", "#DogsTO", "#ttot", "#MyFest2015"} <= set(found)
+
+
+def test_handles_stay_out_of_names():
+    assert "@WOODTV" in texts("RT @WOODTV RIP Maya Angelou".split())
+    assert any(t.endswith("Maya Angelou") for t in texts("RT @WOODTV RIP Maya Angelou".split()))
+
+
 def test_leading_determiners_trimmed_but_titles_kept():
     assert "black cat" in texts("the black cat sat on the mat".split())
     assert "The Walking Dead" in texts('" The Walking Dead " star arrives'.split())

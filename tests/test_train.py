@@ -129,8 +129,7 @@ def test_resume_continues_to_the_same_result(tiny, tmp_path):
     cut = train(tiny_config(tiny, tmp_path / "cut"), stop_after_steps=6)
     assert cut.stopped and not (tmp_path / "cut" / rf.TEST_REPORT).exists()
     assert torch.load(tmp_path / "cut" / rf.LAST, weights_only=True)["batches_done"] == 2
-    result = CliRunner().invoke(main, ["--run-dir", str(tmp_path / "cut"), "--resume", "--data-root",
-                                       str(tiny["root"]), "--dataset", "twitter2017", "--device", "cpu"])
+    result = CliRunner().invoke(main, ["--run-dir", str(tmp_path / "cut"), "--resume", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     a = [json.loads(x) for x in (tmp_path / "whole" / rf.METRICS).read_text().splitlines()]
     b = [json.loads(x) for x in (tmp_path / "cut" / rf.METRICS).read_text().splitlines()]
@@ -249,3 +248,22 @@ def test_all_switches_with_and_without_images(tiny, tmp_path):
     assert result.test is not None
     cached = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert len(cached) == 7  # 6 distinct images + 1 crop, each computed and stored once
+
+
+def test_run_script_passes_the_paper_preset(tiny, tmp_path):
+    """bin/run_twitter17.sh: the paper preset, the data root as argument, extra options passed through."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bin" / "run_twitter17.sh"
+    env = {**__import__("os").environ, "PYTHON": sys.executable, "DEVICE": "cpu"}
+    proc = subprocess.run([str(script), str(tiny["root"]), str(tmp_path / "run"), "--text-model", tiny["encoder"],
+                           "--random-init", "--text-only", "--epochs", "1"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((tmp_path / "run" / rf.CONFIG).read_text())
+    assert config["preset"] == "paper" and config["batch_size"] == 8 and config["lr"] == 3e-5
+    assert config["epochs"] == 1 and config["model"]["text_model"] == tiny["encoder"]
+    assert (tmp_path / "run" / rf.TEST_REPORT).is_file()
+    usage = subprocess.run([str(script)], capture_output=True, text=True)
+    assert usage.returncode == 2 and "DATA_ROOT" in usage.stderr

@@ -121,13 +121,26 @@ def test_epoch_batches_seeded_dynamic_padding_and_shards(tmp_path, shared_data, 
     # dynamic padding: each batch as wide as its longest tweet, not max_seq
     for b in loader.epoch(0):
         assert b.input_ids.shape[1] == int(b.attention_mask.sum(1).max())
-    # two ranks split the epoch between them
-    seen = []
-    for rank in (0, 1):
-        part = EpochBatches(examples, 8, collate, shuffle=True, seed=7, rank=rank, world_size=2)
-        part.sampler.set_epoch(0)
-        seen += list(part.sampler)
+    # two ranks split every global batch of the same order between them
+    parts = [EpochBatches(examples, 4, collate, shuffle=True, seed=7, rank=r, world_size=2) for r in (0, 1)]
+    assert parts[0].global_batches(0) == loader.global_batches(0)
+    seen = [i for b in parts[0].global_batches(0) for r in (0, 1) for i in b[r::2]]
     assert sorted(seen) == list(range(len(examples)))
+    assert len(list(parts[0].epoch(0))) == len(list(parts[1].epoch(0))) == len(parts[0]) == 4
+
+
+def test_length_bucketing_pads_less_same_tweets(tmp_path, shared_data, batcher):
+    root = _small_root(tmp_path, shared_data, n=200)
+    examples, _ = load_split(DatasetLayout(root, "twitter2017"), "train", aux_k=0, with_images=False)
+    plain = EpochBatches(examples, 16, Collator(batcher), shuffle=True, seed=3)
+    bucketed = EpochBatches(examples, 16, Collator(batcher), shuffle=True, seed=3, bucket=True, bucket_batches=5)
+    assert sorted(i for b in bucketed.global_batches(0) for i in b) == list(range(len(examples)))
+    assert bucketed.global_batches(0) == bucketed.global_batches(0) != bucketed.global_batches(1)
+
+    def padded(loader):
+        return sum(b.attention_mask.numel() for b in loader.epoch(0))
+
+    assert padded(bucketed) < 0.85 * padded(plain)
 
 
 def test_metrics_match_conlleval_counts(shared_data):

@@ -33,7 +33,7 @@ def model_options(f):
                      help="open_clip pretrained tag, a local weights file, or 'none' (random weights)."),
         click.option("--top-k", default=3, show_default=True, type=click.IntRange(0), help="Crops kept per image."),
         click.option("--conf", default=0.25, show_default=True, type=float,
-                     help="Detector confidence threshold (set it low, e.g. 0.001, with random weights)."),
+                     help="Detector confidence threshold (random-weight YOLO scores are ~1e-4: use 0 there)."),
         click.option("--iou", default=0.5, show_default=True, type=click.FloatRange(0, 1),
                      help="Kept boxes overlapping a better one by more than this IoU are dropped."),
         click.option("--max-candidates", default=10, show_default=True, type=click.IntRange(1),

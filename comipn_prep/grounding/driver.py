@@ -59,6 +59,14 @@ class GroundConfig:
     threads: int = 0  # torch threads; 0 = leave torch's default
     png_compress_level: int = 1  # crops are small; fast PNG encoding, lossless either way
 
+    def __post_init__(self):
+        if "{}" not in self.prompt:
+            raise ValueError(f"--prompt must contain {{}} where the noun phrase goes, got {self.prompt!r}")
+        if not 0.0 <= self.conf <= 1.0:
+            raise ValueError(f"--conf must be within 0..1, got {self.conf}")
+        if isinstance(self.clip_pretrained, str) and self.clip_pretrained.strip().lower() in ("", "none"):
+            self.clip_pretrained = None
+
 
 def resolve_device(device: str) -> str:
     if device == "auto":
@@ -268,12 +276,14 @@ def ground_split(grounder: Grounder, items: Sequence[GroundItem], images_dir: Pa
     crops_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = split_dir / shard.manifest_name
     mine = shard.take(items)
-    existing = pd.DataFrame(columns=COLUMNS) if force else read_manifest(manifest_path)
-    done = set(existing["imgid"])
+    existing = read_manifest(manifest_path)
+    done = set() if force else set(existing["imgid"])
     todo = [it for it in mine if it.imgid not in done]
     skipped = len(mine) - len(todo)
     if limit is not None:
         todo = todo[:limit]
+    if force:  # the redone images' old rows go; rows of images not redone (e.g. past --limit) stay
+        existing = existing[~existing["imgid"].isin({it.imgid for it in todo})]
     frames = [existing] if len(existing) else []
     cfg = grounder.config
     start = time.perf_counter()

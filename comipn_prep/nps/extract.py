@@ -36,7 +36,8 @@ SUMMARY_NAME = "summary.json"
 
 @dataclass
 class ExtractConfig:
-    """Everything that decides the output of :func:`extract_nps` (saved in ``summary.json``)."""
+    """The settings of one :func:`extract_nps` run (saved in ``summary.json``); workers and chunk size
+    change the speed, never the output."""
 
     backend: str = "auto"
     spacy_model: str = DEFAULT_SPACY_MODEL
@@ -130,13 +131,18 @@ def extract_tweets(tweets: Sequence[Tweet], backend: Backend, config: ExtractCon
     pairs = [(t.imgid, t.tokens) for t in tweets]
     size = max(1, config.chunk_size)
     bounds = [(i, min(i + size, len(pairs))) for i in range(0, len(pairs), size)]
-    spans: list[list[tuple[int, int]]] = []
-    bar = tqdm(total=len(pairs), desc=desc, unit="tweet", leave=False, disable=not progress or len(pairs) < 2000)
+    items: list[TweetNPs] = []
+
+    def progress_bar():
+        return tqdm(total=len(pairs), desc=desc, unit="tweet", leave=False,
+                    disable=not progress or len(pairs) < 2000)
+
     with _gc_paused():
         if config.workers <= 1 or len(bounds) <= 1:
-            for a, b in bounds:
-                spans.extend(tweet_spans(backend, pairs[a:b]))
-                bar.update(b - a)
+            with progress_bar() as bar:
+                for a, b in bounds:
+                    items.extend(_to_items(pairs[a:b], tweet_spans(backend, pairs[a:b])))
+                    bar.update(b - a)
         else:
             if "fork" in multiprocessing.get_all_start_methods():
                 ctx = multiprocessing.get_context("fork")
@@ -148,14 +154,15 @@ def extract_tweets(tweets: Sequence[Tweet], backend: Backend, config: ExtractCon
                 init_args = (None, backend.name, config.spacy_model, config.nltk_data)
                 work, tasks = _work_pairs, [pairs[a:b] for a, b in bounds]
             try:
-                with ctx.Pool(config.workers, initializer=_init_worker, initargs=init_args) as pool:
-                    for (a, b), result in zip(bounds, pool.imap(work, tasks)):  # imap keeps file order
-                        spans.extend(result)
+                # The pool forks before the progress bar starts its monitor thread.
+                with ctx.Pool(config.workers, initializer=_init_worker, initargs=init_args) as pool, \
+                        progress_bar() as bar:
+                    # imap keeps file order; the items of a chunk are built while workers do the next ones.
+                    for (a, b), result in zip(bounds, pool.imap(work, tasks)):
+                        items.extend(_to_items(pairs[a:b], result))
                         bar.update(b - a)
             finally:
                 _worker_pairs = []
-        items = _to_items(pairs, spans)
-    bar.close()
     return items
 
 
@@ -214,6 +221,8 @@ def extract_nps(data_dir: str | Path, out_dir: str | Path, *, backend: str = "au
     splits = [canonical_split(s) for s in splits]
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, not {workers}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} exists and is not a folder")
     inputs = {s: data_dir / f"{s}.txt" for s in splits}
     missing = [str(p) for p in inputs.values() if not p.is_file()]
     if missing:

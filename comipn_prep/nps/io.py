@@ -1,8 +1,10 @@
 """The noun-phrase file format: one JSON object per tweet, one line each, in file order.
 
 ```
-{"imgid": "1015799", "tokens": ["RT", "@JayKenMinaj", ...], "nps": [{"start": 8, "end": 10, "text": "George Zimmerman"}]}
+{"imgid": "1015799", "tokens": ["RT", "@JayKenMinaj", ...],
+ "nps": [{"start": 8, "end": 10, "text": "George Zimmerman"}]}
 ```
+(one line in the file)
 ``start`` / ``end`` index the tweet's own tokens (end exclusive); spans never overlap and are sorted;
 ``text`` is the NP's tokens joined by single spaces.
 """
@@ -20,7 +22,7 @@ class NPFormatError(ValueError):
     """A malformed ``.nps.jsonl`` line, reported as ``path:line: what is wrong``."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NounPhrase:
     """Tokens ``start`` to ``end`` (exclusive) of a tweet, and their text."""
 
@@ -32,7 +34,7 @@ class NounPhrase:
         return {"start": self.start, "end": self.end, "text": self.text}
 
 
-@dataclass
+@dataclass(slots=True)
 class TweetNPs:
     """The noun phrases of one tweet, as spans of its own tokens."""
 

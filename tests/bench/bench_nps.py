@@ -10,6 +10,7 @@ each the median of several runs, measured side by side in this one run.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import time
@@ -42,6 +43,16 @@ def plain_textblob(tweets):
         spans = spans_from_iob(chunks)
         out.append(TweetNPs(t.imgid, t.tokens, [NounPhrase(s, e, "") for s, e in spans]))
     return out
+
+
+def cpu_timed(fn):
+    """(wall s, this process's CPU s, CPU s of child processes that ended meanwhile)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, cpu, (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
 
 
 def timed(fn, repeats):
@@ -100,16 +111,30 @@ def main() -> int:
         # Interleaved, so that load from other processes hits every variant alike.
         one_all, many_all, base_all, base_nogc_all = [], [], [], []
         for _ in range(args.repeats):
-            one_all.append(timed(lambda: ours(1), 1)[0])
-            many_all.append(timed(lambda: ours(args.workers), 1)[0])
-            base_all.append(timed(lambda: plain_textblob(all_tweets), 1)[0])
-            base_nogc_all.append(timed(plain_no_gc, 1)[0])
-        one, many = statistics.median(one_all), statistics.median(many_all)
-        base, base_nogc = statistics.median(base_all), statistics.median(base_nogc_all)
+            one_all.append(cpu_timed(lambda: ours(1)))
+            many_all.append(cpu_timed(lambda: ours(args.workers)))
+            base_all.append(cpu_timed(lambda: plain_textblob(all_tweets)))
+            base_nogc_all.append(cpu_timed(plain_no_gc))
+
+        def med(runs, k):
+            return statistics.median(r[k] for r in runs)
+
+        one, many = med(one_all, 0), med(many_all, 0)
+        base, base_nogc = med(base_all, 0), med(base_nogc_all, 0)
         print(f"  speed ({n} tweets, median of {args.repeats}): 1 worker {n / one:,.0f} tweets/s; "
               f"{args.workers} workers {n / many:,.0f} tweets/s (x{one / many:.2f}); "
               f"plain TextBlob parse {n / base:,.0f} tweets/s ({n / base_nogc:,.0f} with the GC paused)")
-        print(f"  1-worker runs (s): {', '.join(f'{t:.3f}' for t in one_all)}")
+        # CPU time does not grow when other processes share the cores, wall time does: tweets per
+        # CPU-second is what one free core would do; the N-worker run's parent + children CPU says how
+        # much work parallelism adds (equal to 1 worker's = no overhead; gain then near N on N free cores).
+        parent, children = med(many_all, 1), med(many_all, 2)
+        print(f"  CPU: 1 worker {n / med(one_all, 1):,.0f} tweets per CPU-s; plain TextBlob "
+              f"{n / med(base_all, 1):,.0f}; {args.workers} workers: parent {parent:.2f} s + workers "
+              f"{children:.2f} s vs 1 worker {med(one_all, 1):.2f} s "
+              f"(gain on {args.workers} free cores if the parent's part overlapped nothing: "
+              f"x{med(one_all, 1) / (parent + children / args.workers):.2f}; if it all overlapped: "
+              f"x{med(one_all, 1) / max(parent, children / args.workers):.2f})")
+        print(f"  1-worker runs, wall s: {', '.join(f'{r[0]:.3f}' for r in one_all)}")
         met = (cov["coverage"] >= TARGETS.get(ds, 0) and fig["mean_np_length"] <= 2.5
                and fig["np_token_share"] <= 0.60 and n / one >= 5000)
         ok &= met
