@@ -222,7 +222,3 @@ class EpochBatches:
         for batch in islice(self.global_batches(epoch), skip_batches, None):
             yield self.collate([self.examples[i] for i in batch[self.rank::self.world_size]])
 
-
-def shard(n: int, rank: int, world_size: int) -> list[int]:
-    """Indices of rank's share for evaluation: every example exactly once over all ranks."""
-    return list(range(rank, n, world_size))

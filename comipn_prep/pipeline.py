@@ -1,9 +1,9 @@
 """``run``: extract-nps, ground and build-dict in order, in the field's layout under one root.
 
 NP files go to ``<root>/<dataset>_aux_images/nps/<split>.nps.jsonl``; crops and manifests to
-``<root>/<dataset>_aux_images/<split-folder>/``; dicts to ``<root>/<dataset>/``. Every stage resumes:
-extract-nps keeps NP files made from the same input (unless ``force``), grounding skips images already in its manifest, and a
-dict identical to the one already there is left alone.
+``<root>/<dataset>_aux_images/<split-folder>/``; dicts to ``<root>/<dataset>/``. Every stage
+resumes: extract-nps keeps NP files made from the same input (unless ``force``), grounding skips
+images already in its manifest, and a dict identical to the one already there is left alone.
 """
 
 from __future__ import annotations

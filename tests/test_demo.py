@@ -39,7 +39,8 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
     before = snapshot(SAMPLE)
-    proc = run_demo("--out", str(out), "--offline", "--epochs", "1", "--clip-model", "ViT-S-32")
+    proc = run_demo("--out", str(out), "--offline", "--epochs", "1", "--clip-model", "ViT-S-32",
+                    "--limit", "4")
     assert proc.returncode == 0, f"bin/demo failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
     return out, proc, before
 

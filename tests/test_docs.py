@@ -217,3 +217,45 @@ def test_bench_commands_in_docs_use_real_scripts_and_options():
                         if opt.startswith("--") and f'"{opt}"' not in source:
                             problems.append(f"{path.name}:{line}: {w} has no option {opt}")
     assert not problems, "\n".join(problems)
+
+
+def test_architecture_names_every_module():
+    """docs/architecture.md has a row for every module of both packages (cli modules as `cli/`)."""
+    page = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    missing = []
+    for package in ("comipn_prep", "comipn_model"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            rel = path.relative_to(REPO / package)
+            if path.name == "__init__.py" or "__pycache__" in rel.parts:
+                continue
+            name = "cli/" if rel.parts[0] == "cli" and len(rel.parts) > 1 else ".".join(rel.with_suffix("").parts)
+            if f"`{name}`" not in page:
+                missing.append(f"{package}.{name}")
+    assert not missing, f"modules not described in docs/architecture.md: {missing}"
+
+
+def test_data_format_examples_match_the_code(tmp_path):
+    """The NP line and the manifest header shown in docs/data-format.md are what the code reads."""
+    from comipn_prep.grounding.manifest import COLUMNS
+    from comipn_prep.nps.io import read_nps_jsonl
+
+    blocks = code_blocks((DOCS / "data-format.md").read_text(encoding="utf-8"))
+    np_lines = [b for lang, b, _ in blocks if lang == "json" and '"nps"' in b]
+    assert np_lines, "no NP example in docs/data-format.md"
+    path = tmp_path / "train.nps.jsonl"
+    path.write_text(np_lines[0], encoding="utf-8")
+    (item,) = read_nps_jsonl(path)
+    assert all(np.text == " ".join(item.tokens[np.start:np.end]) for np in item.nps)
+    headers = [b.splitlines()[0] for lang, b, _ in blocks if b.startswith("imgid,status,")]
+    assert headers == [",".join(COLUMNS)]
+
+
+def test_relative_links_resolve():
+    problems = []
+    for path in doc_files():
+        for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            if not (path.parent / target.split("#", 1)[0]).exists():
+                problems.append(f"{path.relative_to(REPO)}: broken link {target}")
+    assert not problems, "\n".join(problems)

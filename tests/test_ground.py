@@ -10,7 +10,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
@@ -21,8 +20,7 @@ from comipn_prep.cli import main
 from comipn_prep.conll import entity_spans, read_conll
 from comipn_prep.grounding import GroundConfig, GroundItem, Grounder, Shard, ground_split, load_item, read_manifest
 from comipn_prep.grounding import driver as driver_mod
-from comipn_prep.grounding.clip_matcher import ClipMatcher
-from comipn_prep.grounding.detector import Detections
+from comipn_prep.grounding.detector import Detections, Detector
 from comipn_prep.grounding.manifest import read_split_manifests
 from comipn_prep.weights import WeightsUnavailable, load_clip, load_yolo
 
@@ -123,10 +121,22 @@ def test_batched_equals_naive(tmp_path, grounder, tweets):
         assert (a.imgid, a.status) == (b.imgid, b.status)
         assert [(s.rank, s.box, s.phrase) for s in a.selected] == [(s.rank, s.box, s.phrase) for s in b.selected]
         for sa, sb in zip(a.selected, b.selected):
-            assert (math.isnan(sa.clip_score) and math.isnan(sb.clip_score)) or abs(sa.clip_score - sb.clip_score) < 1e-4
+            both_nan = math.isnan(sa.clip_score) and math.isnan(sb.clip_score)
+            assert both_nan or abs(sa.clip_score - sb.clip_score) < 1e-4
             assert sa.det_score == pytest.approx(sb.det_score, rel=1e-5)
         for ca, cb in zip(a.crops, b.crops):
             assert np.array_equal(np.asarray(ca), np.asarray(cb))
+
+
+def test_detector_batches_give_the_boxes_of_single_calls(grounder):
+    """A batch groups equal-sized images (ultralytics pads them as it pads a lone image)."""
+    ims = [_picture(k, size) for k, size in enumerate([(320, 240), (320, 240), (200, 300), (320, 240)])]
+    single = grounder.detector  # on CPU: one image per call
+    assert single.max_batch == 1
+    batched = Detector(single.model, conf=single.conf, max_candidates=single.max_candidates, max_batch=8)
+    for a, b in zip(single.detect(ims), batched.detect(ims)):
+        assert a.boxes.shape == b.boxes.shape and len(a.boxes) > 0
+        assert np.allclose(a.boxes, b.boxes, atol=1e-2) and np.allclose(a.scores, b.scores, rtol=1e-3)
 
 
 def test_crops_are_the_boxes_of_the_image(tmp_path, grounder, tweets):
@@ -169,7 +179,8 @@ def _png_claiming(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0\0\0\0")) + chunk(b"IEND", b"")
+    idat = chunk(b"IDAT", zlib.compress(b"\0\0\0\0"))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
 
 
 def test_odd_images_never_stop_the_run(tmp_path, grounder):
@@ -295,6 +306,10 @@ def test_cli_offline_default_weights_exit_2(tmp_path, tweets):
     r = CliRunner().invoke(main, ["ground", "--nps", str(tmp_path / "nps"), "--images", str(tmp_path / "img"),
                                   "--out", str(tmp_path / "aux"), "--split", "test"])
     assert r.exit_code == 2 and "test.nps.jsonl" in r.output
+    if not torch.cuda.is_available():
+        r = CliRunner().invoke(main, ["ground", "--nps", str(tmp_path / "nps"), "--images", str(tmp_path / "img"),
+                                      "--out", str(tmp_path / "aux"), "--split", "train", "--device", "cuda"])
+        assert r.exit_code == 2 and "CUDA" in r.output
 
 
 def test_cli_ground_then_build_dict(tmp_path, tweets):

@@ -93,6 +93,14 @@ def test_spacy_backend_with_tweet_rules():
         (1, 2, "@jack"), (3, 5, "George Zimmerman"), (7, 10, "old Tower Bridge")]
 
 
+def test_spacy_pipeline_without_parser_fails_clearly():
+    import spacy
+
+    backend = B.SpacyBackend(nlp=spacy.blank("en"))
+    with pytest.raises(BackendUnavailable, match="no noun chunks"):
+        backend.analyse([["George", "Zimmerman"]])
+
+
 def test_spacy_missing_pipeline_names_the_install_command(monkeypatch):
     import spacy
 

@@ -66,6 +66,9 @@ def test_name_connectors_of_split_tokenisation():
     # A full stop after a long word ends the sentence, not a name.
     runs = capitalised_runs("Washington Capitals . Round two".split(), [WORD] * 5)
     assert (0, 2) in runs and not any(s <= 3 < e and s <= 1 < e for s, e in runs)
+    found = texts("watch the #USWNT win the World Cup . #SheBelieves".split())
+    assert "World Cup" in found and "#SheBelieves" in found
+    assert "St . Sabina Church" in texts("Mass for Peace at St . Sabina Church".split())
 
 
 def test_number_after_a_name_joins_it():
@@ -88,6 +91,14 @@ def test_twitter2017_split_hashtags_and_mentions_join_names():
     assert any("New Orleans # Saints" in t for t in texts("# NFL New Orleans # Saints notes".split()))
     assert "Washington Capitals" in texts("hockey tonight @ Washington Capitals".split())
     assert any(t.endswith("Serie A") for t in texts("the 2015 - 16 Serie A season".split()))
+
+
+def test_quoted_titles_are_phrases():
+    found = texts("Emma Watson in ' Beauty and the Beast ' : first look".split())
+    assert "Beauty and the Beast" in found
+    assert "Teardrops on My Guitar" in texts('Taylor Swift \' s " Teardrops on My Guitar "'.split())
+    # A long or lower-case quote is no title.
+    assert not any("said this" in t for t in texts('he said " this is not a title at all , really "'.split()))
 
 
 def test_hashtag_chains_are_one_phrase_per_tag():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -58,5 +57,6 @@ def test_cli_preview_writes_and_refuses_overwrite(tmp_path):
 
 
 def test_no_manifest_exits_2(tmp_path):
-    r = CliRunner().invoke(main, ["preview", str(tmp_path), "--images", str(tmp_path), "--out", str(tmp_path / "s.png")])
+    r = CliRunner().invoke(main, ["preview", str(tmp_path), "--images", str(tmp_path), "--out",
+                                  str(tmp_path / "s.png")])
     assert r.exit_code == 2 and "manifest" in r.output

@@ -43,6 +43,8 @@ def model_options(f):
         click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Images per batch."),
         click.option("--crop-batch", default=16, show_default=True, type=click.IntRange(1),
                      help="Crops per CLIP forward pass."),
+        click.option("--detector-batch", default=0, show_default=True, type=click.IntRange(0),
+                     help="Images per YOLO call (0: 1 on CPU, where it is cheaper; 64 on GPU)."),
         click.option("--threads", default=0, show_default=True, type=click.IntRange(0),
                      help="torch CPU threads (0: torch's default)."),
     ]
@@ -58,7 +60,7 @@ def config_from(kwargs: dict):
                         clip_pretrained=kwargs["clip_pretrained"], top_k=kwargs["top_k"], conf=kwargs["conf"],
                         iou=kwargs["iou"], max_candidates=kwargs["max_candidates"], prompt=kwargs["prompt"],
                         device=kwargs["device"], batch_size=kwargs["batch_size"], crop_batch=kwargs["crop_batch"],
-                        threads=kwargs["threads"])
+                        detector_batch=kwargs["detector_batch"], threads=kwargs["threads"])
 
 
 def echo_summaries(summaries) -> None:

@@ -40,8 +40,9 @@ class ClipMatcher:
     # -- text ---------------------------------------------------------------------------------------
     def _can_truncate(self) -> bool:
         m = self.model
-        return self.truncate_text and (getattr(m, "attn_mask", None) is not None and getattr(m, "text_pool_type", "") == "argmax"
-                and hasattr(m, "token_embedding") and hasattr(m, "positional_embedding"))
+        return self.truncate_text and (
+            getattr(m, "attn_mask", None) is not None and getattr(m, "text_pool_type", "") == "argmax"
+            and hasattr(m, "token_embedding") and hasattr(m, "positional_embedding"))
 
     @torch.inference_mode()
     def _encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:

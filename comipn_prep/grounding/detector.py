@@ -19,13 +19,16 @@ class Detector:
     """Wraps ``YOLO.predict``: class-agnostic NMS, at most ``max_candidates`` boxes per image."""
 
     def __init__(self, model: Any, conf: float = 0.25, nms_iou: float = 0.7, max_candidates: int = 10,
-                 device: str = "cpu", imgsz: int = 640):
+                 device: str = "cpu", imgsz: int = 640, max_batch: int = 0):
         self.model = model
         self.conf = conf
         self.nms_iou = nms_iou
         self.max_candidates = max_candidates
         self.device = device
         self.imgsz = imgsz
+        # 0 = auto. On a CPU one image per call is cheaper (measured: a batch of 8 equal 640x480 images
+        # cost 1.8x the CPU time per image of single calls); a GPU wants whole batches.
+        self.max_batch = max_batch if max_batch > 0 else (1 if str(device) == "cpu" else 64)
 
     def _predict(self, images: list[Image.Image]) -> list[Detections]:
         results = self.model.predict(images, conf=self.conf, iou=self.nms_iou, agnostic_nms=True,
@@ -49,6 +52,8 @@ class Detector:
             groups.setdefault(im.size, []).append(i)
         out: list[Detections | None] = [None] * len(images)
         for idx in groups.values():
-            for i, det in zip(idx, self._predict([images[i] for i in idx])):
-                out[i] = det
+            for start in range(0, len(idx), self.max_batch):
+                chunk = idx[start:start + self.max_batch]
+                for i, det in zip(chunk, self._predict([images[i] for i in chunk])):
+                    out[i] = det
         return out  # type: ignore[return-value]

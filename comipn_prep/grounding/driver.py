@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -32,7 +31,7 @@ from ..layout import CROP_NAME_RE, SPLIT_FOLDERS, canonical_split, crop_name, fi
 from ..weights import load_clip, load_yolo
 from .clip_matcher import DEFAULT_PROMPT, ClipMatcher
 from .detector import Detections, Detector
-from .manifest import COLUMNS, STATUSES, read_manifest, rows_to_frame, status_counts, write_manifest
+from .manifest import STATUSES, read_manifest, rows_to_frame, status_counts, write_manifest
 from .nps_input import GroundItem, nps_path, read_ground_items
 from .selection import Selected, pixel_boxes, select_boxes
 from .shards import Shard
@@ -56,6 +55,7 @@ class GroundConfig:
     device: str = "auto"
     batch_size: int = 8  # images per batch
     crop_batch: int = 16  # crops per CLIP call
+    detector_batch: int = 0  # images per YOLO call; 0 = auto (1 on CPU, where it is cheaper; 64 on GPU)
     threads: int = 0  # torch threads; 0 = leave torch's default
     png_compress_level: int = 1  # crops are small; fast PNG encoding, lossless either way
 
@@ -116,7 +116,8 @@ class Grounder:
         yolo, det_id, det_random = load_yolo(config.detector)
         bundle = load_clip(config.clip_model, config.clip_pretrained, device=device)
         detector = Detector(yolo, conf=config.conf, nms_iou=config.nms_iou,
-                            max_candidates=config.max_candidates, device=device)
+                            max_candidates=config.max_candidates, device=device,
+                            max_batch=config.detector_batch)
         matcher = ClipMatcher(bundle, device=device, prompt=config.prompt, crop_batch=config.crop_batch)
         return cls(detector, matcher, config, det_id, bundle.weights_id, det_random or bundle.random_weights)
 

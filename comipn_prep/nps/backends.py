@@ -22,8 +22,9 @@ Span = tuple[int, int]
 BACKENDS = ("auto", "textblob", "spacy", "nltk")
 DEFAULT_SPACY_MODEL = "en_core_web_sm"
 NLTK_TAGGER_RESOURCE = "averaged_perceptron_tagger_eng"
-# NP grammar for NLTK: optional determiner / possessive, adjectives and numbers, then nouns; proper nouns
-# may be joined by "of" ("Game of Thrones" is put together by the capitalised-run rule anyway).
+# NP grammar for NLTK: an optional determiner / possessive, adjectives, participles and numbers, then
+# nouns, optionally a possessive "'s" and more nouns; or a lone pronoun. Names joined by "of" ("Game of
+# Thrones") are put together by the capitalised-run rule, for every backend.
 NLTK_NP_GRAMMAR = r"""
 NP: {<DT|PDT|PRP\$>?<CD|JJ.*|VBN|VBG>*<NN.*>+<POS>?<NN.*|CD>*}
     {<PRP>}
@@ -175,7 +176,12 @@ class SpacyBackend:
 
         # Docs built from the tagger-safe words keep spaCy's tokens one-to-one with the tweet's.
         docs = [Doc(self.nlp.vocab, words=words) for words in sentences]
-        return [spacy_spans(doc) for doc in self.nlp.pipe(docs, batch_size=256)]
+        try:
+            return [spacy_spans(doc) for doc in self.nlp.pipe(docs, batch_size=256)]
+        except ValueError as err:  # E029: noun_chunks needs a dependency parse
+            raise BackendUnavailable(f"spaCy pipeline {self.model!r} gives no noun chunks ({err}); use a "
+                                     f"pipeline with a parser, e.g. python -m spacy download "
+                                     f"{DEFAULT_SPACY_MODEL}") from None
 
 
 def _looks_like_path(model: str) -> bool:
@@ -188,7 +194,7 @@ def _load_spacy(model: str):
     try:
         # Named entities and lemmas are not needed for noun chunks: skip them for speed.
         return spacy.load(model, exclude=["ner", "lemmatizer", "textcat"])
-    except OSError as err:
+    except (OSError, ValueError, ImportError) as err:
         if _looks_like_path(model):
             raise BackendUnavailable(
                 f"no spaCy pipeline at {model} ({err}). --spacy-model takes an installed pipeline's name "

@@ -4,14 +4,15 @@ A newspaper chunker reads tweet debris as words: ``RT @jack`` becomes one NP and
 runs into the next words. The rules here, in order:
 
 1. cut every chunk at debris (URLs, ``RT``, symbols, emoji, blanks, a lone ``#`` / ``@``), at
-   ``@user`` handles, at coordinators ("A and B" -> "A", "B"), at pronouns inside it and between two
-   hashtags;
+   ``@user`` handles, at coordinators ("A and B" -> "A", "B"), at pronouns and determiners inside it
+   ("pilot a Space Shuttle") and between two hashtags;
 2. trim leading determiners / pronouns / conjunctions and trailing function words (keeps NPs short),
    except a capitalised article that opens a name ("The Walking Dead"); drop what has no content left;
 3. add runs of capitalised words the tagger missed (entities are often Title Case or ALL CAPS and get
    tagged JJ / VB / RB), bridging name connectors ("Game of Thrones", "J . K . Rowling",
    "Spider - Man", "New Orleans # Saints") and a number right after a name ("iOS 8"); merge them with
-   the chunks they touch;
+   the chunks they touch; likewise a short quoted stretch that opens with a capitalised word (a title:
+   "' Beauty and the Beast '");
 4. every #hashtag and @mention (or the word after a lone ``#`` / ``@``) not already inside a phrase is
    a phrase of its own.
 
@@ -32,7 +33,8 @@ COORDINATORS = frozenset({"and", "&", "&amp;", "&amp", "or", "n", "nor", "+", "v
 # Penn tags a phrase should not start with (after rule 1): determiners, pronouns, conjunctions, ...
 _LEADING_TAGS = frozenset({"DT", "PDT", "PRP", "PRP$", "WDT", "WP", "WP$", "EX", "CC", "POS", "IN", "TO",
                            "UH", "RB", "MD"})
-_PRONOUN_TAGS = frozenset({"PRP", "PRP$", "WP", "WP$"})
+# Inside a chunk these open a new phrase: "the US its power", "pilot a Space Shuttle".
+_OPENER_TAGS = frozenset({"PRP", "PRP$", "WP", "WP$", "DT", "PDT", "WDT"})
 _TRAILING_TAGS = frozenset({"DT", "PDT", "CC", "POS", "IN", "TO", "PRP$", "WDT", "WP"})
 # A phrase made only of these carries no referent worth grounding ("it", "this", "me").
 _EMPTY_TAGS = _LEADING_TAGS | {"CD", ".", ",", ":", "SYM", "``", "''", "-LRB-", "-RRB-", "(", ")", "$", "#"}
@@ -40,8 +42,9 @@ _EMPTY_TAGS = _LEADING_TAGS | {"CD", ".", ",", ":", "SYM", "``", "''", "-LRB-", 
 NAME_CONNECTORS = frozenset({"of", "the", "de", "del", "della", "da", "das", "do", "dos", "du", "van", "von",
                              "der", "den", "la", "le", "les", "di", "al", "el", "bin", "y",
                              "a", "-", "'", "’", "'s", "’s", "s", "&", "&amp;", "for", "from"})
-# "." joins a name only after an initial or a short abbreviation ("J . K . Rowling", "St . Sabina").
-_MAX_ABBREV = 3
+# "." joins a name only after an initial or a title / abbreviation ("J . K . Rowling", "St . Sabina").
+ABBREVIATIONS = frozenset("""St Dr Mr Mrs Ms Jr Sr Gov Sen Rep Gen Lt Col Sgt Capt Prof Rev Mt Ft Pt Ave
+Inc Co Corp Ltd Bros No Vol Pres Sec Fr""".split())
 # Capitalised function words that do not open a name on their own ("In", "At", "My").
 FUNCTION_WORDS = frozenset("""a an the this that these those my your his her its our their i you he she it
 we they me him us them in on at for from with by to of and or but is are was were be been am can
@@ -55,6 +58,10 @@ def is_capitalised(token: str) -> bool:
     """A word with an upper-case letter that starts with a letter or digit ("Zimmerman", "iOS", "NBA")."""
     # token != token.lower(): "has an upper-case letter", in C rather than a Python loop.
     return token[:1].isalnum() and token != token.lower()
+
+
+def _is_initial(token: str) -> bool:
+    return (len(token) == 1 and token.isupper()) or token in ABBREVIATIONS
 
 
 def _is_number(token: str) -> bool:
@@ -101,7 +108,8 @@ def _is_user_mention(token: str, kind: str) -> bool:
 def split_at_barriers(tokens: list[str], kinds: list[str], spans: list[Span],
                       tags: list[str] | None = None) -> list[Span]:
     """Cut every span at debris, ``@user`` handles, coordinators, between two hashtags and (given tags)
-    at pronouns inside it ("the US its power" -> "the US", "power"); drop the cut tokens."""
+    at pronouns and determiners inside it ("the US its power" -> "the US", "power"); drop the cut
+    tokens (a capitalised "The" that opens a name comes back with the name's run)."""
     out: list[Span] = []
     for start, end in spans:
         piece = start
@@ -110,7 +118,7 @@ def split_at_barriers(tokens: list[str], kinds: list[str], spans: list[Span],
                 out.append((piece, i))  # "#MyFest2015 #ttot": one phrase per hashtag
                 piece = i
             if (kinds[i] in _BARRIER_KINDS or tokens[i] in COORDINATORS or _is_user_mention(tokens[i], kinds[i])
-                    or (tags is not None and i > start and tags[i] in _PRONOUN_TAGS
+                    or (tags is not None and i > start and tags[i] in _OPENER_TAGS
                         and not is_name_word(tokens[i]))):
                 if piece < i:
                     out.append((piece, i))
@@ -183,7 +191,7 @@ def _runs(f: _Flags) -> list[Span]:
             k = j
             while k < n and k - j < MAX_CONNECTORS and (
                     tokens[k] in NAME_CONNECTORS
-                    or (tokens[k] == "." and len(tokens[k - 1]) <= _MAX_ABBREV and caps[k - 1])
+                    or (tokens[k] == "." and _is_initial(tokens[k - 1]) and k + 1 < n and kinds[k + 1] == WORD)
                     or (kinds[k] == MARK and tokens[k] in "#＃" and kinds[k - 1] == WORD)):
                 k += 1
             if j < k < n and caps[k]:
@@ -199,6 +207,34 @@ def _runs(f: _Flags) -> list[Span]:
         runs.append((start, end))
         i = end
     return runs
+
+
+_QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "”": "”", "’": "’", "``": "''"}
+MAX_TITLE = 6  # tokens of a quoted title ("' Beauty and the Beast '")
+
+
+def quoted_titles(f: _Flags) -> list[Span]:
+    """Short quoted stretches that open with a capitalised word and hold no debris: titles of songs,
+    films and shows ("Teardrops on My Guitar")."""
+    tokens, kinds = f.tokens, f.kinds
+    out: list[Span] = []
+    n = len(tokens)
+    i = 0
+    while i < n:
+        close = _QUOTES.get(tokens[i])
+        if close is None or i + 1 >= n or not f.caps[i + 1]:
+            i += 1
+            continue
+        j = i + 1
+        while j < n and j - i - 1 <= MAX_TITLE and tokens[j] != close and kinds[j] in (WORD, SYMBOL) \
+                and tokens[j] not in _QUOTES:
+            j += 1
+        if j < n and tokens[j] == close and 1 < j - i - 1 <= MAX_TITLE:
+            out.append((i + 1, j))
+            i = j + 1
+        else:
+            i += 1
+    return out
 
 
 def capitalised_runs(tokens: list[str], kinds: list[str], tags: list[str] | None = None) -> list[Span]:
@@ -230,6 +266,7 @@ def refine(tokens: list[str], kinds: list[str], tags: list[str], spans: list[Spa
         if trimmed is not None:
             pieces.append(trimmed)
     pieces.extend(_runs(f))
+    pieces.extend(quoted_titles(f))
     out = []
     for span in merge_overlapping(pieces):
         trimmed = _trim(f, span)

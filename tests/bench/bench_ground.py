@@ -82,6 +82,7 @@ def main() -> None:
     ap.add_argument("--max-candidates", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--crop-batch", type=int, default=16)
+    ap.add_argument("--detector-batch", type=int, default=0, help="images per YOLO call (0: auto)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--modes", default="plain,naive,batched", help="comma-separated: plain, naive, batched")
@@ -94,11 +95,11 @@ def main() -> None:
     make_images(work / "img", items)
     cfg = GroundConfig(detector="yolov8n.yaml", clip_pretrained="none", conf=0.0, device=args.device,
                        max_candidates=args.max_candidates, batch_size=args.batch_size, crop_batch=args.crop_batch,
-                       threads=args.threads)
+                       detector_batch=args.detector_batch, threads=args.threads)
     grounder = Grounder.from_config(cfg)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, {len(items)} images 640x480, "
           f"{args.phrases} phrases each, {args.max_candidates} candidate boxes, batch {args.batch_size}, "
-          f"crop batch {args.crop_batch}")
+          f"crop batch {args.crop_batch}, detector batch {grounder.detector.max_batch}")
     # Warm-up (first calls allocate and pick kernels); its phrases are distinct from the timed ones' cache.
     warm = [GroundItem(items[0].imgid, ["warm up phrase"])]
     ground_split(grounder, warm, work / "img", work / "warm", "train", progress=False)

@@ -63,12 +63,12 @@ def run(args, name: str, data_root: Path, dataset: str, model: dict, **train_kw)
     summary = {"run": name, "dataset": dataset, "epochs": len(rows), "epoch_seconds": seconds,
                "median_epoch_seconds": statistics.median(seconds),
                "median_later_epoch_seconds": statistics.median(seconds[1:]) if len(seconds) > 1 else None,
-               "train_tweets": rows[0]["tweets_per_s"] * rows[0]["seconds"] if rows else None,
+               "tweets_per_s": [r["tweets_per_s"] for r in rows],
                "dev_f1": [round(r["dev_f1"], 4) if r["dev_f1"] is not None else None for r in rows],
                "best_epoch": result.best_epoch,
                "test_f1": round(result.test["overall"]["f1"], 4) if result.test else None,
                "wall_seconds": round(wall, 1)}
-    print(json.dumps(summary), flush=True)
+    print("\n" + json.dumps(summary), flush=True)
     return summary
 
 
@@ -109,9 +109,9 @@ def main() -> None:
     p.add_argument("--dataset", default="twitter2017")
     p.add_argument("--text-model", default=None, help="default: MiniLM-L6 (paper-scale: random BERT-base)")
     p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--batch-size", type=int, default=None, help="default 16 (paper-scale: 8)")
+    p.add_argument("--lr", type=float, default=None, help="encoder lr, default 5e-5 (paper-scale: 3e-5)")
+    p.add_argument("--warmup-ratio", type=float, default=None, help="default 0.1 (paper-scale: 0.01)")
     p.add_argument("--max-seq", type=int, default=128)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, default=2)
@@ -120,6 +120,10 @@ def main() -> None:
     p.add_argument("--subset", type=int, default=200, help="tweets with synthetic images (images / paper-scale)")
     p.add_argument("--out", default=None, help="where run folders go (default: a temp folder)")
     args = p.parse_args()
+    paper = args.mode == "paper-scale"
+    args.batch_size = args.batch_size or (8 if paper else 16)
+    args.lr = args.lr or (3e-5 if paper else 5e-5)
+    args.warmup_ratio = args.warmup_ratio if args.warmup_ratio is not None else (0.01 if paper else 0.1)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     args.out = args.out or tempfile.mkdtemp(prefix="bench-train-")
@@ -154,7 +158,7 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
         model = {"random_init": True, "clip_model": "ViT-B-32", "clip_pretrained": None}
         summary = run(args, "paper-scale", root, args.dataset, model, new_lr=1e-3, crf_lr=5e-2)
-        extra = {"tweets_per_s_epochs": [round(args.subset / s, 2) for s in summary["epoch_seconds"]]}
+        extra = {"paper_scale_tweets_per_s": summary["tweets_per_s"], "batch_size": args.batch_size}
         if args.device.startswith("cuda"):
             extra["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         print(json.dumps(extra), flush=True)
