@@ -28,6 +28,10 @@ from comipn_model.vision import vision_dims
 logger = logging.getLogger(__name__)
 
 
+def _positions(ids: torch.Tensor) -> torch.Tensor:
+    return torch.arange(ids.shape[1], device=ids.device).unsqueeze(0).expand_as(ids)
+
+
 @dataclass
 class CoMIPNOutput:
     loss: torch.Tensor | None  # None when the batch has no labels
@@ -93,32 +97,40 @@ class CoMIPN(nn.Module):
 
     def _encode(self, batch: ModelBatch, visual: VisualInputs | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         ids, mask, types = batch.input_ids, batch.attention_mask, batch.token_type_ids
-        text = encode(self.encoder_for(PATH_TEXT), ids, mask, types)
         if self.gate is None or visual is None:
             # No picture anywhere in the batch: every visual prefix would be masked, and a masked
             # prefix gives exactly the text-only states, so the visual paths are skipped.
-            return text, None
+            return encode(self.encoder_for(PATH_TEXT), ids, mask, types), None
         prefixes: dict[str, tuple[list[torch.Tensor], torch.Tensor]] = {}
         if self.prompts is not None:
             prefixes[PATH_PROMPT] = self.prompts(visual.cls, visual.mask)
         if self.matching is not None:
-            states, prefix_mask, _ = self.matching(text, mask, visual.patches, visual.mask)
+            # The matching reads the encoder's token embeddings (not the text path's output), so
+            # that all paths can run as one encoder call.
+            tokens = self.encoder_for(PATH_MATCHED).embeddings(
+                input_ids=ids, token_type_ids=types, position_ids=_positions(ids))
+            states, prefix_mask, _ = self.matching(tokens, mask, visual.patches, visual.mask)
             prefixes[PATH_MATCHED] = (states, prefix_mask)
-        outputs = {PATH_TEXT: text}
-        if self.shared_encoder and len(prefixes) == 2:
-            # One encoder call for both visual paths (batch 2B): larger matrix products run faster on CPU.
-            outputs.update(self._encode_paths_together(batch, prefixes))
+        if self.shared_encoder:
+            outputs = self._encode_paths_together(batch, prefixes)
         else:
+            outputs = {PATH_TEXT: encode(self.encoder_for(PATH_TEXT), ids, mask, types)}
             for path, (states, prefix_mask) in prefixes.items():
                 outputs[path] = encode(self.encoder_for(path), ids, mask, types, states, prefix_mask)
         return self.gate(outputs)
 
     def _encode_paths_together(self, batch: ModelBatch, prefixes) -> dict[str, torch.Tensor]:
-        names = list(prefixes)
-        width = max(prefixes[n][1].shape[1] for n in names)
+        """All paths as one encoder call of batch ``paths x B`` (on CPU one large call costs far less
+        than several small ones). The text path gets a fully masked prefix, which gives exactly the
+        encoder's plain output."""
+        names = [PATH_TEXT, *prefixes]
+        width = max(prefix_mask.shape[1] for _, prefix_mask in prefixes.values())
+        first = next(iter(prefixes.values()))[0][0]
+        empty = ([first.new_zeros(first.shape[0], width, first.shape[2])] * len(first),
+                 torch.zeros(first.shape[0], width, dtype=torch.bool, device=first.device))
         layer_states, masks = [], []
         for name in names:
-            states, prefix_mask = prefixes[name]
+            states, prefix_mask = prefixes.get(name, empty)
             pad = width - prefix_mask.shape[1]
             masks.append(nn.functional.pad(prefix_mask, (0, pad), value=False))
             layer_states.append([nn.functional.pad(s, (0, 0, 0, pad)) for s in states])

@@ -333,7 +333,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
 
     epoch, batches_done, global_step = 0, 0, 0
     best_f1, best_epoch = None, None
-    partial = {"loss_sum": 0.0, "loss_batches": 0, "tweets": 0, "seconds": 0.0}
+    partial = {"loss_sum": 0.0, "loss_batches": 0, "tweets": 0, "seconds": 0.0, "cpu_seconds": 0.0}
     rows = folder.read_metrics() if resume else []
     if resume:
         state = folder.load_checkpoint(rf.LAST)
@@ -372,7 +372,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
                  f", {dinfo.world_size} processes" if dinfo.enabled else "")
     model.train()
     while epoch < cfg.epochs and global_step < total_steps and not stopped:
-        start_time = time.perf_counter()
+        start_time, start_cpu = time.perf_counter(), time.process_time()
         bar = tqdm(batches.epoch(epoch, skip_batches=batches_done), total=steps_per_epoch, initial=batches_done,
                    desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not dinfo.main, leave=False)
         for batch in bar:
@@ -397,6 +397,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
                 break
         bar.close()
         partial["seconds"] += time.perf_counter() - start_time
+        # CPU time of this process: on a shared machine, what the epoch cost apart from waiting.
+        partial["cpu_seconds"] = partial.get("cpu_seconds", 0.0) + time.process_time() - start_cpu
         if stopped and batches_done < steps_per_epoch:
             save_last(epoch, batches_done, partial)
             break
@@ -410,7 +412,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
                                                  "train_config": cfg.to_dict(), "epoch": best_epoch,
                                                  "dev_f1": best_f1})
         epoch, batches_done = epoch + 1, 0
-        partial = {"loss_sum": 0.0, "loss_batches": 0, "tweets": 0, "seconds": 0.0}
+        partial = {"loss_sum": 0.0, "loss_batches": 0, "tweets": 0, "seconds": 0.0, "cpu_seconds": 0.0}
         save_last(epoch, 0, partial)
         if dinfo.main:
             folder.plot_curves(rows)
@@ -437,6 +439,7 @@ def finish_epoch(model, cfg: TrainConfig, epoch: int, partial: dict, dev_ex, col
     row = {"epoch": epoch + 1,
            "train_loss": loss_sum / max(loss_batches, 1),
            "seconds": round(partial["seconds"], 3),
+           "cpu_seconds": round(partial.get("cpu_seconds", 0.0), 3),
            # Under DDP each rank trains on its share: tweets/s counts all ranks.
            "tweets_per_s": round(partial["tweets"] * dinfo.world_size / max(partial["seconds"], 1e-9), 2),
            "dev_precision": None, "dev_recall": None, "dev_f1": None}

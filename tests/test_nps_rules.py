@@ -51,6 +51,12 @@ def test_coordinated_phrases_are_split():
     assert not any("and" in t.split() for t in found)
 
 
+def test_determiners_and_pronouns_inside_a_chunk_start_a_new_phrase():
+    # TextBlob's NP rule lets a determiner follow a noun: "pilot a Space Shuttle" is one of its chunks.
+    found = texts("the first woman to pilot a Space Shuttle".split())
+    assert "Space Shuttle" in found and not any("pilot a" in t for t in found)
+
+
 def test_capitalised_names_the_tagger_missed_are_phrases():
     # TextBlob tags "Wooden" JJ and "Walk" VB: the capitalised run still makes one phrase.
     assert "John Wooden" in texts("We may have lost John Wooden five years ago".split())

@@ -40,6 +40,8 @@ def entity_coverage(tweets: Sequence[Tweet], items: Sequence[TweetNPs]) -> dict 
     total: Counter[str] = Counter()
     covered: Counter[str] = Counter()
     for tweet, item in zip(tweets, items):
+        if tweet.imgid != item.imgid or len(tweet.tokens) != len(item.tokens):
+            raise ValueError(f"NP line for IMGID:{item.imgid} does not match tweet IMGID:{tweet.imgid}")
         spans = item.spans()
         for etype, start, end in entity_spans(tweet.labels or []):
             total[etype] += 1

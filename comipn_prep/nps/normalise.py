@@ -23,8 +23,6 @@ _URL_RE = re.compile(r"^(?:https?:|https?…|www\.|\S+\.(?:com|org|net|co|ly|gl|
 _HTML_ENTITY_RE = re.compile(r"^&(?:amp|lt|gt|quot|apos|#\d+);?$", re.IGNORECASE)
 _WS_RE = re.compile(r"\s+")
 RT_TOKENS = frozenset({"RT", "rt", "Rt"})
-
-
 _ALNUM_RE = re.compile(r"[^\W_]")  # a letter or digit of any script
 
 
@@ -38,8 +36,6 @@ def token_kind(token: str) -> str:
         return RT if token in RT_TOKENS else WORD
     if not token or token.isspace():
         return BLANK
-    if token in RT_TOKENS:
-        return RT
     if _URL_RE.match(token):
         return URL
     if token in ("#", "@", "＃", "＠"):

@@ -61,6 +61,7 @@ def run(args, name: str, data_root: Path, dataset: str, model: dict, **train_kw)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     seconds = [r["seconds"] for r in rows]
     summary = {"run": name, "dataset": dataset, "epochs": len(rows), "epoch_seconds": seconds,
+               "epoch_cpu_seconds": [r.get("cpu_seconds") for r in rows],
                "median_epoch_seconds": statistics.median(seconds),
                "median_later_epoch_seconds": statistics.median(seconds[1:]) if len(seconds) > 1 else None,
                "tweets_per_s": [r["tweets_per_s"] for r in rows],
