@@ -93,21 +93,22 @@ def subsample(tweets: list[Tweet], ratio: float, seed: int) -> list[Tweet]:
 
 
 def load_split(layout: DatasetLayout, split: str, *, aux_k: int, with_images: bool,
-               sample_ratio: float = 1.0, seed: int = 0) -> tuple[list[Example], ImageCounts]:
-    """The examples of one split. ``with_images=False`` (text-only models) looks at no image file."""
+               sample_ratio: float = 1.0, seed: int = 0, warn: bool = True) -> tuple[list[Example], ImageCounts]:
+    """The examples of one split. ``with_images=False`` (text-only models) looks at no image file;
+    ``warn=False`` leaves the warning about missing images to the caller (see :func:`warn_missing`)."""
     split = canonical_split(split)
     path = layout.text_path(split)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the {split} split of {layout.name!r} is not there")
     tweets = read_conll(path, labeled=True).tweets
     tweets = subsample(tweets, sample_ratio, seed) if split == "train" else tweets
-    return attach_images(tweets, layout, split, aux_k=aux_k, with_images=with_images)
+    return attach_images(tweets, layout, split, aux_k=aux_k, with_images=with_images, warn=warn)
 
 
 def attach_images(tweets: Sequence[Tweet], layout: DatasetLayout | None, split: str | None, *,
                   aux_k: int, with_images: bool, images_dir: Path | None = None,
                   aux: dict[str, list[str]] | None = None, crops_dir: Path | None = None,
-                  ) -> tuple[list[Example], ImageCounts]:
+                  warn: bool = True) -> tuple[list[Example], ImageCounts]:
     """Pair each tweet with its image and crop paths; counts what is missing and warns once."""
     counts = ImageCounts(tweets=len(tweets))
     if not with_images:
@@ -133,11 +134,19 @@ def attach_images(tweets: Sequence[Tweet], layout: DatasetLayout | None, split: 
                 counts.crops_missing += 1
                 paths.append(None)
         examples.append(Example(tweet, paths))
-    if counts.images_missing or counts.crops_missing:
-        log.warning("%s: %d of %d images and %d of %d listed crops are missing on disk; they are masked",
-                    split or "input", counts.images_missing, counts.tweets, counts.crops_missing,
-                    counts.crops_missing + counts.crops_found)
+    if warn:
+        warn_missing({split or "input": counts})
     return examples, counts
+
+
+def warn_missing(counts: dict[str, ImageCounts]) -> None:
+    """One warning for all the named splits: how many images and listed crops are missing (masked)."""
+    missing = {name: c for name, c in counts.items() if c.images_missing or c.crops_missing}
+    if not missing:
+        return
+    parts = [f"{name}: {c.images_missing} of {c.tweets} images, {c.crops_missing} of "
+             f"{c.crops_missing + c.crops_found} listed crops" for name, c in missing.items()]
+    log.warning("missing on disk, masked -- %s", "; ".join(parts))
 
 
 VisualFn = Callable[[Sequence[Example]], object]  # examples -> batch.VisualInputs | None

@@ -125,8 +125,9 @@ class CoMIPN(nn.Module):
         encoder's plain output."""
         names = [PATH_TEXT, *prefixes]
         width = max(prefix_mask.shape[1] for _, prefix_mask in prefixes.values())
-        first = next(iter(prefixes.values()))[0][0]
-        empty = ([first.new_zeros(first.shape[0], width, first.shape[2])] * len(first),
+        some_states = next(iter(prefixes.values()))[0]  # one (B, Lp, D) tensor per layer
+        first = some_states[0]
+        empty = ([first.new_zeros(first.shape[0], width, first.shape[2])] * len(some_states),
                  torch.zeros(first.shape[0], width, dtype=torch.bool, device=first.device))
         layer_states, masks = [], []
         for name in names:

@@ -28,7 +28,7 @@ from comipn_prep.layout import DatasetLayout
 from . import run_folder as rf
 from .batch import WordBatcher
 from .config import CoMIPNConfig
-from .data import Collator, EpochBatches, Example, ImageCounts, load_split, make_visual_fn
+from .data import Collator, EpochBatches, Example, ImageCounts, load_split, make_visual_fn, warn_missing
 from .metrics import overall, report
 
 log = logging.getLogger(__name__)
@@ -316,9 +316,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     layout = DatasetLayout(Path(cfg.data_root), cfg.dataset)
     with_images = cfg.model.uses_images
     train_ex, train_counts = load_split(layout, "train", aux_k=cfg.model.aux_k, with_images=with_images,
-                                        sample_ratio=cfg.sample_ratio, seed=cfg.seed)
-    dev_ex, dev_counts = load_split(layout, "valid", aux_k=cfg.model.aux_k, with_images=with_images)
-    test_ex, test_counts = load_split(layout, "test", aux_k=cfg.model.aux_k, with_images=with_images)
+                                        sample_ratio=cfg.sample_ratio, seed=cfg.seed, warn=False)
+    dev_ex, dev_counts = load_split(layout, "valid", aux_k=cfg.model.aux_k, with_images=with_images, warn=False)
+    test_ex, test_counts = load_split(layout, "test", aux_k=cfg.model.aux_k, with_images=with_images, warn=False)
+    if dinfo.main:
+        warn_missing({"train": train_counts, "valid": dev_counts, "test": test_counts})
     collate = make_collator(model, cfg.model, [train_ex, dev_ex, test_ex],
                             [train_counts, dev_counts, test_counts], cfg.feature_cache, device)
     batches = EpochBatches(train_ex, cfg.batch_size, collate, shuffle=True, seed=cfg.seed,

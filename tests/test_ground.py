@@ -91,9 +91,14 @@ def test_local_clip_weights_file_loads(tmp_path, grounder):
     (tmp_path / "clip.pt").unlink()  # 600 MB: do not keep it among pytest's kept tmp dirs
 
 
-def test_random_weights_are_flagged(grounder):
+def test_random_weights_are_flagged_and_reproducible(grounder):
     assert grounder.random_weights and grounder.detector_id == "yolov8n:random"
     assert grounder.clip_id == "ViT-B-32:random"
+    torch.manual_seed(123)
+    again = Grounder.from_config(GroundConfig(device="cpu", **CFG))
+    assert torch.equal(again.matcher.model.visual.conv1.weight, grounder.matcher.model.visual.conv1.weight)
+    for a, b in zip(again.detector.model.model.parameters(), grounder.detector.model.model.parameters()):
+        assert torch.equal(a, b)
 
 
 # -- CLIP text ------------------------------------------------------------------------------------------

@@ -165,3 +165,36 @@ def test_contrastive_loss_is_symmetric_infonce():
     one_way = torch.nn.functional.cross_entropy(logits, torch.arange(8))
     other_way = torch.nn.functional.cross_entropy(logits.t(), torch.arange(8))
     assert torch.allclose(matched, (one_way + other_way) / 2)
+
+
+def test_text_encoder_loaders_fail_fast_and_build_random_configs(minilm_path, tmp_path, tweets):
+    import json
+    import time
+
+    from comipn_model.prompts import layer_to_block
+    from comipn_model.text_encoder import TextEncoderUnavailable, load_text_encoder, make_random_bert_base
+
+    with pytest.raises(TextEncoderUnavailable, match="--text-model"):
+        load_text_encoder(str(tmp_path / "no-such-folder"))
+    start = time.monotonic()
+    with pytest.raises(TextEncoderUnavailable, match="--text-model"):
+        load_text_encoder("bert-base-uncased")  # the hub is offline in tests: fail, never wait
+    assert time.monotonic() - start < 30
+    # paper-size folder: BERT-base config with MiniLM's tokenizer, random weights, no download
+    folder = make_random_bert_base(tmp_path / "bert-base", minilm_path)
+    assert json.loads((folder / "config.json").read_text())["num_hidden_layers"] == 12
+    # a tiny random config in the same way drives the whole model
+    tiny = tmp_path / "tiny"
+    make_random_bert_base(tiny, minilm_path)
+    cfg = json.loads((tiny / "config.json").read_text())
+    cfg.update(hidden_size=32, num_hidden_layers=5, num_attention_heads=4, intermediate_size=64)
+    (tiny / "config.json").write_text(json.dumps(cfg))
+    torch.manual_seed(0)
+    model = CoMIPN(CoMIPNConfig(text_model=str(tiny), random_init=True, clip_pretrained=None, aux_k=1))
+    assert model.encoders["text"].config.num_hidden_layers == 5
+    assert model.prompts.blocks.tolist() == layer_to_block(5, 12) == [1, 4, 6, 9, 11]
+    batch = encode(model, tweets[:3], [[features(1), features(2), features(3)], [None, features(4)], []])
+    assert batch.visual.cls.shape[1] == 2  # aux_k = 1: the global image and one crop
+    out = model(batch)
+    out.loss.backward()
+    assert out.emissions.shape == (3, max(len(t) for t in tweets[:3]), len(model.config.labels))

@@ -223,13 +223,16 @@ def test_every_trainable_parameter_in_one_group():
         check_param_groups(model, {"new": params, "crf": params[:1]})
 
 
-def test_all_switches_with_and_without_images(tiny, tmp_path):
+def test_all_switches_with_and_without_images(tiny, tmp_path, caplog):
     """Every switch on: with no image on disk everything is masked; with a few synthetic images and
     crops the cached features reach the model (the tower runs once per image, never in epoch 2)."""
     run = tiny_config(tiny, tmp_path / "masked", use_prompt=True, use_dynamic_matching=True,
                       use_contrastive=True, clip_model="ViT-S-32", clip_pretrained=None)
     run.epochs = 1
-    assert train(run).test is not None
+    with caplog.at_level("WARNING", logger="comipn_model"):
+        assert train(run).test is not None
+    missing = [r.getMessage() for r in caplog.records if "missing on disk" in r.getMessage()]
+    assert len(missing) == 1 and "train: 16 of 16 images" in missing[0] and "test: 12 of 12" in missing[0]
     root = tmp_path / "root"
     shutil.copytree(tiny["root"], root)
     layout = DatasetLayout(root, "twitter2017")

@@ -58,7 +58,8 @@ def test_missing_images_counted_with_one_warning(tmp_path, shared_data, caplog):
         examples, counts = load_split(layout, "train", aux_k=3, with_images=True)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert str(len(tweets) - 3) in warnings[0].getMessage()
+    assert f"{len(tweets) - 3} of {len(tweets)} images" in warnings[0].getMessage()
+    assert "2 of 3 listed crops" in warnings[0].getMessage()
     assert (counts.images_found, counts.images_missing) == (3, len(tweets) - 3)
     assert (counts.crops_found, counts.crops_missing) == (1, 2)
     assert examples[0].image_paths[0] == layout.images_dir / f"{tweets[0].imgid}.jpg"

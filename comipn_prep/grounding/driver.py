@@ -113,8 +113,13 @@ class Grounder:
         device = resolve_device(config.device)
         if config.threads > 0:
             torch.set_num_threads(config.threads)
-        yolo, det_id, det_random = load_yolo(config.detector)
-        bundle = load_clip(config.clip_model, config.clip_pretrained, device=device)
+        # Random weights are drawn from a fixed seed (without touching the caller's RNG), so a
+        # random-weight run is reproducible and "yolov8n:random" names one model.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            yolo, det_id, det_random = load_yolo(config.detector)
+            torch.manual_seed(0)
+            bundle = load_clip(config.clip_model, config.clip_pretrained, device=device)
         detector = Detector(yolo, conf=config.conf, nms_iou=config.nms_iou,
                             max_candidates=config.max_candidates, device=device,
                             max_batch=config.detector_batch)
@@ -123,7 +128,8 @@ class Grounder:
 
     # -- the work -----------------------------------------------------------------------------------
     def ground_batch(self, batch: Sequence[Loaded]) -> list[ImageResult]:
-        """Ground a batch: one detector pass over the images, one CLIP pass over all their crops."""
+        """Ground a batch: the detector over its images (see ``Detector.detect`` for how it batches),
+        then all their crops through CLIP together, and the batch's new phrases (cached)."""
         good = [b for b in batch if b.image is not None]
         detections = self.detector.detect([b.image for b in good]) if good else []
         per_image = []  # (loaded, boxes, det_scores, crops)
