@@ -4,6 +4,7 @@ and every command line in the docs' code blocks names real commands, options and
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -259,3 +260,15 @@ def test_relative_links_resolve():
             if not (path.parent / target.split("#", 1)[0]).exists():
                 problems.append(f"{path.relative_to(REPO)}: broken link {target}")
     assert not problems, "\n".join(problems)
+
+
+def test_data_format_np_example_is_what_extract_nps_writes(tmp_path):
+    """The NP line shown in docs/data-format.md is today's TextBlob output for that sample tweet."""
+    from comipn_prep.nps.extract import extract_nps
+
+    blocks = code_blocks((DOCS / "data-format.md").read_text(encoding="utf-8"))
+    shown = json.loads(next(b for lang, b, _ in blocks if lang == "json" and '"nps"' in b))
+    extract_nps(REPO / "data" / "sample" / "sample", tmp_path, backend="textblob", splits=["train"],
+                progress=False)
+    written = [json.loads(line) for line in (tmp_path / "train.nps.jsonl").read_text().splitlines()]
+    assert shown in written, "docs/data-format.md: refresh the NP example from comipn-prep extract-nps"
