@@ -36,7 +36,8 @@ def build(minilm, minilm_path, **switches) -> CoMIPN:
 def features(seed: int) -> ImageFeatures:
     gen = torch.Generator().manual_seed(seed)
     blocks, width, patches = vision_dims("ViT-B-32")
-    return ImageFeatures(cls=torch.randn(blocks, width, generator=gen), patches=torch.randn(patches, width, generator=gen))
+    return ImageFeatures(cls=torch.randn(blocks, width, generator=gen),
+                         patches=torch.randn(patches, width, generator=gen))
 
 
 def encode(model, tweets, images=None, max_seq=128):
@@ -161,7 +162,8 @@ def test_contrastive_loss_is_symmetric_infonce():
     assert matched < shuffled
     assert torch.allclose(info_nce(text, image, scale), info_nce(image, text, scale))
     # the symmetric loss is the mean of the two directions' cross-entropies
-    logits = scale.exp() * torch.nn.functional.normalize(text, dim=-1) @ torch.nn.functional.normalize(image, dim=-1).t()
+    normalize = torch.nn.functional.normalize
+    logits = scale.exp() * normalize(text, dim=-1) @ normalize(image, dim=-1).t()
     one_way = torch.nn.functional.cross_entropy(logits, torch.arange(8))
     other_way = torch.nn.functional.cross_entropy(logits.t(), torch.arange(8))
     assert torch.allclose(matched, (one_way + other_way) / 2)
@@ -198,3 +200,21 @@ def test_text_encoder_loaders_fail_fast_and_build_random_configs(minilm_path, tm
     out = model(batch)
     out.loss.backward()
     assert out.emissions.shape == (3, max(len(t) for t in tweets[:3]), len(model.config.labels))
+
+
+def test_masked_prefix_is_exactly_no_prefix_and_an_open_one_learns(minilm, tweets):
+    from comipn_model.text_encoder import encode as run_encoder
+
+    encoder, tokenizer = minilm
+    encoder = copy.deepcopy(encoder).eval()
+    batch = WordBatcher(tokenizer, ["O"]).encode([t.tokens for t in tweets[:3]])
+    args = (encoder, batch.input_ids, batch.attention_mask, batch.token_type_ids)
+    layers, hidden = encoder.config.num_hidden_layers, encoder.config.hidden_size
+    prefix = [torch.randn(3, 5, hidden, requires_grad=True) for _ in range(layers)]
+    plain = run_encoder(*args)
+    masked = run_encoder(*args, prefix, torch.zeros(3, 5, dtype=torch.bool))
+    assert torch.equal(plain, masked)
+    opened = run_encoder(*args, prefix, torch.ones(3, 5, dtype=torch.bool))
+    assert not torch.allclose(plain, opened, atol=1e-3)
+    opened.sum().backward()
+    assert all(p.grad is not None and torch.any(p.grad != 0) for p in prefix)
