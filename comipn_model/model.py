@@ -99,7 +99,7 @@ class CoMIPN(nn.Module):
         ids, mask, types = batch.input_ids, batch.attention_mask, batch.token_type_ids
         if self.gate is None or visual is None:
             # No picture anywhere in the batch: every visual prefix would be masked, and a masked
-            # prefix gives exactly the text-only states, so the visual paths are skipped.
+            # prefix gives the text-only states (up to float rounding), so the visual paths are skipped.
             return encode(self.encoder_for(PATH_TEXT), ids, mask, types), None
         prefixes: dict[str, tuple[list[torch.Tensor], torch.Tensor]] = {}
         if self.prompts is not None:
@@ -121,8 +121,8 @@ class CoMIPN(nn.Module):
 
     def _encode_paths_together(self, batch: ModelBatch, prefixes) -> dict[str, torch.Tensor]:
         """All paths as one encoder call of batch ``paths x B`` (on CPU one large call costs far less
-        than several small ones). The text path gets a fully masked prefix, which gives exactly the
-        encoder's plain output."""
+        than several small ones). The text path gets a fully masked prefix, which gives the encoder's
+        plain output up to float rounding."""
         names = [PATH_TEXT, *prefixes]
         width = max(prefix_mask.shape[1] for _, prefix_mask in prefixes.values())
         some_states = next(iter(prefixes.values()))[0]  # one (B, Lp, D) tensor per layer

@@ -202,7 +202,7 @@ def test_text_encoder_loaders_fail_fast_and_build_random_configs(minilm_path, tm
     assert out.emissions.shape == (3, max(len(t) for t in tweets[:3]), len(model.config.labels))
 
 
-def test_masked_prefix_is_exactly_no_prefix_and_an_open_one_learns(minilm, tweets):
+def test_masked_prefix_equals_no_prefix_and_an_open_one_learns(minilm, tweets):
     from comipn_model.text_encoder import encode as run_encoder
 
     encoder, tokenizer = minilm
@@ -213,7 +213,8 @@ def test_masked_prefix_is_exactly_no_prefix_and_an_open_one_learns(minilm, tweet
     prefix = [torch.randn(3, 5, hidden, requires_grad=True) for _ in range(layers)]
     plain = run_encoder(*args)
     masked = run_encoder(*args, prefix, torch.zeros(3, 5, dtype=torch.bool))
-    assert torch.equal(plain, masked)
+    # the same up to float rounding (a different key length changes sdpa's summation blocks)
+    assert torch.allclose(plain, masked, atol=1e-5, rtol=0), (plain - masked).abs().max()
     opened = run_encoder(*args, prefix, torch.ones(3, 5, dtype=torch.bool))
     assert not torch.allclose(plain, opened, atol=1e-3)
     opened.sum().backward()

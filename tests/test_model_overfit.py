@@ -1,7 +1,8 @@
 """Overfit check: real tweets, every switch on, the model must learn its training batch.
 
-The issue's check (16 tweets, 60 steps) is marked slow (about 3-4 minutes on 2 idle cores); the
-default variant (8 tweets, 20 steps) runs the same code in well under a minute.
+The issue's check (16 tweets, 60 steps) is marked slow (8 min 20 s on the shared 2-core machine); the
+default variant (8 tweets, 20 steps) runs the same code: 48 s with the machine lightly loaded,
+156 s under heavy load from other processes.
 """
 
 from __future__ import annotations
