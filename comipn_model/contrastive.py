@@ -30,7 +30,9 @@ class ContrastiveAggregation(nn.Module):
     def __init__(self, text_dim: int, vision_dim: int, embed_dim: int = 256, temperature: float = 0.07):
         super().__init__()
         self.image_norm = nn.LayerNorm(vision_dim)
-        self.image_score = nn.Linear(vision_dim, 1)
+        # No bias: a softmax over the images is blind to a shift shared by all of them, so a bias
+        # would never receive a gradient.
+        self.image_score = nn.Linear(vision_dim, 1, bias=False)
         self.text_head = _mlp(text_dim, embed_dim)
         self.image_head = _mlp(vision_dim, embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))

@@ -30,7 +30,8 @@ class DynamicMatching(nn.Module):
         self.patch_proj = nn.Linear(vision_dim, match_dim)
         self.generator = PromptGenerator(vision_dim, text_dim, layers, prompt_len, dropout)
         self.gate_norm = nn.LayerNorm(vision_dim)
-        self.gate = nn.Linear(vision_dim, layers)  # one score per (image, layer)
+        # One score per (image, layer); no bias, which the softmax over images would ignore.
+        self.gate = nn.Linear(vision_dim, layers, bias=False)
         self.prompt_len = prompt_len
 
     def forward(self, text: torch.Tensor, text_mask: torch.Tensor, patches: torch.Tensor,
