@@ -1,23 +1,5 @@
 #!/usr/bin/env bash
-# Co-MIPN on Twitter-2017 with the paper's recipe (BERT-base, CLIP ViT-B/32, batch 8, 30 epochs, lr 3e-5,
-# warmup 1%, seed 1234) on a GPU. Usage:
+# Co-MIPN on Twitter-2017 with the paper's recipe on a GPU (see bin/_run_paper.sh). Usage:
 #   bin/run_twitter17.sh DATA_ROOT [RUN_DIR] [extra comipn-train options...]
-# DATA_ROOT holds twitter2017/, twitter2017_images/ and twitter2017_aux_images/ (the field's layout).
-# Offline: add --text-model /path/to/bert-base-uncased --clip-pretrained /path/to/open_clip_weights.bin.
-# Several GPUs: NPROC=4 bin/run_twitter17.sh DATA_ROOT (runs under torchrun with DDP).
-set -euo pipefail
-if [ $# -lt 1 ]; then
-    sed -n '2,7p' "$0" >&2
-    exit 2
-fi
-ROOT_DIR="$(cd "$(dirname "$0")/.." && pwd)"
-DATA_ROOT="$1"; shift
-RUN_DIR="runs/twitter2017-paper"
-if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then RUN_DIR="$1"; shift; fi
-PY="${PYTHON:-$ROOT_DIR/.venv/bin/python}"
-launcher=("$PY" -m comipn_model.cli)
-if [ "${NPROC:-1}" -gt 1 ]; then
-    launcher=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m comipn_model.cli)
-fi
-exec "${launcher[@]}" --data-root "$DATA_ROOT" --dataset twitter2017 --preset paper \
-    --run-dir "$RUN_DIR" --device "${DEVICE:-cuda}" "$@"
+DATASET=twitter2017
+source "$(dirname "$0")/_run_paper.sh"

@@ -54,8 +54,13 @@ class CoMIPNConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "CoMIPNConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown CoMIPNConfig fields: {', '.join(unknown)}")
-        return cls(**data)
+        return cls(**checked_fields(cls, data))
+
+
+def checked_fields(cls, data: dict) -> dict:
+    """``data`` unchanged when every key is a field of dataclass ``cls``; else a ValueError naming the rest
+    (a config.json from another version should fail loudly, not half-load)."""
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
+    return data

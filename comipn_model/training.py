@@ -14,7 +14,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +27,7 @@ from comipn_prep.layout import DatasetLayout
 
 from . import run_folder as rf
 from .batch import WordBatcher
-from .config import CoMIPNConfig
+from .config import CoMIPNConfig, checked_fields
 from .data import Collator, EpochBatches, Example, ImageCounts, load_split, make_visual_fn, warn_missing
 from .metrics import overall, report
 
@@ -88,11 +88,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {', '.join(unknown)}")
-        return cls(**data)
+        return cls(**checked_fields(cls, data))
 
 
 def apply_preset(name: str | None, train: dict, model: dict) -> tuple[dict, dict]:
