@@ -62,6 +62,11 @@ class CoMIPN(nn.Module):
         self.encoders = nn.ModuleDict({PATH_TEXT: encoder} if self.shared_encoder else
                                       {p: encoder if p == PATH_TEXT else copy.deepcopy(encoder)
                                        for p in self.paths})
+        # The parts a text-only BERT-CRF has are made first, so that they draw the same random numbers
+        # whichever switches are on: with every image masked, all switches on trains like text-only.
+        self.dropout = nn.Dropout(config.dropout)
+        self.emission = nn.Linear(hidden, len(config.labels))
+        self.crf = BIOCRF(config.labels)
         self.vision_blocks = self.vision_dim = self.vision_patches = None
         if config.uses_images:
             self.vision_blocks, self.vision_dim, self.vision_patches = vision_dims(config.clip_model)
@@ -72,9 +77,6 @@ class CoMIPN(nn.Module):
         self.gate = TokenGate(hidden, self.paths) if config.multi_path else None
         self.contrastive = (ContrastiveAggregation(hidden, self.vision_dim, config.embed_dim)
                             if config.use_contrastive else None)
-        self.dropout = nn.Dropout(config.dropout)
-        self.emission = nn.Linear(hidden, len(config.labels))
-        self.crf = BIOCRF(config.labels)
 
     # ----------------------------------------------------------------------------------------- parts
     def encoder_for(self, path: str) -> nn.Module:

@@ -309,6 +309,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
 
     seed_everything(cfg.seed)
     model = build_model(cfg.model, device)
+    # Training's random numbers (dropout) must not depend on how many the model's optional parts drew.
+    seed_everything(cfg.seed)
     layout = DatasetLayout(Path(cfg.data_root), cfg.dataset)
     with_images = cfg.model.uses_images
     train_ex, train_counts = load_split(layout, "train", aux_k=cfg.model.aux_k, with_images=with_images,

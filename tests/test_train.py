@@ -233,6 +233,18 @@ def test_all_switches_with_and_without_images(tiny, tmp_path, caplog):
         assert train(run).test is not None
     missing = [r.getMessage() for r in caplog.records if "missing on disk" in r.getMessage()]
     assert len(missing) == 1 and "train: 16 of 16 images" in missing[0] and "test: 12 of 12" in missing[0]
+    # Masking is exact: with every image missing, all switches on trains and scores like text-only.
+    text_only = tiny_config(tiny, tmp_path / "text-only")
+    text_only.epochs = 1
+    train(text_only)
+    masked_rows = (tmp_path / "masked" / rf.METRICS).read_text().splitlines()
+    text_rows = (tmp_path / "text-only" / rf.METRICS).read_text().splitlines()
+    keys = ("train_loss", "dev_f1", "dev_precision", "dev_recall")
+    assert [{k: json.loads(r)[k] for k in keys} for r in masked_rows] == \
+        [{k: json.loads(r)[k] for k in keys} for r in text_rows]
+    masked_report = json.loads((tmp_path / "masked" / rf.TEST_REPORT).read_text())
+    text_report = json.loads((tmp_path / "text-only" / rf.TEST_REPORT).read_text())
+    assert masked_report["overall"] == text_report["overall"]
     root = tmp_path / "root"
     shutil.copytree(tiny["root"], root)
     layout = DatasetLayout(root, "twitter2017")
