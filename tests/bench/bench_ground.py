@@ -17,25 +17,16 @@ whether both gave the same crops and scores, and peak RSS.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="comipn-yolo-config-"))
-
+from _offline import REPO  # noqa: E402  (offline env, repo on sys.path)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
 from comipn_prep.conll import read_conll  # noqa: E402
 from comipn_prep.grounding import GroundConfig, GroundItem, Grounder, ground_split, read_manifest  # noqa: E402

@@ -19,20 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="comipn-yolo-config-"))
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from _offline import REPO  # noqa: E402  (offline env, repo on sys.path)
 
 import torch  # noqa: E402
 
