@@ -1,6 +1,6 @@
 """Read and write the Twitter MNER CoNLL files exactly as the field does.
 
-Format (see ``shared/README.md``): ``IMGID:<id>`` opens a tweet, then one ``token<TAB>label`` line
+Format (see ``docs/data-format.md``): ``IMGID:<id>`` opens a tweet, then one ``token<TAB>label`` line
 per token, and a blank line closes the tweet (the last one may instead be closed by end of file).
 Labels are BIO over PER / LOC / ORG / MISC, with OTHER read as MISC; the label as written in the file
 is kept so that writing a file back gives the same bytes.

@@ -15,15 +15,15 @@ os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="comipn-yolo-co
 import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+TWITTER_DATA = REPO_ROOT / "data"  # twitter2015/, twitter2017/: the real text splits
 SAMPLE_ROOT = REPO_ROOT / "data" / "sample"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The real Twitter-2015/2017 text splits (../shared/data)."""
-    assert SHARED_DATA.is_dir(), f"the real Twitter splits are expected at {SHARED_DATA}"
-    return SHARED_DATA
+def twitter_data() -> Path:
+    """The real Twitter-2015/2017 text splits shipped in ``data/`` (see data/README.md)."""
+    assert (TWITTER_DATA / "twitter2015").is_dir(), f"the real Twitter splits are expected at {TWITTER_DATA}"
+    return TWITTER_DATA
 
 
 @pytest.fixture(scope="session")

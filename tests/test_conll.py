@@ -11,16 +11,16 @@ REAL_FILES = [f"{d}/{s}.txt" for d in ("twitter2015", "twitter2017") for s in ("
 
 
 @pytest.mark.parametrize("name", REAL_FILES)
-def test_real_files_round_trip_byte_for_byte(shared_data, tmp_path, name):
-    src = shared_data / name
+def test_real_files_round_trip_byte_for_byte(twitter_data, tmp_path, name):
+    src = twitter_data / name
     data = read_conll(src)
     out = tmp_path / "out.txt"
     write_conll(out, data)
     assert out.read_bytes() == src.read_bytes()
 
 
-def test_real_file_facts(shared_data):
-    t15 = read_conll(shared_data / "twitter2015/train.txt")
+def test_real_file_facts(twitter_data):
+    t15 = read_conll(twitter_data / "twitter2015/train.txt")
     assert len(t15) == 4000 and not t15.final_blank_line
     first = t15.tweets[0]
     assert first.imgid == "1015799" and first.line == 1
@@ -29,14 +29,14 @@ def test_real_file_facts(shared_data):
     # OTHER is read as MISC but written back as OTHER.
     other = next(t for t in t15 if "B-OTHER" in t.raw_labels)
     assert "B-MISC" in other.labels and "B-OTHER" not in other.labels
-    t17 = read_conll(shared_data / "twitter2017/train.txt")
+    t17 = read_conll(twitter_data / "twitter2017/train.txt")
     assert len(t17) == 3373 and t17.final_blank_line
 
 
-def test_orphan_i_tags_are_kept_and_counted_as_entities(shared_data):
+def test_orphan_i_tags_are_kept_and_counted_as_entities(twitter_data):
     orphans = 0
     for split in ("train", "valid", "test"):
-        for tweet in read_conll(shared_data / f"twitter2015/{split}.txt"):
+        for tweet in read_conll(twitter_data / f"twitter2015/{split}.txt"):
             prev = "O"
             for label in tweet.labels:
                 if label.startswith("I-") and prev[2:] != label[2:]:

@@ -19,9 +19,9 @@ from comipn_model.training import TrainConfig, train
 from test_train import make_root, make_tiny_encoder
 
 
-def test_torchrun_two_processes_match_one(tmp_path, minilm_path, shared_data):
+def test_torchrun_two_processes_match_one(tmp_path, minilm_path, twitter_data):
     encoder = str(make_tiny_encoder(tmp_path / "encoder", minilm_path, dropout=0.0))
-    root = make_root(tmp_path / "root", shared_data, sizes=(32, 16, 16))
+    root = make_root(tmp_path / "root", twitter_data, sizes=(32, 16, 16))
     common = dict(data_root=str(root), dataset="twitter2017", epochs=2, lr=1e-3, warmup_ratio=0.1, device="cpu",
                   model=CoMIPNConfig(text_model=encoder, random_init=True, use_prompt=False,
                                      use_dynamic_matching=False, use_contrastive=False, dropout=0.0))

@@ -1,5 +1,5 @@
 """The grounding stage end to end, offline: YOLOv8n and CLIP ViT-B/32 architectures with random weights,
-real tweets from ../shared/data, images drawn here with Pillow."""
+real tweets from data/twitter2015, images drawn here with Pillow."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ def grounder() -> Grounder:
 
 
 @pytest.fixture(scope="module")
-def tweets(shared_data):
+def tweets(twitter_data):
     """Real tweets with their gold entity texts as the 'noun phrases' (some tweets have none)."""
-    conll = read_conll(shared_data / "twitter2015" / "train.txt")
+    conll = read_conll(twitter_data / "twitter2015" / "train.txt")
     items = []
     without = [t for t in conll.tweets if not entity_spans(t.labels)][:2]
     for t in conll.tweets[:6] + without:

@@ -22,8 +22,8 @@ def minilm(minilm_path):
 
 
 @pytest.fixture(scope="module")
-def tweets(shared_data):
-    return list(read_conll(shared_data / "twitter2017" / "train.txt"))[:16]
+def tweets(twitter_data):
+    return list(read_conll(twitter_data / "twitter2017" / "train.txt"))[:16]
 
 
 def build(minilm, minilm_path, **switches) -> CoMIPN:

@@ -18,8 +18,8 @@ from comipn_prep.conll import read_conll
 LRS = {"text_encoder": 1e-4, "new": 1e-3, "crf": 5e-2}
 
 
-def overfit(minilm_path, shared_data, tweets: int, steps: int) -> tuple[float, float]:
-    data = [t for t in read_conll(shared_data / "twitter2017" / "train.txt")][:tweets]
+def overfit(minilm_path, twitter_data, tweets: int, steps: int) -> tuple[float, float]:
+    data = [t for t in read_conll(twitter_data / "twitter2017" / "train.txt")][:tweets]
     torch.manual_seed(1234)
     config = CoMIPNConfig(text_model=minilm_path, clip_pretrained=None)
     model = CoMIPN(config)
@@ -50,14 +50,14 @@ def overfit(minilm_path, shared_data, tweets: int, steps: int) -> tuple[float, f
     return before, f1_score(gold, model.decode(batch))
 
 
-def test_overfit_small(minilm_path, shared_data):
-    before, after = overfit(minilm_path, shared_data, tweets=8, steps=20)
+def test_overfit_small(minilm_path, twitter_data):
+    before, after = overfit(minilm_path, twitter_data, tweets=8, steps=20)
     assert before < 0.5
     assert after >= 0.95
 
 
 @pytest.mark.slow
-def test_overfit_16_tweets_60_steps(minilm_path, shared_data):
-    before, after = overfit(minilm_path, shared_data, tweets=16, steps=60)
+def test_overfit_16_tweets_60_steps(minilm_path, twitter_data):
+    before, after = overfit(minilm_path, twitter_data, tweets=16, steps=60)
     assert before < 0.5
     assert after >= 0.95

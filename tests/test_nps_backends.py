@@ -17,11 +17,11 @@ from comipn_prep.nps.normalise import tagger_token
 
 
 @pytest.mark.parametrize("dataset", ["twitter2015", "twitter2017"])
-def test_textblob_np_spans_equal_find_chunks_on_real_tweets(shared_data, dataset):
+def test_textblob_np_spans_equal_find_chunks_on_real_tweets(twitter_data, dataset):
     from textblob import _text
     from textblob.en import parser
 
-    tweets = read_conll(shared_data / dataset / "valid.txt").tweets
+    tweets = read_conll(twitter_data / dataset / "valid.txt").tweets
     for tweet in tweets:
         words = [tagger_token(t) for t in tweet.tokens]
         tagged = _text.find_tags(words, lexicon=parser.lexicon, default=parser.default, language="en")

@@ -16,11 +16,11 @@ from comipn_prep.nps.io import NounPhrase, TweetNPs
 
 
 @pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory, shared_data):
+def small_dataset(tmp_path_factory, twitter_data):
     """train / valid / test of 300 / 120 / 120 real Twitter-2015 tweets."""
     root = tmp_path_factory.mktemp("tw15")
     for split, n in (("train", 300), ("valid", 120), ("test", 120)):
-        tweets = read_conll(shared_data / "twitter2015" / f"{split}.txt").tweets[:n]
+        tweets = read_conll(twitter_data / "twitter2015" / f"{split}.txt").tweets[:n]
         write_conll(root / f"{split}.txt", tweets)
     return root
 
@@ -52,8 +52,8 @@ def test_unlabelled_input_has_no_coverage(small_dataset, tmp_path):
     assert len(read_nps_jsonl(tmp_path / "out" / "valid.nps.jsonl")) == 120
 
 
-def test_workers_give_the_same_output(shared_data):
-    tweets = read_conll(shared_data / "twitter2017" / "valid.txt").tweets[:400]
+def test_workers_give_the_same_output(twitter_data):
+    tweets = read_conll(twitter_data / "twitter2017" / "valid.txt").tweets[:400]
     backend = TextBlobBackend()
     one = extract_tweets(tweets, backend, ExtractConfig(workers=1, chunk_size=37))
     two = extract_tweets(tweets, backend, ExtractConfig(workers=2, chunk_size=37))
@@ -92,12 +92,12 @@ def test_coverage_counts_orphan_i_tags_and_whole_spans():
 
 
 @pytest.mark.parametrize("dataset", ["twitter2015", "twitter2017"])
-def test_rules_beat_the_plain_chunker_on_real_tweets(shared_data, dataset):
+def test_rules_beat_the_plain_chunker_on_real_tweets(twitter_data, dataset):
     """On a real dev split: more gold entities inside one NP than TextBlob's plain chunker gives, with
     shorter NPs that hold fewer tokens (the issue's limits: mean <= 2.5, share <= 60%)."""
     from textblob.en import parser
 
-    tweets = read_conll(shared_data / dataset / "valid.txt").tweets
+    tweets = read_conll(twitter_data / dataset / "valid.txt").tweets
     ours = extract_tweets(tweets, TextBlobBackend(), ExtractConfig(backend="textblob"))
     plain = []
     for t in tweets:

@@ -9,27 +9,27 @@ from click.testing import CliRunner
 
 from comipn_prep.cli import main
 
-README_TABLE = {  # ../shared/README.md
+README_TABLE = {  # data/README.md
     "twitter2015": {"train": (4000, 6166), "valid": (1000, 1541), "test": (3257, 5072)},
     "twitter2017": {"train": (3373, 6049), "valid": (723, 1324), "test": (723, 1351)},
 }
 
 
-def test_stats_json_matches_shared_readme(shared_data):
+def test_stats_json_matches_data_readme(twitter_data):
     for dataset, splits in README_TABLE.items():
-        result = CliRunner().invoke(main, ["stats", str(shared_data / dataset), "--json"])
+        result = CliRunner().invoke(main, ["stats", str(twitter_data / dataset), "--json"])
         assert result.exit_code == 0, result.output
         stats = json.loads(result.output)
         for split, (tweets, entities) in splits.items():
             assert stats[split]["tweets"] == tweets
             assert sum(stats[split]["entities"].values()) == entities
             assert stats[split]["images"] == tweets
-    stats15 = json.loads(CliRunner().invoke(main, ["stats", str(shared_data / "twitter2015"), "--json"]).output)
+    stats15 = json.loads(CliRunner().invoke(main, ["stats", str(twitter_data / "twitter2015"), "--json"]).output)
     assert stats15["train"]["entities"] == {"PER": 2217, "LOC": 2091, "ORG": 927, "MISC": 931}
 
 
-def test_stats_table(shared_data):
-    result = CliRunner().invoke(main, ["stats", str(shared_data / "twitter2017")])
+def test_stats_table(twitter_data):
+    result = CliRunner().invoke(main, ["stats", str(twitter_data / "twitter2017")])
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert lines[0].split() == ["split", "tweets", "tokens", "images", "PER", "LOC", "ORG", "MISC", "entities"]

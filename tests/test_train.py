@@ -38,18 +38,18 @@ def make_tiny_encoder(folder: Path, minilm_path: str, dropout: float = 0.1) -> P
     return folder
 
 
-def make_root(root: Path, shared_data: Path, sizes=(16, 12, 12), name: str = "twitter2017") -> Path:
+def make_root(root: Path, twitter_data: Path, sizes=(16, 12, 12), name: str = "twitter2017") -> Path:
     for split, n in zip(("train", "valid", "test"), sizes):
-        tweets = read_conll(shared_data / name / f"{split}.txt").tweets[:n]
+        tweets = read_conll(twitter_data / name / f"{split}.txt").tweets[:n]
         write_conll(DatasetLayout(root, name).text_path(split), tweets)
     return root
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, minilm_path, shared_data):
+def tiny(tmp_path_factory, minilm_path, twitter_data):
     base = tmp_path_factory.mktemp("tiny")
     return {"encoder": str(make_tiny_encoder(base / "encoder", minilm_path)),
-            "root": make_root(base / "root", shared_data)}
+            "root": make_root(base / "root", twitter_data)}
 
 
 def tiny_args(tiny, run_dir: Path, *extra: str) -> list[str]:

@@ -21,19 +21,19 @@ from comipn_model.data import Collator, EpochBatches, load_aux_dict, load_split,
 from comipn_model.metrics import overall, report
 
 
-def _small_root(tmp_path: Path, shared_data: Path, name: str = "twitter2017", n: int = 12) -> Path:
+def _small_root(tmp_path: Path, twitter_data: Path, name: str = "twitter2017", n: int = 12) -> Path:
     """A layout with the first n tweets of each real split."""
     root = tmp_path / "root"
     (root / name).mkdir(parents=True)
     for split in ("train", "valid", "test"):
-        text = (shared_data / name / f"{split}.txt").read_text(encoding="utf-8")
+        text = (twitter_data / name / f"{split}.txt").read_text(encoding="utf-8")
         blocks = [b for b in text.split("\n\n") if b.strip()][:n]
         (root / name / f"{split}.txt").write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
     return root
 
 
-def test_text_only_split_reads_no_image(tmp_path, shared_data):
-    root = _small_root(tmp_path, shared_data)
+def test_text_only_split_reads_no_image(tmp_path, twitter_data):
+    root = _small_root(tmp_path, twitter_data)
     examples, counts = load_split(DatasetLayout(root, "twitter2017"), "train", aux_k=3, with_images=False)
     expected = read_conll(root / "twitter2017" / "train.txt").tweets
     assert [ex.words for ex in examples] == [t.tokens for t in expected]
@@ -41,8 +41,8 @@ def test_text_only_split_reads_no_image(tmp_path, shared_data):
     assert counts.images_missing == 0 and not counts.any_found
 
 
-def test_missing_images_counted_with_one_warning(tmp_path, shared_data, caplog):
-    root = _small_root(tmp_path, shared_data)
+def test_missing_images_counted_with_one_warning(tmp_path, twitter_data, caplog):
+    root = _small_root(tmp_path, twitter_data)
     layout = DatasetLayout(root, "twitter2017")
     tweets = read_conll(layout.text_path("train")).tweets
     layout.images_dir.mkdir()
@@ -86,8 +86,8 @@ def test_aux_dict_loaded_safely_and_bad_ones_named(tmp_path):
         load_aux_dict(junk)
 
 
-def test_subsample_is_seeded(shared_data):
-    tweets = read_conll(shared_data / "twitter2017" / "valid.txt").tweets
+def test_subsample_is_seeded(twitter_data):
+    tweets = read_conll(twitter_data / "twitter2017" / "valid.txt").tweets
     a = subsample(tweets, 0.1, seed=3)
     assert len(a) == round(len(tweets) * 0.1)
     assert [t.imgid for t in a] == [t.imgid for t in subsample(tweets, 0.1, seed=3)]
@@ -104,8 +104,8 @@ def batcher(minilm_path):
     return WordBatcher(AutoTokenizer.from_pretrained(minilm_path, use_fast=True), bio_labels(), 128)
 
 
-def test_epoch_batches_seeded_dynamic_padding_and_shards(tmp_path, shared_data, batcher):
-    root = _small_root(tmp_path, shared_data, n=30)
+def test_epoch_batches_seeded_dynamic_padding_and_shards(tmp_path, twitter_data, batcher):
+    root = _small_root(tmp_path, twitter_data, n=30)
     examples, _ = load_split(DatasetLayout(root, "twitter2017"), "train", aux_k=0, with_images=False)
     collate = Collator(batcher)
     loader = EpochBatches(examples, 8, collate, shuffle=True, seed=7)
@@ -129,8 +129,8 @@ def test_epoch_batches_seeded_dynamic_padding_and_shards(tmp_path, shared_data, 
     assert len(list(parts[0].epoch(0))) == len(list(parts[1].epoch(0))) == len(parts[0]) == 4
 
 
-def test_length_bucketing_pads_less_same_tweets(tmp_path, shared_data, batcher):
-    root = _small_root(tmp_path, shared_data, n=200)
+def test_length_bucketing_pads_less_same_tweets(tmp_path, twitter_data, batcher):
+    root = _small_root(tmp_path, twitter_data, n=200)
     examples, _ = load_split(DatasetLayout(root, "twitter2017"), "train", aux_k=0, with_images=False)
     plain = EpochBatches(examples, 16, Collator(batcher), shuffle=True, seed=3)
     bucketed = EpochBatches(examples, 16, Collator(batcher), shuffle=True, seed=3, bucket=True, bucket_batches=5)
@@ -143,8 +143,8 @@ def test_length_bucketing_pads_less_same_tweets(tmp_path, shared_data, batcher):
     assert padded(bucketed) < 0.85 * padded(plain)
 
 
-def test_metrics_match_conlleval_counts(shared_data):
-    gold = [t.labels for t in read_conll(shared_data / "twitter2015" / "valid.txt").tweets]
+def test_metrics_match_conlleval_counts(twitter_data):
+    gold = [t.labels for t in read_conll(twitter_data / "twitter2015" / "valid.txt").tweets]
     rng = random.Random(0)
     labels = sorted({lab for seq in gold for lab in seq})
     pred = [[lab if rng.random() < 0.9 else rng.choice(labels) for lab in seq] for seq in gold]

@@ -18,12 +18,12 @@ NAME = "twitter2017"
 
 
 @pytest.fixture()
-def layout(tmp_path, shared_data) -> DatasetLayout:
+def layout(tmp_path, twitter_data) -> DatasetLayout:
     """Real tweets (4 a split), an image each, crops 0..2 per image and the dicts listing them."""
     lay = DatasetLayout(tmp_path, NAME)
     lay.images_dir.mkdir(parents=True)
     for split in SPLITS:
-        tweets = read_conll(shared_data / NAME / f"{split}.txt").tweets[:4]
+        tweets = read_conll(twitter_data / NAME / f"{split}.txt").tweets[:4]
         write_conll(lay.text_path(split), tweets)
         crops_dir = lay.crops_dir(split)
         crops_dir.mkdir(parents=True)

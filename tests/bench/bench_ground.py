@@ -9,7 +9,7 @@ image's crops through CLIP, its phrases through CLIP's full 77-token text tower,
 
 YOLOv8n and CLIP ViT-B/32 architectures with random weights (the same compute as the real ones),
 640x480 images drawn here, 5 noun phrases a tweet (real entity texts and tokens of Twitter-2015 from
-../shared/data), 10 candidate boxes an image. Each repeat times both modes over the whole stage
+data/twitter2015), 10 candidate boxes an image. Each repeat times both modes over the whole stage
 (decode, detect, CLIP, select, PNG crops, manifest) into fresh folders; prints medians, the ratio,
 whether both gave the same crops and scores, and peak RSS.
 """
@@ -36,7 +36,7 @@ from comipn_prep.grounding.clip_matcher import ClipMatcher  # noqa: E402
 def make_items(n: int, n_phrases: int) -> list[GroundItem]:
     """Real tweets; phrases = distinct token n-grams of each tweet (so the phrase cache only helps
     where tweets really repeat text)."""
-    tweets = read_conll(REPO.parent / "shared" / "data" / "twitter2015" / "train.txt").tweets
+    tweets = read_conll(REPO / "data" / "twitter2015" / "train.txt").tweets
     items = []
     for t in tweets:
         words = [w for w in t.tokens if w.isalpha()]

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
+TWITTER = ROOT / "data"
 CASES = ("paper", "paper-separate", "minilm-ratio")
 
 for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "YOLO_OFFLINE"):
@@ -149,7 +149,7 @@ def run_case(case: str, args) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(1234)
-    tweets = list(read_conll(SHARED / "twitter2015" / "train.txt"))
+    tweets = list(read_conll(TWITTER / "twitter2015" / "train.txt"))
     work = Path(args.work)
     cache = FeatureCache(work / "features", CachedOnly(args.identity), progress=False)
     image_paths = sorted((work / "images").glob("*.png"), key=lambda p: int(p.stem))

@@ -4,7 +4,7 @@ Prints, per dataset: entity coverage, mean NP length and NP token share per spli
 beside the plain TextBlob chunker's figures; then tweets/s on 1 and N workers and of the plain chunker,
 each the median of several runs, measured side by side in this one run.
 
-    .venv/bin/python tests/bench/bench_nps.py [--data ../shared/data] [--repeats 5] [--workers 2]
+    .venv/bin/python tests/bench/bench_nps.py [--data data] [--repeats 5] [--workers 2]
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def fmt_row(name, cov, fig):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--data", default=str(ROOT / "data"))
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--datasets", default="twitter2015,twitter2017")

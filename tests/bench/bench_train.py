@@ -65,7 +65,7 @@ def run(args, name: str, data_root: Path, dataset: str, model: dict, **train_kw)
     return summary
 
 
-def make_image_subset(shared: Path, dataset: str, root: Path, tweets: int) -> Path:
+def make_image_subset(twitter: Path, dataset: str, root: Path, tweets: int) -> Path:
     """A dataset of the first `tweets` train tweets (dev/test: a quarter as many), each with a synthetic
     picture and three crops listed by the split's aux dict."""
     import numpy as np
@@ -78,7 +78,7 @@ def make_image_subset(shared: Path, dataset: str, root: Path, tweets: int) -> Pa
     layout.images_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for split, n in (("train", tweets), ("valid", max(tweets // 4, 8)), ("test", max(tweets // 4, 8))):
-        subset = read_conll(shared / dataset / f"{split}.txt").tweets[:n]
+        subset = read_conll(twitter / dataset / f"{split}.txt").tweets[:n]
         write_conll(layout.text_path(split), subset)
         crops = layout.crops_dir(split)
         crops.mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,7 @@ def make_image_subset(shared: Path, dataset: str, root: Path, tweets: int) -> Pa
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=["text-only", "all-switches", "images", "paper-scale"], default="text-only")
-    p.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    p.add_argument("--data-root", default=str(REPO / "data"))
     p.add_argument("--dataset", default="twitter2017")
     p.add_argument("--text-model", default=None, help="default: MiniLM-L6 (paper-scale: random BERT-base)")
     p.add_argument("--epochs", type=int, default=4)
@@ -120,19 +120,19 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     args.out = args.out or tempfile.mkdtemp(prefix="bench-train-")
-    shared = Path(args.data_root)
+    twitter = Path(args.data_root)
     print(f"# bench_train mode={args.mode} dataset={args.dataset} threads={args.threads} device={args.device} "
           f"torch={torch.__version__} out={args.out}", flush=True)
 
     if args.mode == "text-only":
         args.text_model = args.text_model or minilm()
-        run(args, "text-only", shared, args.dataset, TEXT_ONLY)
+        run(args, "text-only", twitter, args.dataset, TEXT_ONLY)
     elif args.mode == "all-switches":
         args.text_model = args.text_model or minilm()
-        run(args, "all-switches-no-images", shared, args.dataset, {"clip_pretrained": None})
+        run(args, "all-switches-no-images", twitter, args.dataset, {"clip_pretrained": None})
     elif args.mode == "images":
         args.text_model = args.text_model or minilm()
-        root = make_image_subset(shared, args.dataset, Path(args.out) / "data", args.subset)
+        root = make_image_subset(twitter, args.dataset, Path(args.out) / "data", args.subset)
         text = run(args, "subset-text-only", root, args.dataset, TEXT_ONLY)
         full = run(args, "subset-all-switches-images", root, args.dataset,
                    {"clip_model": "ViT-B-32", "clip_pretrained": None})
@@ -146,7 +146,7 @@ def main() -> None:
         from comipn_model.text_encoder import make_random_bert_base
 
         args.text_model = args.text_model or str(make_random_bert_base(Path(args.out) / "bert-base-random"))
-        root = make_image_subset(shared, args.dataset, Path(args.out) / "data", args.subset)
+        root = make_image_subset(twitter, args.dataset, Path(args.out) / "data", args.subset)
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         model = {"random_init": True, "clip_model": "ViT-B-32", "clip_pretrained": None}

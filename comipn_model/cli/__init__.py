@@ -16,7 +16,7 @@ import click
 
 from comipn_prep.cli.errors import EXIT_BAD_INPUT, bad_input_exits
 
-from . import __version__
+from .. import __version__
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def main(ctx: click.Context, **opts) -> None:
         raise click.UsageError("--only-test needs --load-path CKPT")
     with _fail_fast():
         cfg = build_config(ctx, opts)
-        from .training import only_test, train
+        from ..training import only_test, train
 
         if opts["only_test"]:
             result = only_test(cfg, opts["load_path"], force=opts["force"])
@@ -149,8 +149,8 @@ def main(ctx: click.Context, **opts) -> None:
 def _resume(opts: dict):
     """Continue the run in --run-dir with its own config.json (same data, recipe and seed); only where
     it runs (--device) may change."""
-    from .run_folder import CONFIG, RunFolder
-    from .training import TrainConfig, train
+    from ..run_folder import CONFIG, RunFolder
+    from ..training import TrainConfig, train
 
     folder = RunFolder(opts["run_dir"])
     if not folder.file(CONFIG).is_file():
@@ -168,8 +168,8 @@ def _echo_result(result) -> None:
 
 def build_config(ctx: click.Context, opts: dict):
     """The TrainConfig from defaults, then the preset, then the options given explicitly."""
-    from .config import CoMIPNConfig
-    from .training import TrainConfig, apply_preset
+    from ..config import CoMIPNConfig
+    from ..training import TrainConfig, apply_preset
 
     train_given = _given(ctx, _TRAIN_FIELDS)
     model_given = _given(ctx, _MODEL_FIELDS)
@@ -185,33 +185,10 @@ def build_config(ctx: click.Context, opts: dict):
                        **merged)
 
 
-@main.command()
-@click.option("--load-path", required=True, type=click.Path(dir_okay=False), help="Checkpoint (best.pt).")
-@click.option("--input", "input_", required=True, type=click.Path(dir_okay=False),
-              help="CoNLL file (IMGID lines; tokens with or without gold labels).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="Output file: CoNLL (token, [gold,] predicted) or JSONL (.jsonl).")
-@click.option("--format", "fmt", type=click.Choice(["conll", "jsonl"]), help="Default: from --out's suffix.")
-@click.option("--text-model", help="Folder with the encoder's config and tokenizer, if moved since training.")
-@click.option("--images-dir", type=click.Path(file_okay=False), help="Folder of <imgid>.jpg (optional).")
-@click.option("--aux-dict", type=click.Path(dir_okay=False), help="Aux dict of the crops (optional).")
-@click.option("--crops-dir", type=click.Path(file_okay=False), help="Folder of the crops (optional).")
-@click.option("--feature-cache", type=click.Path(file_okay=False), help="Cache of visual features.")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--force", is_flag=True, help="Overwrite --out.")
-def predict(load_path, input_, out, fmt, text_model, images_dir, aux_dict, crops_dir, feature_cache, batch_size,
-            device, force) -> None:
-    """Tag new tweets with a saved checkpoint (images optional)."""
-    from .predict import PredictOptions, predict_file
+def _register() -> None:
+    from . import predict_cmd
 
-    with _fail_fast():
-        n = predict_file(PredictOptions(load_path=load_path, input=input_, out=out, fmt=fmt, text_model=text_model,
-                                        images_dir=images_dir, aux_dict=aux_dict, crops_dir=crops_dir,
-                                        feature_cache=feature_cache, batch_size=batch_size, device=device,
-                                        force=force))
-    click.echo(f"tagged {n} tweets -> {out}")
+    main.add_command(predict_cmd.predict)
 
 
-if __name__ == "__main__":  # `torchrun --nproc_per_node N -m comipn_model.cli ...`
-    main()
+_register()
