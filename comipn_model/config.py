@@ -17,7 +17,7 @@ class CoMIPNConfig:
     # None / "none" builds the architecture with random weights.
     clip_model: str = "ViT-B-32"
     clip_pretrained: str | None = "openai"
-    prompt_len: int = 4  # prefix vectors per image per text layer
+    prompt_len: int = 4  # prefix vectors per image per text layer (original: 12; docs/model.md says why 4)
     embed_dim: int = 256  # shared space of the contrastive aggregation
     aux_k: int = 3  # object crops used per tweet, 0..3
     use_prompt: bool = True  # idea 1: visual prefix prompts

@@ -1,6 +1,11 @@
-"""Idea 4, contrastive aggregation: a relevance-weighted pool of each tweet's image and crop class
-tokens and the tweet's [CLS] state, projected into one space and pulled together by a symmetric
-in-batch InfoNCE loss with a learned temperature. Examples without an image take no part."""
+"""Idea 4, contrastive aggregation: a pool of each tweet's image and crop class tokens, weighted by
+their relevance *to the tweet's text*, and the text's own [CLS] state (encoded without any visual
+input), projected into one space and pulled together by a symmetric in-batch InfoNCE loss with a
+learned temperature. Examples without an image take no part.
+
+The text side never sees the image: otherwise the image's identity reaches [CLS] through the prefix and
+InfoNCE is solved by copying it (it fell to 0 on one tweet paired with 8 pictures, where a text-only
+[CLS] cannot go below ln 8)."""
 
 from __future__ import annotations
 
@@ -27,31 +32,47 @@ def _mlp(dim_in: int, dim_out: int) -> nn.Sequential:
 
 
 class ContrastiveAggregation(nn.Module):
-    def __init__(self, text_dim: int, vision_dim: int, embed_dim: int = 256, temperature: float = 0.07):
+    def __init__(self, text_dim: int, vision_dim: int, embed_dim: int = 256, temperature: float = 0.07,
+                 own_relevance: bool = True):
+        """``own_relevance``: learn a text-conditioned relevance of each image (a scaled dot product of
+        the text [CLS] and the image's class token); off when dynamic matching's relevance is passed in."""
         super().__init__()
         self.image_norm = nn.LayerNorm(vision_dim)
-        # No bias: a softmax over the images is blind to a shift shared by all of them, so a bias
-        # would never receive a gradient.
-        self.image_score = nn.Linear(vision_dim, 1, bias=False)
+        self.query = nn.Linear(text_dim, embed_dim) if own_relevance else None
+        self.image_key = nn.Linear(vision_dim, embed_dim) if own_relevance else None
         self.text_head = _mlp(text_dim, embed_dim)
         self.image_head = _mlp(vision_dim, embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
 
-    def aggregate(self, cls_last: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
-        """``(B, M, Dv)`` last-block class tokens -> ``(B, Dv)``, weighted by learned relevance over
-        the images that exist (rows without any image give zeros; they are left out of the loss)."""
+    def aggregate(self, text_cls: torch.Tensor, cls_last: torch.Tensor, image_mask: torch.Tensor,
+                  relevance: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, M, Dv)`` last-block class tokens -> ``(B, Dv)``, weighted over the images that exist by
+        their relevance to the text: ``relevance`` ``(B, M)`` (>= 0, e.g. dynamic matching's) when
+        given, else softmax of the learned text-image score. Rows without any image give zeros."""
         normed = self.image_norm(cls_last)
-        scores = self.image_score(normed).squeeze(-1).masked_fill(~image_mask, float("-inf"))
-        any_image = image_mask.any(dim=1, keepdim=True)
-        weights = torch.softmax(scores.masked_fill(~any_image, 0.0), dim=1) * image_mask
+        if relevance is not None:
+            weights = relevance * image_mask
+            total = weights.sum(1, keepdim=True)
+            # No image relevant at all: an even pool of the images that exist.
+            even = image_mask / image_mask.sum(1, keepdim=True).clamp(min=1)
+            weights = torch.where(total > 0, weights / total.clamp(min=1e-12), even)
+        else:
+            if self.query is None:
+                raise ValueError("built without its own relevance (own_relevance=False): pass relevance")
+            scores = torch.einsum("be,bme->bm", self.query(text_cls), self.image_key(normed))
+            scores = (scores / math.sqrt(self.query.out_features)).masked_fill(~image_mask, float("-inf"))
+            any_image = image_mask.any(dim=1, keepdim=True)
+            weights = torch.softmax(scores.masked_fill(~any_image, 0.0), dim=1) * image_mask
         return (weights.unsqueeze(-1) * normed).sum(1)
 
-    def forward(self, text_cls: torch.Tensor, cls_last: torch.Tensor,
-                image_mask: torch.Tensor) -> torch.Tensor | None:
-        """The loss over the batch's imaged examples, or None with fewer than two of them."""
+    def forward(self, text_cls: torch.Tensor, cls_last: torch.Tensor, image_mask: torch.Tensor,
+                relevance: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The loss over the batch's imaged examples, or None with fewer than two of them. ``text_cls``
+        must come from the text alone (no visual prefix)."""
         rows = image_mask.any(dim=1)
         if int(rows.sum()) < 2:
             return None
-        image = self.image_head(self.aggregate(cls_last[rows], image_mask[rows]))
+        image = self.image_head(self.aggregate(text_cls[rows], cls_last[rows], image_mask[rows],
+                                               None if relevance is None else relevance[rows]))
         text = self.text_head(text_cls[rows])
         return info_nce(text, image, self.logit_scale)

@@ -97,12 +97,24 @@ def load_split(layout: DatasetLayout, split: str, *, aux_k: int, with_images: bo
     """The examples of one split. ``with_images=False`` (text-only models) looks at no image file;
     ``warn=False`` leaves the warning about missing images to the caller (see :func:`warn_missing`)."""
     split = canonical_split(split)
+    tweets = read_split(layout, split)
+    tweets = subsample(tweets, sample_ratio, seed) if split == "train" else tweets
+    return attach_images(tweets, layout, split, aux_k=aux_k, with_images=with_images, warn=warn)
+
+
+def read_split(layout: DatasetLayout, split: str) -> list[Tweet]:
+    """The labelled tweets of one split; an absent, empty or label-less file is an error of its own."""
+    split = canonical_split(split)
     path = layout.text_path(split)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the {split} split of {layout.name!r} is not there")
-    tweets = read_conll(path, labeled=True).tweets
-    tweets = subsample(tweets, sample_ratio, seed) if split == "train" else tweets
-    return attach_images(tweets, layout, split, aux_k=aux_k, with_images=with_images, warn=warn)
+    tweets = read_conll(path, labeled=None).tweets
+    if not tweets:
+        raise ValueError(f"{path}: the {split} split holds no tweet (an empty file)")
+    if tweets[0].raw_labels is None:
+        raise ValueError(f"{path}: the {split} split has no labels (one token a line); training and scoring "
+                         f"need 'token<TAB>label' lines")
+    return tweets
 
 
 def attach_images(tweets: Sequence[Tweet], layout: DatasetLayout | None, split: str | None, *,

@@ -1,6 +1,6 @@
 """Co-MIPN: a BERT-architecture text encoder, visual prefix prompts (idea 1), dynamic similarity
 matching (idea 2), token-wise multi-path fusion (idea 3), contrastive aggregation (idea 4), and a
-BIO-constrained CRF over words. Spec: ../shared/design/co-mipn-model.md.
+BIO-constrained CRF over words. docs/model.md describes each part and what it measured.
 
 The vision tower is not part of the module: features come from :class:`comipn_model.vision.FeatureCache`
 through ``batch.visual``; only the dimensions of the vision side are read from open_clip's config.
@@ -22,14 +22,21 @@ from comipn_model.crf import BIOCRF
 from comipn_model.matching import DynamicMatching
 from comipn_model.multipath import PATH_MATCHED, PATH_PROMPT, PATH_TEXT, TokenGate
 from comipn_model.prompts import VisualPrefixPrompts
-from comipn_model.text_encoder import encode, encoder_dims, load_text_encoder
+from comipn_model.text_encoder import encode, encoder_dims, load_text_encoder, positions
 from comipn_model.vision import vision_dims
 
 logger = logging.getLogger(__name__)
 
 
-def _positions(ids: torch.Tensor) -> torch.Tensor:
-    return torch.arange(ids.shape[1], device=ids.device).unsqueeze(0).expand_as(ids)
+@dataclass
+class Encoded:
+    """The encoder's side of a forward: fused states, the text-only path's [CLS], the path gates and
+    dynamic matching's per-image relevance to the text (when it ran)."""
+
+    states: torch.Tensor  # (B, T, D) fused
+    text_cls: torch.Tensor  # (B, D) [CLS] of the text alone: never sees an image
+    gates: torch.Tensor | None = None
+    relevance: torch.Tensor | None = None  # (B, M)
 
 
 @dataclass
@@ -67,15 +74,17 @@ class CoMIPN(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.emission = nn.Linear(hidden, len(config.labels))
         self.crf = BIOCRF(config.labels)
-        self.vision_blocks = self.vision_dim = self.vision_patches = None
+        self.vision_blocks = self.vision_dim = None
         if config.uses_images:
-            self.vision_blocks, self.vision_dim, self.vision_patches = vision_dims(config.clip_model)
+            self.vision_blocks, self.vision_dim, _ = vision_dims(config.clip_model)
         self.prompts = (VisualPrefixPrompts(self.vision_dim, self.vision_blocks, hidden, layers,
                                             config.prompt_len, config.dropout) if config.use_prompt else None)
         self.matching = (DynamicMatching(hidden, self.vision_dim, config.embed_dim, layers, config.prompt_len,
                                          config.dropout) if config.use_dynamic_matching else None)
         self.gate = TokenGate(hidden, self.paths) if config.multi_path else None
-        self.contrastive = (ContrastiveAggregation(hidden, self.vision_dim, config.embed_dim)
+        # With dynamic matching on, the contrastive pool reuses its relevance of each image to the text.
+        self.contrastive = (ContrastiveAggregation(hidden, self.vision_dim, config.embed_dim,
+                                                   own_relevance=not config.use_dynamic_matching)
                             if config.use_contrastive else None)
 
     # ----------------------------------------------------------------------------------------- parts
@@ -97,70 +106,86 @@ class CoMIPN(nn.Module):
             return None
         return visual
 
-    def _encode(self, batch: ModelBatch, visual: VisualInputs | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _encode(self, batch: ModelBatch, visual: VisualInputs | None) -> Encoded:
         ids, mask, types = batch.input_ids, batch.attention_mask, batch.token_type_ids
         if self.gate is None or visual is None:
             # No picture anywhere in the batch: every visual prefix would be masked, and a masked
             # prefix gives the text-only states (up to float rounding), so the visual paths are skipped.
-            return encode(self.encoder_for(PATH_TEXT), ids, mask, types), None
-        prefixes: dict[str, tuple[list[torch.Tensor], torch.Tensor]] = {}
+            states = encode(self.encoder_for(PATH_TEXT), ids, mask, types)
+            return Encoded(states=states, text_cls=states[:, 0])
+        prefixes: dict[str, tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor] | None]] = {}
+        relevance = None
         if self.prompts is not None:
-            prefixes[PATH_PROMPT] = self.prompts(visual.cls, visual.mask)
+            prefixes[PATH_PROMPT] = (*self.prompts(visual.cls, visual.mask), None)
         if self.matching is not None:
             # The matching reads the encoder's token embeddings (not the text path's output), so
             # that all paths can run as one encoder call.
             tokens = self.encoder_for(PATH_MATCHED).embeddings(
-                input_ids=ids, token_type_ids=types, position_ids=_positions(ids))
-            states, prefix_mask, _ = self.matching(tokens, mask, visual.patches, visual.mask)
-            prefixes[PATH_MATCHED] = (states, prefix_mask)
+                input_ids=ids, token_type_ids=types, position_ids=positions(ids))
+            states, prefix_mask, bias, relevance = self.matching(tokens, mask, visual.patches, visual.mask)
+            prefixes[PATH_MATCHED] = (states, prefix_mask, bias)
         if self.shared_encoder:
             outputs = self._encode_paths_together(batch, prefixes)
         else:
             outputs = {PATH_TEXT: encode(self.encoder_for(PATH_TEXT), ids, mask, types)}
-            for path, (states, prefix_mask) in prefixes.items():
-                outputs[path] = encode(self.encoder_for(path), ids, mask, types, states, prefix_mask)
-        return self.gate(outputs)
+            for path, (states, prefix_mask, bias) in prefixes.items():
+                outputs[path] = encode(self.encoder_for(path), ids, mask, types, states, prefix_mask, bias)
+        fused, gates = self.gate(outputs)
+        return Encoded(states=fused, text_cls=outputs[PATH_TEXT][:, 0], gates=gates, relevance=relevance)
 
     def _encode_paths_together(self, batch: ModelBatch, prefixes) -> dict[str, torch.Tensor]:
         """All paths as one encoder call of batch ``paths x B`` (on CPU one large call costs far less
         than several small ones). The text path gets a fully masked prefix, which gives the encoder's
-        plain output up to float rounding."""
+        plain output up to float rounding. Paths without an attention bias get a zero one."""
         names = [PATH_TEXT, *prefixes]
-        width = max(prefix_mask.shape[1] for _, prefix_mask in prefixes.values())
+        width = max(prefix_mask.shape[1] for _, prefix_mask, _ in prefixes.values())
         some_states = next(iter(prefixes.values()))[0]  # one (B, Lp, D) tensor per layer
         first = some_states[0]
-        empty = ([first.new_zeros(first.shape[0], width, first.shape[2])] * len(some_states),
-                 torch.zeros(first.shape[0], width, dtype=torch.bool, device=first.device))
-        layer_states, masks = [], []
+        layers = len(some_states)
+        empty = ([first.new_zeros(first.shape[0], width, first.shape[2])] * layers,
+                 torch.zeros(first.shape[0], width, dtype=torch.bool, device=first.device), None)
+        any_bias = any(bias is not None for _, _, bias in prefixes.values())
+        layer_states, masks, layer_bias = [], [], []
         for name in names:
-            states, prefix_mask = prefixes.get(name, empty)
+            states, prefix_mask, bias = prefixes.get(name, empty)
             pad = width - prefix_mask.shape[1]
             masks.append(nn.functional.pad(prefix_mask, (0, pad), value=False))
             layer_states.append([nn.functional.pad(s, (0, 0, 0, pad)) for s in states])
+            if any_bias:
+                if bias is None:
+                    bias = [prefix_mask.new_zeros(prefix_mask.shape, dtype=torch.float32)] * layers
+                layer_bias.append([nn.functional.pad(b, (0, pad)) for b in bias])
         joined = [torch.cat(per_layer, dim=0) for per_layer in zip(*layer_states)]
+        joined_bias = [torch.cat(per_layer, dim=0) for per_layer in zip(*layer_bias)] if any_bias else None
         n = len(names)
         out = encode(self.encoder_for(PATH_TEXT), batch.input_ids.repeat(n, 1), batch.attention_mask.repeat(n, 1),
-                     batch.token_type_ids.repeat(n, 1), joined, torch.cat(masks, dim=0))
+                     batch.token_type_ids.repeat(n, 1), joined, torch.cat(masks, dim=0), joined_bias)
         return dict(zip(names, out.chunk(n, dim=0)))
 
     # --------------------------------------------------------------------------------------- forward
     def forward(self, batch: ModelBatch) -> CoMIPNOutput:
         visual = self._visual(batch)
-        states, gates = self._encode(batch, visual)
+        encoded = self._encode(batch, visual)
+        states = encoded.states
         index = batch.word_starts.unsqueeze(-1).expand(-1, -1, states.shape[-1])
         words = states.gather(1, index)  # (B, W, D): each word's first sub-token
-        emissions = self.emission(self.dropout(words))
         crf_loss = contrastive_loss = loss = None
-        if batch.labels is not None:
-            crf_loss = self.crf.nll(emissions, batch.labels, batch.word_mask)
-            loss = crf_loss
-        if self.contrastive is not None and visual is not None:
-            contrastive_loss = self.contrastive(states[:, 0], visual.cls[:, :, -1], visual.mask)
-        if loss is not None and contrastive_loss is not None:
-            weight = self.config.contrastive_weight
-            loss = (1 - weight) * crf_loss + weight * contrastive_loss
+        # The head and both losses in fp32 even under bf16 autocast: CRF log-sums over the sequence
+        # and InfoNCE logits scaled up to 100 lose too much in bf16's 8-bit mantissa.
+        with torch.autocast(words.device.type, enabled=False):
+            emissions = self.emission(self.dropout(words.float()))
+            if batch.labels is not None:
+                crf_loss = self.crf.nll(emissions, batch.labels, batch.word_mask)
+                loss = crf_loss
+            if self.contrastive is not None and visual is not None:
+                relevance = None if encoded.relevance is None else encoded.relevance.float()
+                contrastive_loss = self.contrastive(encoded.text_cls.float(), visual.cls[:, :, -1].float(),
+                                                    visual.mask, relevance)
+            if loss is not None and contrastive_loss is not None:
+                weight = self.config.contrastive_weight
+                loss = (1 - weight) * crf_loss + weight * contrastive_loss
         return CoMIPNOutput(loss=loss, emissions=emissions, crf_loss=crf_loss,
-                            contrastive_loss=contrastive_loss, gates=gates)
+                            contrastive_loss=contrastive_loss, gates=encoded.gates)
 
     @torch.no_grad()
     def decode(self, batch: ModelBatch, emissions: torch.Tensor | None = None) -> list[list[str]]:

@@ -8,7 +8,10 @@ best.pt / last.pt      model, optimizer, scheduler, RNG states, epoch (plain ten
 test_report.json       overall and per-type P/R/F1 of the chosen checkpoint on test, and its epoch
 test_predictions.txt   CoNLL: token, gold, predicted
 curves.png             train loss and dev F1 per epoch
+tensorboard/           event files (--report-to tensorboard)
 ```
+
+config.json is written when training starts (after every check passed), with absolute paths.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -35,6 +39,8 @@ LAST = "last.pt"
 TEST_REPORT = "test_report.json"
 TEST_PREDICTIONS = "test_predictions.txt"
 CURVES = "curves.png"
+TENSORBOARD = "tensorboard"  # event files of --report-to tensorboard
+RUN_FILES = (CONFIG, METRICS, BEST, LAST, TEST_REPORT, TEST_PREDICTIONS, CURVES)
 
 
 class RunFolder:
@@ -45,21 +51,38 @@ class RunFolder:
         return self.path / name
 
     # -- creating -------------------------------------------------------------------------------
+    def holds_run(self) -> bool:
+        """Whether a run left files here. A lone config.json does not count: it is what an old run
+        that failed before training wrote, and a new run may take the folder over."""
+        return self.path.is_dir() and any(p.name != CONFIG for p in self.path.iterdir())
+
+    def check(self, *, resume: bool, force: bool) -> None:
+        """Refuse, before anything is loaded or written, a new run over a run (without ``force``) or a
+        resume of nothing."""
+        if resume:
+            if not self.file(LAST).is_file():
+                raise FileNotFoundError(f"{self.file(LAST)}: nothing to resume (no last.pt in {self.path}); "
+                                        f"start the run again without --resume")
+            return
+        if self.path.exists() and not self.path.is_dir():
+            raise FileExistsError(f"{self.path} is a file, not a run folder")
+        if self.holds_run() and not force:
+            raise FileExistsError(f"{self.path} already holds files: pass --resume to continue that run "
+                                  f"or --force to start over in it")
+
     def prepare(self, *, resume: bool, force: bool) -> None:
         """Make the folder for a new run, or check it holds a run to resume.
 
-        A folder with a run in it is never written over without ``--force`` (new run) or ``--resume``.
+        A folder with a run in it is never written over without ``--force`` (new run) or ``--resume``;
+        ``--force`` removes only the files a run writes.
         """
-        if resume:
-            if not self.file(LAST).is_file():
-                raise FileNotFoundError(f"{self.file(LAST)}: nothing to resume (no last.pt in {self.path})")
-            return
-        if self.path.exists() and any(self.path.iterdir()):
-            if not force:
-                raise FileExistsError(f"{self.path} already holds files: pass --resume to continue that run "
-                                      f"or --force to start over in it")
-            for name in (CONFIG, METRICS, BEST, LAST, TEST_REPORT, TEST_PREDICTIONS, CURVES):
+        self.check(resume=resume, force=force)
+        if not resume and self.path.is_dir():
+            for name in RUN_FILES:
                 self.file(name).unlink(missing_ok=True)
+            tracking = self.file(TENSORBOARD)
+            if tracking.is_dir():
+                shutil.rmtree(tracking)
         self.path.mkdir(parents=True, exist_ok=True)
 
     # -- json files -----------------------------------------------------------------------------
@@ -107,6 +130,11 @@ class RunFolder:
 
     def plot_curves(self, rows: Sequence[dict]) -> None:
         plot_curves(rows, self.file(CURVES))
+
+
+def model_state(model) -> dict:
+    """The model's weights as plain CPU tensors (what checkpoints hold)."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

@@ -22,9 +22,11 @@ class TextEncoderUnavailable(RuntimeError):
     """The text encoder could not be loaded; the message names the flag that takes a local folder."""
 
 
-def load_text_encoder(name_or_path: str, random_init: bool = False, flag: str = "--text-model"):
+def load_text_encoder(name_or_path: str, random_init: bool = False, flag: str = "--text-model",
+                      weights: str | None = None):
     """``(encoder, fast tokenizer)`` from a hub name or a local folder; ``random_init`` builds the
-    architecture from the folder's config.json with random weights (no weights file needed)."""
+    architecture from the folder's config.json with random weights (no weights file needed).
+    ``weights`` says where the weights will come from instead (e.g. a checkpoint), for the log."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     local = Path(name_or_path).expanduser()
@@ -47,7 +49,7 @@ def load_text_encoder(name_or_path: str, random_init: bool = False, flag: str = 
         raise TextEncoderUnavailable(f"text encoder {name_or_path!r} has no fast tokenizer (tokenizer.json)")
     check_bert_like(encoder, name_or_path)
     logger.info("text encoder %s loaded (%s, %d layers, hidden %d)", name_or_path,
-                "random weights" if random_init else "pretrained", encoder.config.num_hidden_layers,
+                weights or ("random weights" if random_init else "pretrained"), encoder.config.num_hidden_layers,
                 encoder.config.hidden_size)
     return encoder, tokenizer
 
@@ -89,23 +91,35 @@ def encoder_dims(encoder: nn.Module) -> tuple[int, int, int]:
     return cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size // cfg.num_attention_heads
 
 
+def positions(input_ids: torch.Tensor) -> torch.Tensor:
+    """Explicit position ids ``0..T-1`` per row (with a cache, BERT would otherwise shift the text's
+    positions by the prefix length)."""
+    batch, length = input_ids.shape
+    return torch.arange(length, device=input_ids.device).unsqueeze(0).expand(batch, length)
+
+
 def encode(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
            token_type_ids: torch.Tensor, prefix: list[torch.Tensor] | None = None,
-           prefix_mask: torch.Tensor | None = None) -> torch.Tensor:
+           prefix_mask: torch.Tensor | None = None,
+           prefix_bias: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Last hidden states ``(B, T, D)``; with ``prefix`` (one ``(B, Lp, D)`` tensor of virtual-token
     states per layer) every layer's self-attention also attends over that layer's prefix, whose keys
-    and values come from the layer's own key/value projections. ``prefix_mask`` ``(B, Lp)`` masks it."""
+    and values come from the layer's own key/value projections. ``prefix_mask`` ``(B, Lp)`` masks it.
+
+    ``prefix_bias`` (one ``(B, Lp)`` tensor per layer, e.g. a log-relevance) is added to the attention
+    logits of the prefix keys in that layer: a prefix token with bias ``log r`` gets ``r`` times the
+    attention weight it would get otherwise, so ``r -> 0`` fades it out exactly like masking it.
+    """
     from transformers import DynamicCache
 
     batch, length = input_ids.shape
-    # Explicit positions: with a cache, BERT would otherwise shift the text's positions by Lp.
-    position_ids = torch.arange(length, device=input_ids.device).unsqueeze(0).expand(batch, length)
+    position_ids = positions(input_ids)
     if prefix is None:
         return encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                        position_ids=position_ids).last_hidden_state
     layers, heads, head_dim = encoder_dims(encoder)
-    if len(prefix) != layers:
-        raise ValueError(f"{len(prefix)} prefixes for {layers} layers")
+    if len(prefix) != layers or (prefix_bias is not None and len(prefix_bias) != layers):
+        raise ValueError(f"{len(prefix)} prefixes / {len(prefix_bias or [])} biases for {layers} layers")
     cache = DynamicCache()  # mutated by the forward (the text's keys are appended): one per call
     for idx, (states, layer) in enumerate(zip(prefix, encoder.encoder.layer)):
         attn = layer.attention.self
@@ -117,5 +131,27 @@ def encode(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
         prefix_mask = torch.ones(batch, prefix[0].shape[1], dtype=attention_mask.dtype,
                                  device=attention_mask.device)
     full_mask = torch.cat([prefix_mask.to(attention_mask.dtype), attention_mask], dim=1)
-    return encoder(input_ids=input_ids, attention_mask=full_mask, token_type_ids=token_type_ids,
-                   position_ids=position_ids, cache=cache).last_hidden_state
+    if prefix_bias is None:
+        return encoder(input_ids=input_ids, attention_mask=full_mask, token_type_ids=token_type_ids,
+                       position_ids=position_ids, cache=cache).last_hidden_state
+    # An additive (B, 1, 1, Lp + T) float mask is passed through by transformers as is; each layer's
+    # self-attention gets its own copy with that layer's bias on the prefix columns (a pre-hook, so no
+    # BERT code is copied).
+    floor = torch.finfo(torch.float32).min
+    base = torch.zeros(full_mask.shape, dtype=torch.float32, device=full_mask.device)
+    base = base.masked_fill(~full_mask.bool(), floor)
+    masks = [(base + nn.functional.pad(bias.float(), (0, length)))[:, None, None, :] for bias in prefix_bias]
+
+    def hook_for(mask: torch.Tensor):
+        def hook(_module, args, kwargs):
+            return args, {**kwargs, "attention_mask": mask}
+        return hook
+
+    handles = [layer.attention.self.register_forward_pre_hook(hook_for(mask), with_kwargs=True)
+               for layer, mask in zip(encoder.encoder.layer, masks)]
+    try:
+        return encoder(input_ids=input_ids, attention_mask=masks[0], token_type_ids=token_type_ids,
+                       position_ids=position_ids, cache=cache).last_hidden_state
+    finally:
+        for handle in handles:
+            handle.remove()

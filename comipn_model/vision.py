@@ -22,7 +22,9 @@ from comipn_model.batch import VisualInputs
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = "comipn-vision-features-v1"
+# v2: weights files are identified by content hash, and the activation (GELU / QuickGELU) is part of the
+# tower's identity; v1 entries may hold features of OpenAI weights run through GELU.
+CACHE_FORMAT = "comipn-vision-features-v2"
 
 
 @dataclass
@@ -59,6 +61,7 @@ class VisionTower:
         self.model_name = bundle.model_name
         self.weights_id = bundle.weights_id
         self.random_weights = bundle.random_weights
+        self.quick_gelu = bundle.quick_gelu
         self.preprocess = bundle.preprocess
         self.device = torch.device(device)
         self.visual = bundle.model.visual.eval()
@@ -74,7 +77,8 @@ class VisionTower:
 
     @property
     def identity(self) -> str:
-        return f"{self.model_name}|{self.weights_id}|{self.preprocessing_id}"
+        activation = "quickgelu" if self.quick_gelu else "gelu"
+        return f"{self.model_name}|{self.weights_id}|{activation}|{self.preprocessing_id}"
 
     @torch.no_grad()
     def __call__(self, images: Sequence) -> list[ImageFeatures]:

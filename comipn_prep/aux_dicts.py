@@ -18,6 +18,7 @@ import torch
 from .conll import atomic_write_bytes
 from .grounding.manifest import manifest_paths, read_split_manifests
 from .layout import CROP_NAME_RE, SPLIT_FOLDERS, canonical_split
+from .output_guard import check_dict_targets
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +65,12 @@ def dict_bytes(d: dict[str, list[str]]) -> bytes:
 
 
 def build_dicts(aux_dir: Path, dataset: str, out_dir: Path, splits: Sequence[str], force: bool = False,
-                skip_identical: bool = False) -> dict[str, Path]:
+                skip_identical: bool = False, replace_foreign: bool = False,
+                way_out: str = "another --out") -> dict[str, Path]:
     """Write ``<out>/<dataset>_<split>_dict.pth`` (+ ``.json``) for each split.
 
-    Refuses (FileExistsError, before writing anything) to replace an existing dict unless ``force``;
+    Refuses (before writing anything) to replace a dict comipn did not write, such as a released one,
+    unless ``replace_foreign``, and one of its own unless ``force`` (see :mod:`comipn_prep.output_guard`);
     with ``skip_identical`` an existing dict equal to the new one is left as it is (a rerun is a no-op).
     """
     aux_dir = Path(aux_dir)
@@ -83,12 +86,10 @@ def build_dicts(aux_dir: Path, dataset: str, out_dir: Path, splits: Sequence[str
     unchanged = set()
     if skip_identical:
         for s, p in targets.items():
-            if p.is_file() and _load_existing(p) == built[s]:
+            if p.is_file() and load_existing_dict(p) == built[s]:
                 unchanged.add(s)
-    blocking = [str(p) for s, p in targets.items()
-                if s not in unchanged and (p.exists() or p.with_suffix(".json").exists())]
-    if blocking and not force:
-        raise FileExistsError(f"{', '.join(blocking)} already exist(s); pass --force to replace")
+    check_dict_targets(targets.values(), force=force, replace_foreign=replace_foreign, way_out=way_out,
+                       unchanged=[targets[s] for s in unchanged])
     for split, path in targets.items():
         if split in unchanged:
             logger.info("%s unchanged (%d images)", path, len(built[split]))
@@ -101,7 +102,8 @@ def build_dicts(aux_dir: Path, dataset: str, out_dir: Path, splits: Sequence[str
     return targets
 
 
-def _load_existing(path: Path):
+def load_existing_dict(path: Path):
+    """The dict at ``path``, or None when it does not load."""
     try:
         return torch.load(path, weights_only=True)
     except Exception:  # noqa: BLE001 - an unreadable old dict is simply "different"

@@ -2,8 +2,10 @@
 
 Works on our output and on the dicts/crops the field distributes. Problems (exit 1): a split's dict
 missing or malformed, a dict key that is not an image of that split, a listed crop that is absent or
-does not open, a crop named for another image. Reported without failing unless ``strict``: text images
-absent from the image folder (the field's own releases lack a few).
+does not open, a crop named for another image. Tweet images absent from the image folder or that do
+not open are listed without failing unless ``strict`` (the field's own releases lack a few). Too few
+images (none of a split, or under half; see :mod:`comipn_prep.image_coverage`), or a dict whose keys
+mostly name no image of the split, are errors of their own (exit 2) unless allowed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .conll import ConllFormatError, read_conll
+from .image_coverage import MissingImagesError, check_dict_keys, check_split_images
 from .images import ImageLoadError, load_image
 from .layout import CROP_NAME_RE, SPLITS, DatasetLayout
 
@@ -48,6 +51,8 @@ class SplitReport:
     split: str
     images_in_text: int = 0
     missing_images: list[str] = field(default_factory=list)
+    unreadable_images: list[str] = field(default_factory=list)  # "<file>: <status>: <reason>"
+    images_on_disk: int = 0  # distinct images of the split found in the image folder
     dict_keys: int = 0
     crop_counts: dict[str, int] = field(default_factory=dict)  # "0", "1", "2", "3+" -> images
     crops_checked: int = 0
@@ -60,31 +65,39 @@ class VerifyReport:
     splits: list[SplitReport] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     strict: bool = False
+    # Too few images, or dict keys naming no image: exit 2 unless --allow-missing-images.
+    image_errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not (self.strict and any(s.missing_images for s in self.splits))
+        absent = any(s.missing_images or s.unreadable_images for s in self.splits)
+        return not self.problems and not self.image_errors and not (self.strict and absent)
 
     def format(self, shown: int = 20) -> str:
         lines = [f"{self.dataset} under {self.root}:"]
         for s in self.splits:
             counts = ", ".join(f"{k} crops: {v}" for k, v in s.crop_counts.items())
-            lines.append(f"  {s.split}: {s.images_in_text} text images, {len(s.missing_images)} missing from "
-                         f"the image folder, {s.dict_keys} dict keys, {s.crops_checked} crops checked; {counts}")
-            if s.missing_images:
-                more = f" ... and {len(s.missing_images) - shown} more" if len(s.missing_images) > shown else ""
-                lines.append(f"    missing images: {', '.join(s.missing_images[:shown])}{more}")
+            lines.append(f"  {s.split}: {s.images_in_text} text images, {s.images_on_disk} on disk, "
+                         f"{len(s.missing_images)} missing from the image folder, {len(s.unreadable_images)} "
+                         f"unreadable, {s.dict_keys} dict keys, {s.crops_checked} crops checked; {counts}")
+            for label, items in (("missing images", s.missing_images), ("unreadable images", s.unreadable_images)):
+                if items:
+                    more = f" ... and {len(items) - shown} more" if len(items) > shown else ""
+                    lines.append(f"    {label}: {', '.join(items[:shown])}{more}")
         if self.problems:
             lines.append(f"{len(self.problems)} problem(s):")
             lines += [f"  {p}" for p in self.problems[:shown * 5]]
             if len(self.problems) > shown * 5:
                 lines.append(f"  ... and {len(self.problems) - shown * 5} more")
+        lines += [f"error: {e}" for e in self.image_errors]
         lines.append("consistent" if self.ok else "NOT consistent")
         return "\n".join(lines)
 
 
-def verify_dataset(root: Path, dataset: str, *, check_open: bool = True, strict: bool = False) -> VerifyReport:
-    """Check every split of ``dataset`` under ``root``; see the module doc for what counts."""
+def verify_dataset(root: Path, dataset: str, *, check_open: bool = True, strict: bool = False,
+                   allow_missing_images: bool = False) -> VerifyReport:
+    """Check every split of ``dataset`` under ``root``; see the module doc for what counts. ``check_open``
+    decodes every tweet image and listed crop (else only their presence is checked)."""
     layout = DatasetLayout(Path(root), dataset)
     report = VerifyReport(str(root), dataset, strict=strict)
     if not layout.text_dir.is_dir():
@@ -104,7 +117,21 @@ def verify_dataset(root: Path, dataset: str, *, check_open: bool = True, strict:
         imgids = [t.imgid for t in tweets]
         names = {f"{i}.jpg" for i in imgids}
         sr.images_in_text = len(imgids)
-        sr.missing_images = [i for i in imgids if layout.image_path(i) is None]
+        for imgid in dict.fromkeys(imgids):
+            path = layout.image_path(imgid)
+            if path is None:
+                sr.missing_images.append(imgid)
+                continue
+            sr.images_on_disk += 1
+            if check_open:
+                try:
+                    load_image(path)
+                except ImageLoadError as err:
+                    sr.unreadable_images.append(f"{path.name}: {err.status}: {err.reason}")
+        try:
+            check_split_images(layout, split, imgids, allow_missing=allow_missing_images)
+        except MissingImagesError as err:
+            report.image_errors.append(str(err))
         dpath = layout.dict_path(split)
         aux: dict[str, list[str]] = {}
         if not dpath.is_file():
@@ -114,6 +141,11 @@ def verify_dataset(root: Path, dataset: str, *, check_open: bool = True, strict:
                 aux = load_aux_dict(dpath)
             except BadDictError as err:
                 report.problems.append(str(err))
+            else:
+                try:
+                    check_dict_keys(dpath, aux, imgids, allow_missing=allow_missing_images)
+                except MissingImagesError as err:
+                    report.image_errors.append(str(err))
         sr.dict_keys = len(aux)
         crops_dir = layout.crops_dir(split)
         for key, crops in aux.items():

@@ -7,6 +7,7 @@ the network when the environment says it is offline (``HF_HUB_OFFLINE`` / ``YOLO
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -45,6 +46,29 @@ class ClipBundle:
     model_name: str
     weights_id: str
     random_weights: bool
+    quick_gelu: bool = False  # the towers' MLPs use QuickGELU (what OpenAI's CLIP weights were trained with)
+
+
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes (hex): identifies weights by content, not by name."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def clip_quick_gelu(model_name: str, tag: str | None) -> bool:
+    """Whether to build ``model_name`` with QuickGELU for open_clip pretrained ``tag``: the tag's own
+    record says so (OpenAI's weights: yes); ``*-quickgelu`` model names build it anyway. open_clip 3.x
+    builds plain GELU for ``ViT-B-32`` even with OpenAI's weights, which silently shifts every feature."""
+    import open_clip
+
+    if model_name.endswith("-quickgelu"):
+        return True
+    if tag is None:
+        return False
+    return bool(open_clip.get_pretrained_cfg(model_name, tag).get("quick_gelu", False))
 
 
 def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", device: str = "cpu",
@@ -56,13 +80,20 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", d
     if model_name not in open_clip.list_models():
         raise WeightsUnavailable(f"unknown CLIP model {model_name!r} (open_clip knows e.g. ViT-B-32, ViT-B-16)")
     random_weights = _is_random_spec(pretrained)
+    quick_gelu = model_name.endswith("-quickgelu")
     if random_weights:
         tag, weights_id = None, f"{model_name}:random"
     else:
         pretrained = str(pretrained)
         local = Path(pretrained).expanduser()
         if local.is_file():
-            tag, weights_id = str(local), f"{model_name}:{local.name}"
+            # Content, not name: two different files called clip.pt must never share cached features.
+            tag, weights_id = str(local), f"{model_name}:sha256-{file_digest(local)[:32]}"
+            # A weights file does not say which activation it was trained with: the model name decides.
+            logger.warning("CLIP weights file %s: its activation cannot be read from the file; building %s "
+                           "with %s as the model name says (OpenAI-trained weights need QuickGELU: use the "
+                           "'-quickgelu' model, e.g. ViT-B-32-quickgelu)", local, model_name,
+                           "QuickGELU" if quick_gelu else "GELU")
         elif _looks_like_path(pretrained):
             raise WeightsUnavailable(
                 f"CLIP weights file {pretrained} does not exist; pass a local weights file with {flag} "
@@ -74,12 +105,16 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", d
                     f"{pretrained!r} is neither a local file nor an open_clip tag of {model_name} "
                     f"({', '.join(tags[:6])}...); pass a local weights file with {flag}")
             tag, weights_id = pretrained, f"{model_name}:{pretrained}"
+            quick_gelu = clip_quick_gelu(model_name, tag)
+            if quick_gelu and not model_name.endswith("-quickgelu"):
+                weights_id += ":quickgelu"
             if _offline("HF_HUB_OFFLINE") and not _in_hf_cache(model_name, pretrained):
                 raise WeightsUnavailable(
                     f"offline (HF_HUB_OFFLINE) and CLIP weights {model_name}/{pretrained} are not cached; "
                     f"pass a local weights file with {flag} (or {flag} none for random weights)")
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device)
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device,
+                                                                     force_quick_gelu=quick_gelu)
     except (RuntimeError, OSError, ValueError) as err:
         raise WeightsUnavailable(
             f"could not load CLIP weights {pretrained!r} for {model_name}: {err}; "
@@ -88,9 +123,10 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", d
     for p in model.parameters():
         p.requires_grad_(False)
     tokenizer = open_clip.get_tokenizer(model_name)
-    logger.info("CLIP %s loaded (%s)", model_name, "random weights" if random_weights else weights_id)
+    logger.info("CLIP %s loaded (%s, %s)", model_name, "random weights" if random_weights else weights_id,
+                "QuickGELU" if quick_gelu else "GELU")
     return ClipBundle(model=model, preprocess=preprocess, tokenizer=tokenizer, model_name=model_name,
-                      weights_id=weights_id, random_weights=random_weights)
+                      weights_id=weights_id, random_weights=random_weights, quick_gelu=quick_gelu)
 
 
 def _in_hf_cache(model_name: str, tag: str) -> bool:

@@ -48,3 +48,61 @@ def test_torchrun_two_processes_match_one(tmp_path, minilm_path, twitter_data):
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(
         [rf.CONFIG, rf.METRICS, rf.BEST, rf.LAST, rf.TEST_REPORT, rf.TEST_PREDICTIONS, rf.CURVES])
     assert proc.stdout.count("test F1") == 1
+
+
+def _draw_images(root, names=("train", "valid", "test")) -> None:
+    """A picture per tweet (its colour from its id) and one crop for every third train tweet."""
+    import torch
+    from PIL import Image
+
+    from comipn_prep.conll import read_conll
+    from comipn_prep.layout import DatasetLayout, crop_name
+
+    layout = DatasetLayout(root, "twitter2017")
+    layout.images_dir.mkdir(parents=True, exist_ok=True)
+    for split in names:
+        crops = {}
+        for i, tweet in enumerate(read_conll(layout.text_path(split)).tweets):
+            tone = abs(hash(tweet.imgid)) % 200
+            Image.new("RGB", (48, 40), (tone, 255 - tone, (7 * i) % 255)).save(layout.images_dir / tweet.image_name)
+            if split == "train" and i % 3 == 0:
+                layout.crops_dir(split).mkdir(parents=True, exist_ok=True)
+                crop = layout.crops_dir(split) / crop_name(tweet.imgid, 0)
+                Image.new("RGB", (20, 24), (255 - tone, 30, tone)).save(crop)
+                crops[tweet.image_name] = [crop_name(tweet.imgid, 0)]
+        if crops:
+            torch.save(crops, layout.dict_path(split))
+
+
+def test_torchrun_two_processes_match_one_with_images(tmp_path, minilm_path, twitter_data):
+    """Prompts and dynamic matching on, every tweet with its picture: per-example computations, so 2
+    processes x 4 tweets give the gradient of the same 8 tweets as 1 process. (InfoNCE is left off:
+    its in-batch negatives are the tweets on the same process, so it differs by design under DDP.)"""
+    encoder = str(make_tiny_encoder(tmp_path / "encoder", minilm_path, dropout=0.0))
+    root = make_root(tmp_path / "root", twitter_data, sizes=(24, 8, 8))
+    _draw_images(root)
+    cache = tmp_path / "features"
+    common = dict(data_root=str(root), dataset="twitter2017", epochs=2, lr=1e-3, warmup_ratio=0.1, device="cpu",
+                  feature_cache=str(cache),
+                  model=CoMIPNConfig(text_model=encoder, random_init=True, use_prompt=True, use_dynamic_matching=True,
+                                     use_contrastive=False, dropout=0.0, clip_model="ViT-S-32", clip_pretrained=None))
+    single = train(TrainConfig(run_dir=str(tmp_path / "one"), batch_size=8, **common))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "comipn_model.cli", "--data-root", str(root), "--dataset", "twitter2017",
+           "--text-model", encoder, "--random-init", "--no-use-contrastive", "--clip-model", "ViT-S-32",
+           "--clip-pretrained", "none", "--feature-cache", str(cache), "--dropout", "0", "--epochs", "2",
+           "--batch-size", "4", "--lr", "1e-3", "--warmup-ratio", "0.1", "--device", "cpu",
+           "--run-dir", str(tmp_path / "two")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    one = rf.RunFolder(tmp_path / "one").read_metrics()
+    two = rf.RunFolder(tmp_path / "two").read_metrics()
+    assert [r["epoch"] for r in two] == [1, 2]
+    for a, b in zip(one, two):
+        assert abs(a["train_loss"] - b["train_loss"]) <= 1e-3 * max(1.0, abs(a["train_loss"]))
+        assert abs(a["dev_f1"] - b["dev_f1"]) <= 0.02
+    report_two = json.loads((tmp_path / "two" / rf.TEST_REPORT).read_text())
+    assert abs(report_two["overall"]["f1"] - single.test["overall"]["f1"]) <= 0.02

@@ -113,3 +113,23 @@ def test_demo_refuses_to_replace_without_force(demo_run, tmp_path):
     assert (stranger / "notes.txt").read_text() == "keep me"
     proc = run_demo("--out", str(REPO / "data" / "demo-here"), "--offline", timeout=120)
     assert proc.returncode == 2 and not (REPO / "data" / "demo-here").exists()
+
+
+def test_demo_ends_with_a_raw_tweet_tagged_by_tagger(demo_run):
+    """The last step tags a raw tweet and its picture through comipn_model.Tagger, grounding it with the
+    settings the demo's prep run recorded, and prints the entities."""
+    from comipn_prep.nps.tokenize import tokenize_tweet
+    from comipn_model import Tagger
+
+    out, proc, _ = demo_run
+    assert re.search(r"^\s+Tagger entities\s+\S", proc.stdout.rstrip().splitlines()[-1]), proc.stdout[-2000:]
+    saved = json.loads((out / "raw_tweet.json").read_text())
+    assert saved["tokens"] == tokenize_tweet(saved["text"]) and len(saved["tags"]) == len(saved["tokens"])
+    printed = "; ".join(f"{e['text']} ({e['type']})" for e in saved["entities"]) or "none"
+    assert f"Tagger entities   {printed}" in proc.stdout
+    assert 1 <= len(saved["crops"]) <= 3  # the random-weight detector at the recorded --conf proposes boxes
+    tagger = Tagger.from_pretrained(out / "run", device="cpu")
+    grounding = tagger.grounding_config()
+    assert (grounding.detector, grounding.clip_model, grounding.clip_pretrained) == ("yolov8n.yaml", "ViT-S-32", None)
+    again = tagger([saved["text"]], images=[saved["image"]])[0]
+    assert (again.tags, again.crops) == (saved["tags"], saved["crops"])

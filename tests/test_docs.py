@@ -272,3 +272,49 @@ def test_data_format_np_example_is_what_extract_nps_writes(tmp_path):
                 progress=False)
     written = [json.loads(line) for line in (tmp_path / "train.nps.jsonl").read_text().splitlines()]
     assert shown in written, "docs/data-format.md: refresh the NP example from comipn-prep extract-nps"
+
+
+def test_inference_examples_run(tmp_path, monkeypatch, minilm_path):
+    """docs/inference.md: its files are written, its Python blocks run and its command lines exit 0, in
+    order, in a folder holding a small all-switches model at runs/sample (random-weight YOLO and CLIP
+    recorded as its grounding settings) and the repository's data/."""
+    import contextlib
+    import io
+
+    from click.testing import CliRunner
+    from tagger_fixtures import make_checkpoint, make_tiny_encoder
+
+    from comipn_model.cli import main
+
+    make_checkpoint(tmp_path / "runs" / "sample" / "best.pt", make_tiny_encoder(tmp_path / "encoder", minilm_path))
+    (tmp_path / "data").symlink_to(REPO / "data", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    text = (DOCS / "inference.md").read_text(encoding="utf-8")
+    fences = re.findall(r"^```([^\n]*)\n(.*?)^```", text, flags=re.M | re.S)
+    ran = {"python": 0, "commands": 0, "files": 0}
+    for info, body in fences:
+        words = info.split()
+        lang = words[0].lower() if words else ""
+        files = [w.split("=", 1)[1] for w in words if w.startswith("file=")]
+        if files:
+            (tmp_path / files[0]).write_text(body, encoding="utf-8")
+            ran["files"] += 1
+        elif lang == "python" and "no-run" not in words:
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                exec(compile(body, f"docs/inference.md python block {ran['python'] + 1}", "exec"), {})
+            assert printed.getvalue() or "print(" not in body
+            ran["python"] += 1
+        elif lang in SHELL_LANGS:
+            for command in shell_commands(body):
+                assert command[0] == "comipn-train", f"docs/inference.md runs {command[0]}: only comipn-train here"
+                result = CliRunner().invoke(main, command[1:])
+                assert result.exit_code == 0, f"{' '.join(command)}\n{result.output}"
+                ran["commands"] += 1
+    assert ran == {"python": 3, "commands": 4, "files": 2}
+    rows = [json.loads(line) for line in (tmp_path / "tagged.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["launch", "paris", "tokens"]
+    assert rows[0]["crops"] and rows[0]["image"].endswith("9100004.jpg") and rows[1]["crops"] == []
+    # the exported model tags like the checkpoint it came from
+    assert (tmp_path / "tagged-exported.txt").read_text() == (tmp_path / "tagged.txt").read_text()
+    assert (tmp_path / "models" / "sample-copy" / "model.safetensors").is_file()

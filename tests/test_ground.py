@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
@@ -19,9 +20,9 @@ from comipn_prep.aux_dicts import build_dicts
 from comipn_prep.cli import main
 from comipn_prep.conll import entity_spans, read_conll
 from comipn_prep.grounding import GroundConfig, GroundItem, Grounder, Shard, ground_split, load_item, read_manifest
-from comipn_prep.grounding import driver as driver_mod
 from comipn_prep.grounding.detector import Detections, Detector
-from comipn_prep.grounding.manifest import read_split_manifests
+from comipn_prep.grounding.manifest import (COLUMNS, ManifestAppender, committed_path, read_split_manifests,
+                                           write_manifest)
 from comipn_prep.weights import WeightsUnavailable, load_clip, load_yolo
 
 CFG = dict(detector="yolov8n.yaml", clip_pretrained="none", conf=0.0, max_candidates=6, batch_size=3,
@@ -84,7 +85,7 @@ def test_local_clip_weights_file_loads(tmp_path, grounder):
     sd = grounder.matcher.model.state_dict()
     torch.save(sd, tmp_path / "clip.pt")
     bundle = load_clip("ViT-B-32", str(tmp_path / "clip.pt"))
-    assert not bundle.random_weights and bundle.weights_id == "ViT-B-32:clip.pt"
+    assert not bundle.random_weights and bundle.weights_id.startswith("ViT-B-32:sha256-")  # by content
     key = "visual.conv1.weight"
     assert torch.equal(bundle.model.state_dict()[key], sd[key])
     assert not any(p.requires_grad for p in bundle.model.parameters()) and not bundle.model.training
@@ -225,20 +226,20 @@ def test_resume_after_limit_and_after_a_kill(tmp_path, grounder, tweets, monkeyp
 
     s1 = ground_split(grounder, tweets, tmp_path / "img", tmp_path / "aux", "test", limit=2, progress=False)
     assert s1.processed == 2
-    # A kill after the second batch's crops are written but before its manifest rewrite.
-    real_write = driver_mod.write_manifest
+    # A kill after the second batch's crops are written but before its rows are appended.
+    real_append = ManifestAppender.append
     calls = {"n": 0}
 
-    def dying_write(path, df):
+    def dying_append(self, rows):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        real_write(path, df)
+        real_append(self, rows)
 
-    monkeypatch.setattr(driver_mod, "write_manifest", dying_write)
+    monkeypatch.setattr(ManifestAppender, "append", dying_append)
     with pytest.raises(KeyboardInterrupt):
         ground_split(grounder, tweets, tmp_path / "img", tmp_path / "aux", "test", progress=False)
-    monkeypatch.setattr(driver_mod, "write_manifest", real_write)
+    monkeypatch.setattr(ManifestAppender, "append", real_append)
     mid = read_manifest(tmp_path / "aux" / "test" / "manifest.csv")
     assert mid.imgid.nunique() == 2 + 3  # the limit run + one full batch; the dying batch left no rows
     crops = tmp_path / "aux" / "test" / "crops"
@@ -252,6 +253,53 @@ def test_resume_after_limit_and_after_a_kill(tmp_path, grounder, tweets, monkeyp
     assert key(final) == key(ref_df)
     s4 = ground_split(grounder, tweets, tmp_path / "img", tmp_path / "aux", "test", progress=False)
     assert s4.processed == 0 and s4.skipped == len(tweets)
+
+
+def _rows(imgids, crops=2):
+    rows = []
+    for imgid in imgids:
+        for rank in range(crops):
+            rows.append({"imgid": imgid, "status": "ok", "crop_file": f"{imgid}_pred_yolo_crop_{rank}.png",
+                         "rank": rank, "x1": 1, "y1": 2, "x2": 30, "y2": 40, "phrase": "a b", "clip_score": 0.25,
+                         "det_score": 0.5, "image_width": 64, "image_height": 48, "detector": "d",
+                         "clip_model": "c", "random_weights": True})
+    return rows
+
+
+def test_manifest_appends_survive_a_torn_write(tmp_path):
+    path = tmp_path / "manifest.csv"
+    m = ManifestAppender(path)
+    m.append(_rows(["1", "2"]))
+    inode = path.stat().st_ino
+    m.append(_rows(["3"]))
+    assert path.stat().st_ino == inode  # appended in place, not rewritten
+    committed = path.read_bytes()
+    # A kill in the middle of the next append: half its bytes reach the file, the length is not committed.
+    with open(path, "ab") as fh:
+        fh.write(b"4,ok,4_pred_yolo_crop_0.png,0,1,2,3")
+    assert committed_path(path).is_file()
+    assert list(read_manifest(path).imgid.unique()) == ["1", "2", "3"]  # the torn tail is not read
+    again = ManifestAppender(path)  # the resume
+    assert path.read_bytes() == committed and list(again.existing.imgid.unique()) == ["1", "2", "3"]
+    again.append(_rows(["4"]))
+    again.close()
+    assert not committed_path(path).exists()
+    raw = pd.read_csv(path, dtype={"imgid": str})  # a plain CSV again, without our reader's help
+    assert list(raw.imgid) == ["1", "1", "2", "2", "3", "3", "4", "4"] and list(raw.columns) == list(COLUMNS)
+
+
+def test_manifest_of_another_layout_is_normalised_and_a_stale_sidecar_ignored(tmp_path):
+    path = tmp_path / "manifest.csv"
+    pd.DataFrame(_rows(["7"]))[["imgid", "status", "crop_file", "rank"]].to_csv(path, index=False)
+    m = ManifestAppender(path)
+    m.append(_rows(["8"]))
+    m.close()
+    df = read_manifest(path)
+    assert list(df.imgid) == ["7", "7", "8", "8"] and df.x1.isna().tolist() == [True, True, False, False]
+    # A sidecar left from before the file was replaced names another inode: the whole file is valid.
+    write_manifest(path, df)
+    committed_path(path).write_text(f"10 {path.stat().st_ino + 1}\n")
+    assert list(read_manifest(path).imgid) == ["7", "7", "8", "8"]
 
 
 def test_force_redoes_and_removes_stale_crops(tmp_path, grounder, tweets):
@@ -301,19 +349,21 @@ def _nps_file(folder: Path, split: str, items) -> None:
 
 def test_cli_offline_default_weights_exit_2(tmp_path, tweets):
     _nps_file(tmp_path / "nps", "train", tweets[:1])
-    (tmp_path / "img").mkdir()
+    (tmp_path / "img").mkdir()  # no image: allowed below, so that the weights are what fails
     r = CliRunner().invoke(main, ["ground", "--nps", str(tmp_path / "nps"), "--images", str(tmp_path / "img"),
-                                  "--out", str(tmp_path / "aux"), "--split", "train"])
+                                  "--out", str(tmp_path / "aux"), "--split", "train", "--allow-missing-images"])
     assert r.exit_code == 2 and "--detector" in r.output and "local" in r.output
     r = CliRunner().invoke(main, ["ground", "--nps", str(tmp_path / "nps"), "--images", str(tmp_path / "img"),
-                                  "--out", str(tmp_path / "aux"), "--split", "train", "--detector", "yolov8n.yaml"])
+                                  "--out", str(tmp_path / "aux"), "--split", "train", "--detector", "yolov8n.yaml",
+                                  "--allow-missing-images"])
     assert r.exit_code == 2 and "--clip-pretrained" in r.output
     r = CliRunner().invoke(main, ["ground", "--nps", str(tmp_path / "nps"), "--images", str(tmp_path / "img"),
                                   "--out", str(tmp_path / "aux"), "--split", "test"])
     assert r.exit_code == 2 and "test.nps.jsonl" in r.output
     if not torch.cuda.is_available():
         r = CliRunner().invoke(main, ["ground", "--nps", str(tmp_path / "nps"), "--images", str(tmp_path / "img"),
-                                      "--out", str(tmp_path / "aux"), "--split", "train", "--device", "cuda"])
+                                      "--out", str(tmp_path / "aux"), "--split", "train", "--device", "cuda",
+                                      "--allow-missing-images"])
         assert r.exit_code == 2 and "CUDA" in r.output
 
 

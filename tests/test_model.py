@@ -110,6 +110,9 @@ def test_each_switch_removes_its_modules_and_parameters(minilm, minilm_path):
         assert getattr(model, attr) is None and getattr(full, attr) is not None
         removed = sum(p.numel() for p in getattr(full, attr).parameters())
         gate_change = counts(full)["total"] - counts(model)["total"] - removed
+        if switch == "use_dynamic_matching":  # the contrastive pool then learns its own text relevance
+            gate_change += sum(p.numel() for m in (model.contrastive.query, model.contrastive.image_key)
+                               for p in m.parameters())
         # the token gate loses one path's score layer with a visual path, nothing otherwise
         assert gate_change == (0 if switch == "use_contrastive" else model.encoders["text"].config.hidden_size + 1)
     plain = build(minilm, minilm_path, **ALL_OFF)
@@ -219,3 +222,96 @@ def test_masked_prefix_equals_no_prefix_and_an_open_one_learns(minilm, tweets):
     assert not torch.allclose(plain, opened, atol=1e-3)
     opened.sum().backward()
     assert all(p.grad is not None and torch.any(p.grad != 0) for p in prefix)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory, minilm_path):
+    from test_train import make_tiny_encoder
+
+    return str(make_tiny_encoder(tmp_path_factory.mktemp("tiny") / "encoder", minilm_path, dropout=0.0))
+
+
+@pytest.mark.parametrize("switches", [ALL_ON, dict(ALL_ON, use_dynamic_matching=False)],
+                         ids=["all-on", "no-matching"])
+def test_infonce_cannot_read_the_image_through_the_text_side(tiny_encoder, tweets, switches):
+    """One tweet, 8 copies, 8 different pictures: a text side that sees only the text gives the same
+    vector for all 8, so InfoNCE cannot go below ln 8 however long it trains (it fell to 0.000 when the
+    fused [CLS], which reads the pictures through the prefix, was the text side)."""
+    import math
+
+    torch.manual_seed(0)
+    model = CoMIPN(CoMIPNConfig(text_model=tiny_encoder, random_init=True, clip_pretrained=None,
+                                dropout=0.0, **switches))
+    batch = encode(model, [tweets[0]] * 8, [[features(i), features(100 + i)] for i in range(8)])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        loss = model(batch).contrastive_loss
+        first = loss.item() if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        final = float(model.eval()(batch).contrastive_loss)
+    assert final >= math.log(8) - 0.05, (first, final)
+
+
+def test_head_and_losses_run_in_fp32_under_bf16_autocast(minilm, minilm_path, tweets):
+    model = build(minilm, minilm_path, **ALL_ON).train()
+    batch = encode(model, tweets[:4], [[features(i), features(i + 10)] for i in range(4)])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch)
+    assert out.emissions.dtype == torch.float32
+    assert out.crf_loss.dtype == out.contrastive_loss.dtype == out.loss.dtype == torch.float32
+    out.loss.backward()
+
+
+def test_an_image_irrelevant_to_the_text_fades_to_no_input_on_the_matched_path(minilm, minilm_path, tweets):
+    """Relevance weighs the matched prefix's attention: zero relevance leaves (almost) the text-only
+    states, not constant prefix tokens that soak up attention."""
+    model = build(minilm, minilm_path, use_prompt=False, use_dynamic_matching=True, use_contrastive=False).eval()
+    batch = encode(model, tweets[:3], [[features(i), features(i + 10)] for i in range(3)])
+    text_only = copy.copy(batch)
+    text_only.visual = None
+    with torch.no_grad():
+        plain = model(text_only).emissions
+        relevant = model(batch).emissions
+        for layer in (model.matching.patch_proj,):  # every patch projects to 0: cosine 0, relevance 0
+            layer.weight.zero_()
+            layer.bias.zero_()
+        faded = model(batch).emissions
+    seen, left = (relevant - plain).abs().max(), (faded - plain).abs().max()
+    assert left < 2e-3 and seen > 20 * left, (seen, left)
+
+
+def test_relevance_bias_on_the_prefix_scales_its_attention(minilm, tweets):
+    """A log-relevance bias equal for every prefix token of one image: log 1 = no change, a very
+    negative one = the prefix masked."""
+    from comipn_model.text_encoder import encode as run_encoder
+
+    encoder, tokenizer = minilm
+    encoder = copy.deepcopy(encoder).eval()
+    batch = WordBatcher(tokenizer, ["O"]).encode([t.tokens for t in tweets[:3]])
+    args = (encoder, batch.input_ids, batch.attention_mask, batch.token_type_ids)
+    layers, hidden = encoder.config.num_hidden_layers, encoder.config.hidden_size
+    prefix = [torch.randn(3, 5, hidden) for _ in range(layers)]
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    with torch.no_grad():
+        plain = run_encoder(*args)
+        opened = run_encoder(*args, prefix, mask)
+        zero_bias = run_encoder(*args, prefix, mask, [torch.zeros(3, 5)] * layers)
+        faded = run_encoder(*args, prefix, mask, [torch.full((3, 5), -60.0)] * layers)
+        halfway = run_encoder(*args, prefix, mask, [torch.full((3, 5), -2.0)] * layers)
+    assert torch.allclose(opened, zero_bias, atol=1e-5)
+    assert torch.allclose(faded, plain, atol=1e-5)
+    assert (halfway - plain).abs().mean() < (opened - plain).abs().mean()
+
+
+def test_fresh_model_starts_with_open_matched_prompts(minilm, minilm_path, tweets):
+    """Every image's matched prompts start open (relevance well above the ~0.07 of random projections,
+    whose log-weight kept the matched path shut on the probe)."""
+    model = build(minilm, minilm_path, **ALL_ON).eval()
+    batch = encode(model, tweets[:3], [[features(i), features(i + 10)] for i in range(3)])
+    with torch.no_grad():
+        encoded = model._encode(batch, model._visual(batch))
+    assert encoded.relevance[:, :2].min() > 0.5 and (encoded.relevance[:, 2:] == 0).all()

@@ -143,6 +143,50 @@ def test_resume_continues_to_the_same_result(tiny, tmp_path):
     assert ra["overall"] == rb["overall"] and ra["epoch"] == rb["epoch"] == whole.best_epoch
 
 
+def test_ctrl_c_mid_epoch_then_the_printed_resume_command_gives_the_same_run(tiny, tmp_path, monkeypatch):
+    """A real SIGINT during step 7 (epoch 2, batch 3 of 4): exit 130, last.pt at step 7, and the command
+    it prints continues to exactly the uninterrupted run."""
+    import os
+    import shlex
+    import signal
+
+    from comipn_model import training
+
+    whole = tmp_path / "whole"
+    assert CliRunner().invoke(main, tiny_args(tiny, whole)).exit_code == 0
+    original, count = training.train_step, {"n": 0}
+
+    def step_then_ctrl_c(*args, **kwargs):
+        loss = original(*args, **kwargs)
+        count["n"] += 1
+        if count["n"] == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss
+
+    monkeypatch.setattr(training, "train_step", step_then_ctrl_c)
+    cut = tmp_path / "cut"
+    result = CliRunner().invoke(main, tiny_args(tiny, cut))
+    assert result.exit_code == 130, result.output
+    assert "Aborted" not in result.output and "stopped at step 7 (epoch 2, batch 3 of 4)" in result.output
+    last = torch.load(cut / rf.LAST, weights_only=True)
+    assert (last["global_step"], last["epoch"], last["batches_done"]) == (7, 1, 3)
+    assert [r["epoch"] for r in rf.RunFolder(cut).read_metrics()] == [1]
+    command = next(line for line in result.output.splitlines() if line.startswith("resume with: "))
+    argv = shlex.split(command[len("resume with: "):])
+    assert argv[0] == "comipn-train"
+    monkeypatch.setattr(training, "train_step", original)
+    result = CliRunner().invoke(main, argv[1:])
+    assert result.exit_code == 0, result.output
+    a, b = rf.RunFolder(whole).read_metrics(), rf.RunFolder(cut).read_metrics()
+    for key in ("epoch", "train_loss", "dev_precision", "dev_recall", "dev_f1"):
+        assert [r[key] for r in a] == [r[key] for r in b], key
+    wa = torch.load(whole / rf.LAST, weights_only=True)["model"]
+    wb = torch.load(cut / rf.LAST, weights_only=True)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert json.loads((whole / rf.TEST_REPORT).read_text())["overall"] == \
+        json.loads((cut / rf.TEST_REPORT).read_text())["overall"]
+
+
 def test_max_steps_caps_training(tiny, tmp_path):
     result = train(tiny_config(tiny, tmp_path / "run").__class__(
         **{**tiny_config(tiny, tmp_path / "run").__dict__, "max_steps": 3}))
@@ -229,6 +273,7 @@ def test_all_switches_with_and_without_images(tiny, tmp_path, caplog):
     run = tiny_config(tiny, tmp_path / "masked", use_prompt=True, use_dynamic_matching=True,
                       use_contrastive=True, clip_model="ViT-S-32", clip_pretrained=None)
     run.epochs = 1
+    run.allow_missing_images = True  # without it, a dataset with no image on disk is refused (exit 2)
     with caplog.at_level("WARNING", logger="comipn_model"):
         assert train(run).test is not None
     missing = [r.getMessage() for r in caplog.records if "missing on disk" in r.getMessage()]
@@ -259,6 +304,7 @@ def test_all_switches_with_and_without_images(tiny, tmp_path, caplog):
                          use_contrastive=True, clip_model="ViT-S-32", clip_pretrained=None)
     imaged.data_root = str(root)
     imaged.feature_cache = str(tmp_path / "cache")
+    imaged.allow_missing_images = True  # 6 of 16 train images: under the half needed without it
     result = train(imaged)
     assert result.test is not None
     cached = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]

@@ -168,6 +168,9 @@ def test_run_folder_refuses_to_overwrite(tmp_path):
     folder = rf.RunFolder(tmp_path / "run")
     folder.prepare(resume=False, force=False)
     folder.write_json(rf.CONFIG, {"a": 1})
+    # a lone config.json (a run that never started) does not block a new run
+    rf.RunFolder(tmp_path / "run").prepare(resume=False, force=False)
+    folder.write_metrics([{"epoch": 1}])
     with pytest.raises(FileExistsError, match="--force"):
         rf.RunFolder(tmp_path / "run").prepare(resume=False, force=False)
     with pytest.raises(FileNotFoundError, match="last.pt"):
@@ -175,7 +178,8 @@ def test_run_folder_refuses_to_overwrite(tmp_path):
     user_file = folder.file("notes.txt")
     user_file.write_text("mine")
     rf.RunFolder(tmp_path / "run").prepare(resume=False, force=True)
-    assert not folder.file(rf.CONFIG).exists() and user_file.read_text() == "mine"
+    assert not folder.file(rf.CONFIG).exists() and not folder.file(rf.METRICS).exists()
+    assert user_file.read_text() == "mine"
 
 
 def test_checkpoint_round_trip_weights_only_with_rng(tmp_path):

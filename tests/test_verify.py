@@ -127,3 +127,43 @@ def test_arbitrary_pickle_is_refused_not_run(tmp_path, layout):
 def test_not_a_dataset_folder_exits_2(tmp_path):
     r = CliRunner().invoke(main, ["verify", str(tmp_path), "--dataset", "nothing"])
     assert r.exit_code == 2 and "nothing" in r.output
+
+
+def test_unreadable_tweet_images_are_reported(layout):
+    first = read_conll(layout.text_path("valid")).tweets[0].imgid
+    (layout.images_dir / f"{first}.jpg").write_bytes(b"not a jpeg")
+    report = verify_dataset(layout.root, NAME)
+    valid = next(s for s in report.splits if s.split == "valid")
+    assert valid.images_on_disk == 4 and len(valid.unreadable_images) == 1
+    assert report.ok  # like a missing image: masked in training, fails only with --strict
+    r = _run(layout, "--strict")
+    assert r.exit_code == 1 and f"unreadable images: {first}.jpg: unreadable" in r.output
+    assert _run(layout, "--strict", "--no-open").exit_code == 0  # without decoding it is not seen
+
+
+def test_no_images_exit_2_with_counts_and_run_with_the_flag(layout):
+    shutil.rmtree(layout.images_dir)
+    layout.images_dir.mkdir()
+    r = _run(layout)
+    assert r.exit_code == 2
+    assert "twitter2017 train: only 0 of 4 tweet images are on disk" in r.output
+    assert "missing e.g." in r.output and "--allow-missing-images" in r.output
+    r = _run(layout, "--allow-missing-images")
+    assert r.exit_code == 0 and "0 on disk, 4 missing" in r.output
+
+
+def test_under_half_the_images_exit_2(layout):
+    for tweet in read_conll(layout.text_path("test")).tweets[:3]:
+        (layout.images_dir / f"{tweet.imgid}.jpg").unlink()
+    r = _run(layout)
+    assert r.exit_code == 2 and "twitter2017 test: only 1 of 4" in r.output and "train" not in \
+        r.output.split("error:")[1]
+
+
+def test_dict_keys_without_jpg_exit_2(layout):
+    d = load_aux_dict(layout.dict_path("train"))
+    torch.save({k.removesuffix(".jpg"): v for k, v in d.items()}, layout.dict_path("train"))
+    r = _run(layout)
+    assert r.exit_code == 2 and "twitter2017_train_dict.pth: only 0 of 3 keys" in r.output
+    assert "--allow-missing-images" in r.output
+    assert _run(layout, "--allow-missing-images").exit_code == 1  # then listed key by key

@@ -97,3 +97,63 @@ def test_stack_visual_masks_missing_images():
     assert empty.cls.shape == (2, 2, 12, 8) and not empty.mask.any()
     with pytest.raises(ValueError, match="do not match"):
         stack_visual([[f, ImageFeatures(torch.ones(12, 9), torch.ones(4, 9))]], num_images=2)
+
+
+def _no_download(monkeypatch):
+    """open_clip builds the architecture it was asked for, with random weights instead of the download."""
+    import open_clip
+
+    from comipn_prep import weights
+
+    real = open_clip.create_model_and_transforms
+    calls = []
+
+    def build(name, pretrained=None, **kwargs):
+        calls.append((name, pretrained, kwargs))
+        return real(name, pretrained=None, **kwargs)
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", build)
+    monkeypatch.setattr(weights, "_in_hf_cache", lambda *_: True)
+    return calls
+
+
+def test_openai_weights_build_quickgelu_and_key_the_cache_apart(monkeypatch):
+    import open_clip
+    from open_clip.transformer import QuickGELU
+
+    _no_download(monkeypatch)
+    openai = VisionTower("ViT-B-32", "openai")
+    acts = {type(m.mlp.gelu) for m in openai.blocks}
+    assert acts == {QuickGELU}, acts  # open_clip 3.x alone would build nn.GELU here
+    assert openai.quick_gelu and "quickgelu" in openai.identity
+    # LAION's weights were trained with GELU: no QuickGELU forced on them
+    laion = VisionTower("ViT-B-32", "laion2b_s34b_b79k")
+    assert {type(m.mlp.gelu) for m in laion.blocks} == {torch.nn.GELU} and not laion.quick_gelu
+    assert open_clip.get_pretrained_cfg("ViT-B-32", "openai")["quick_gelu"]
+    cache_a = FeatureCache.__new__(FeatureCache)
+    cache_b = FeatureCache.__new__(FeatureCache)
+    cache_a.tower, cache_b.tower = openai, laion
+    assert cache_a.key(b"same image") != cache_b.key(b"same image")
+
+
+def test_same_named_weights_files_get_different_cache_keys(monkeypatch, tmp_path, caplog):
+    calls = _no_download(monkeypatch)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "clip.pt").write_bytes(b"weights one")
+    (tmp_path / "b" / "clip.pt").write_bytes(b"weights two")
+    (tmp_path / "b" / "renamed.pt").write_bytes(b"weights one")
+    with caplog.at_level("WARNING", logger="comipn_prep.weights"):
+        towers = [VisionTower("ViT-S-32", str(tmp_path / sub / name))
+                  for sub, name in [("a", "clip.pt"), ("b", "clip.pt"), ("b", "renamed.pt")]]
+    assert [c[1] for c in calls] == [str(tmp_path / s / n) for s, n in [("a", "clip.pt"), ("b", "clip.pt"),
+                                                                         ("b", "renamed.pt")]]
+    keys = []
+    for tower_ in towers:
+        cache = FeatureCache.__new__(FeatureCache)
+        cache.tower = tower_
+        keys.append(cache.key(b"same image"))
+    assert keys[0] != keys[1]  # same name, different content
+    assert keys[0] == keys[2]  # same content, different name
+    # the activation of a bare weights file cannot be known: the user is told which rule applied
+    assert sum("activation cannot be read" in r.getMessage() for r in caplog.records) == 3

@@ -1,14 +1,14 @@
-"""``comipn-train``: train Co-MIPN, choose the checkpoint on dev, score test once; ``predict`` tags tweets.
+"""``comipn-train``: train Co-MIPN, choose the checkpoint on dev, score test once; subcommands tag tweets
+and export models.
 
-A thin click layer over :mod:`comipn_model.training` and :mod:`comipn_model.predict`. Training options
-sit on the group itself (``comipn-train --data-root ... --dataset ...``); ``comipn-train predict ...`` is
-the one subcommand. The same command under ``torchrun --nproc_per_node N`` trains with DDP.
+A thin click layer over :mod:`comipn_model.training` (the training options sit on the group itself:
+``comipn-train --data-root ... --dataset ...``; their handling is in :mod:`.train_cmd`). The same command
+under ``torchrun --nproc_per_node N`` trains with DDP.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 
@@ -17,8 +17,7 @@ import click
 from comipn_prep.cli.errors import EXIT_BAD_INPUT, bad_input_exits
 
 from .. import __version__
-
-log = logging.getLogger(__name__)
+from ..train_config import PRESETS, presets_help
 
 _UNAVAILABLE = ("WeightsUnavailable", "TextEncoderUnavailable", "ImageLoadError")
 _MODEL_FLAGS = "--text-model (a local BERT folder) and --clip-pretrained (a local weights file, or none)"
@@ -37,40 +36,43 @@ def _fail_fast():
         raise
 
 
-def _setup_logging(verbose: bool) -> None:
-    rank = int(os.environ.get("RANK", "0"))
-    level = logging.DEBUG if verbose else (logging.INFO if rank == 0 else logging.WARNING)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+def _default(name: str, default) -> str:
+    """The option's default without a preset, then each preset's value where it differs."""
+    def show(value):
+        return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+    shown = [show(default)]
+    for preset, values in PRESETS.items():
+        value = {**values, **values.get("model", {})}.get(name)
+        if value is not None and value != default:
+            shown.append(f"{preset}: {show(value)}")
+    return "; ".join(shown)
 
 
-def _given(ctx: click.Context, names: list[str]) -> dict:
-    """The options the user set on the command line (presets fill in the rest)."""
-    from click.core import ParameterSource
-
-    return {name: ctx.params[name] for name in names
-            if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+def _recipe(flag: str, name: str, default, type_, help_: str):
+    """A recipe option whose help shows the default and each preset's value (the defaults shown by
+    click alone would be the paper's only)."""
+    return click.option(flag, type=type_, default=default, help=f"{help_}  [default: {_default(name, default)}]")
 
 
-_TRAIN_FIELDS = ["epochs", "batch_size", "eval_batch_size", "lr", "new_lr", "crf_lr", "weight_decay",
-                 "warmup_ratio", "grad_clip", "seed", "sample_ratio", "device", "amp", "max_steps",
-                 "eval_every_epoch", "bucket", "feature_cache"]
-_MODEL_FIELDS = ["text_model", "random_init", "clip_model", "clip_pretrained", "prompt_len", "embed_dim", "aux_k",
-                 "use_prompt", "use_dynamic_matching", "use_contrastive", "separate_path_encoders",
-                 "contrastive_weight", "dropout", "max_seq"]
+POSITIVE = click.FloatRange(0, min_open=True)
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Presets (options given on the command line win):\n\n" + presets_help())
 @click.version_option(__version__, prog_name="comipn-train")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder holding <dataset>/, "
-              "<dataset>_images/ and <dataset>_aux_images/ (the field's layout).")
-@click.option("--dataset", help="twitter2015, twitter2017 or any dataset name under --data-root.")
-@click.option("--preset", type=click.Choice(["paper", "cpu-small"]),
-              help="Recipe defaults (options given on the command line win).")
-@click.option("--text-model", help="Text encoder: hub name or local folder (offline: a local folder).")
+              "<dataset>_images/ and <dataset>_aux_images/ (the field's layout; HVPNeT's data/NER_data).")
+@click.option("--dataset", help="twitter2015, twitter2017 or any dataset folder under --data-root.")
+@click.option("--preset", type=click.Choice(list(PRESETS)),
+              help="Recipe defaults, listed below (options given on the command line win).")
+@click.option("--text-model", help="Text encoder: hub name or local folder (offline: a local folder). "
+              "[default: bert-base-uncased; cpu-small: the packaged MiniLM-L6]")
 @click.option("--random-init", is_flag=True, default=False,
               help="Build the text encoder from its config with random weights (speed checks).")
-@click.option("--clip-model", help="open_clip vision model name, e.g. ViT-B-32.")
-@click.option("--clip-pretrained", help="open_clip pretrained tag, local weights file, or 'none' (random).")
+@click.option("--clip-model", help="open_clip vision model name. [default: ViT-B-32]")
+@click.option("--clip-pretrained", help="open_clip pretrained tag, local weights file, or 'none' (random). "
+              "[default: openai]")
 @click.option("--use-prompt/--no-use-prompt", default=True, help="Visual prefix prompts.")
 @click.option("--use-dynamic-matching/--no-use-dynamic-matching", default=True, help="Dynamic similarity matching.")
 @click.option("--use-contrastive/--no-use-contrastive", default=True, help="Contrastive aggregation loss.")
@@ -78,117 +80,81 @@ _MODEL_FIELDS = ["text_model", "random_init", "clip_model", "clip_pretrained", "
               help="One encoder copy per path (paper-faithful) or one shared encoder.")
 @click.option("--text-only", is_flag=True, help="All switches off: the BERT-CRF baseline (no images read).")
 @click.option("--aux-k", type=click.IntRange(0, 3), default=3, show_default=True, help="Object crops per tweet.")
-@click.option("--prompt-len", type=click.IntRange(1), default=4, show_default=True)
-@click.option("--embed-dim", type=click.IntRange(1), default=256, show_default=True)
-@click.option("--contrastive-weight", type=click.FloatRange(0, 1), default=0.2, show_default=True)
-@click.option("--dropout", type=click.FloatRange(0, 1), default=0.1, show_default=True)
+@click.option("--prompt-len", type=click.IntRange(1), default=4, show_default=True,
+              help="Prefix vectors per image per text layer.")
+@click.option("--embed-dim", type=click.IntRange(1), default=256, show_default=True,
+              help="Width of the contrastive aggregation's shared space.")
+@click.option("--contrastive-weight", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="lambda in (1 - lambda) * CRF loss + lambda * contrastive loss.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="Dropout of the new modules and before the emissions.")
 @click.option("--max-seq", type=click.IntRange(8), default=128, show_default=True,
               help="Sub-tokens per tweet ([CLS]/[SEP] included).")
-@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--eval-batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--lr", type=float, default=3e-5, show_default=True, help="Text encoder learning rate.")
-@click.option("--new-lr", type=float, default=1e-3, show_default=True, help="New modules' learning rate.")
-@click.option("--crf-lr", type=float, default=5e-2, show_default=True, help="CRF learning rate.")
-@click.option("--weight-decay", type=float, default=0.01, show_default=True)
-@click.option("--warmup-ratio", type=click.FloatRange(0, 1, max_open=True), default=0.01, show_default=True)
-@click.option("--grad-clip", type=float, default=1.0, show_default=True)
-@click.option("--seed", type=int, default=1234, show_default=True)
+@_recipe("--epochs", "epochs", 30, click.IntRange(1), "Training epochs.")
+@_recipe("--batch-size", "batch_size", 8, click.IntRange(1), "Tweets per optimizer step (per process under DDP).")
+@click.option("--eval-batch-size", type=click.IntRange(1), default=32, show_default=True,
+              help="Tweets per batch when tagging dev and test.")
+@_recipe("--lr", "lr", 3e-5, POSITIVE, "Text encoder learning rate.")
+@_recipe("--new-lr", "new_lr", 1e-3, POSITIVE, "New modules' learning rate.")
+@_recipe("--crf-lr", "crf_lr", 5e-2, POSITIVE, "CRF learning rate.")
+@_recipe("--weight-decay", "weight_decay", 0.01, click.FloatRange(0), "AdamW weight decay (not on biases, LayerNorm).")
+@_recipe("--warmup-ratio", "warmup_ratio", 0.01, click.FloatRange(0, 1, max_open=True),
+         "Share of the steps with a linearly rising learning rate.")
+@click.option("--grad-clip", type=POSITIVE, default=1.0, show_default=True, help="Gradient norm clipping.")
+@_recipe("--seed", "seed", 1234, int, "Seed of everything random (batch order, dropout, init).")
 @click.option("--sample-ratio", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Share of the train split used.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast (default: on with CUDA).")
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Stop after N optimizer steps.")
+@click.option("--save-steps", type=click.IntRange(1), default=None,
+              help="Also save last.pt every N optimizer steps (long epochs; it is saved after each epoch).")
 @click.option("--eval-every-epoch/--eval-last-epoch", default=True, show_default=True,
               help="Score dev after every epoch (model selection) or after the last only.")
-@click.option("--bucket/--no-bucket", default=True, show_default=True,
-              help="Length-bucketed train batches (seeded): less padding, faster epochs.")
+@_recipe("--bucket/--no-bucket", "bucket", True, None, "Length-bucketed train batches (seeded): less padding.")
 @click.option("--feature-cache", type=click.Path(file_okay=False),
               help="Cache of visual features (default ~/.cache/comipn/features or $COMIPN_FEATURE_CACHE).")
+@click.option("--allow-missing-images", is_flag=True,
+              help="Train although a split has no image on disk or under half of them (they are masked).")
+@click.option("--report-to", type=click.Choice(["none", "tensorboard"]), default="none", show_default=True,
+              help="tensorboard: loss, learning rates and dev P/R/F1 as event files in RUN_DIR/tensorboard "
+                   "(pip install tensorboard).")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Run folder (default runs/<dataset>).")
 @click.option("--resume", is_flag=True,
-              help="Continue the run in --run-dir from its last.pt, with that run's config.json.")
+              help="Continue the run in --run-dir from its last.pt with its config.json; only --epochs, "
+                   "--data-root and --device may change.")
 @click.option("--force", is_flag=True, help="Start over in a --run-dir that holds a run.")
-@click.option("--only-test", is_flag=True, help="Score --load-path on test; no training.")
+@click.option("--only-test", is_flag=True, help="Score --load-path on test with the checkpoint's own model.")
 @click.option("--load-path", type=click.Path(dir_okay=False), help="Checkpoint for --only-test.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (TQDM_DISABLE=1 does the same).")
 @click.pass_context
 def main(ctx: click.Context, **opts) -> None:
     """Train Co-MIPN on a dataset in the field's layout: select the checkpoint on dev F1, score test once.
 
     \b
-    comipn-train --data-root ROOT --dataset twitter2017 --preset cpu-small --text-model PATH --text-only
+    comipn-train --data-root ROOT --dataset twitter2017 --preset cpu-small --text-only
+    comipn-train --run-dir runs/x --resume        # after Ctrl-C, a kill, or to train longer (--epochs)
     comipn-train predict --load-path runs/x/best.pt --input tweets.txt --out tagged.jsonl
     """
-    _setup_logging(opts["verbose"])
+    from comipn_prep.logs import setup_cli_logging
+
+    ctx.call_on_close(setup_cli_logging(verbose=opts["verbose"], quiet=opts["quiet"],
+                                        progress=not opts["no_progress"],
+                                        main_process=int(os.environ.get("RANK", "0")) == 0))
     if ctx.invoked_subcommand is not None:
         return
-    if opts["resume"] and not opts["only_test"]:
-        if not opts["run_dir"]:
-            raise click.UsageError("--resume needs --run-dir (the run to continue)")
-        with _fail_fast():
-            result = _resume(opts)
-        _echo_result(result)
-        return
-    if not opts["data_root"] or not opts["dataset"]:
-        raise click.UsageError("--data-root and --dataset are needed to train (or name a subcommand)")
-    if opts["only_test"] and not opts["load_path"]:
-        raise click.UsageError("--only-test needs --load-path CKPT")
-    with _fail_fast():
-        cfg = build_config(ctx, opts)
-        from ..training import only_test, train
+    from .train_cmd import run
 
-        if opts["only_test"]:
-            result = only_test(cfg, opts["load_path"], force=opts["force"])
-            click.echo(f"test F1 {result['overall']['f1']:.4f} -> {cfg.run_dir}")
-            return
-        result = train(cfg, force=opts["force"])
-    _echo_result(result)
-
-
-def _resume(opts: dict):
-    """Continue the run in --run-dir with its own config.json (same data, recipe and seed); only where
-    it runs (--device) may change."""
-    from ..run_folder import CONFIG, RunFolder
-    from ..training import TrainConfig, train
-
-    folder = RunFolder(opts["run_dir"])
-    if not folder.file(CONFIG).is_file():
-        raise FileNotFoundError(f"{folder.file(CONFIG)}: no run to resume in {folder.path}")
-    cfg = TrainConfig.from_dict(folder.read_json(CONFIG))
-    cfg.run_dir, cfg.device = opts["run_dir"], opts["device"]
-    return train(cfg, resume=True)
-
-
-def _echo_result(result) -> None:
-    if result.test is not None:
-        click.echo(f"best dev F1 {result.best_dev_f1:.4f} (epoch {result.best_epoch}); "
-                   f"test F1 {result.test['overall']['f1']:.4f} -> {result.run_dir}")
-
-
-def build_config(ctx: click.Context, opts: dict):
-    """The TrainConfig from defaults, then the preset, then the options given explicitly."""
-    from ..config import CoMIPNConfig
-    from ..training import TrainConfig, apply_preset
-
-    train_given = _given(ctx, _TRAIN_FIELDS)
-    model_given = _given(ctx, _MODEL_FIELDS)
-    if opts["text_only"]:
-        model_given.update(use_prompt=False, use_dynamic_matching=False, use_contrastive=False)
-    train_opts, model_opts = apply_preset(opts["preset"], train_given, model_given)
-    model_defaults = {name: opts[name] for name in _MODEL_FIELDS if opts.get(name) is not None}
-    model = CoMIPNConfig(**{**model_defaults, **model_opts})
-    train_defaults = {name: opts[name] for name in _TRAIN_FIELDS}
-    merged = {**train_defaults, **train_opts}
-    run_dir = opts["run_dir"] or os.path.join("runs", opts["dataset"])
-    return TrainConfig(data_root=opts["data_root"], dataset=opts["dataset"], run_dir=run_dir, model=model,
-                       **merged)
+    run(ctx, opts)
 
 
 def _register() -> None:
-    from . import predict_cmd
+    from . import export_cmd, predict_cmd
 
     main.add_command(predict_cmd.predict)
+    main.add_command(export_cmd.export)
 
 
 _register()

@@ -1,4 +1,4 @@
-"""``comipn-train predict``: tag new tweets with a saved checkpoint."""
+"""``comipn-train predict``: tag new tweets (CoNLL, plain text or JSONL) with a saved model."""
 
 from __future__ import annotations
 
@@ -8,28 +8,59 @@ from . import _fail_fast
 
 
 @click.command()
-@click.option("--load-path", required=True, type=click.Path(dir_okay=False), help="Checkpoint (best.pt).")
+@click.option("--load-path", required=True,
+              help="best.pt, a run folder, or an exported model folder (comipn-train export).")
 @click.option("--input", "input_", required=True, type=click.Path(dir_okay=False),
-              help="CoNLL file (IMGID lines; tokens with or without gold labels).")
+              help="Tweets to tag: CoNLL (IMGID lines; tokens with or without gold labels), plain text (one "
+                   "raw tweet per line) or JSONL ({\"text\" | \"tokens\", \"image\", \"id\"} per line).")
+@click.option("--input-format", type=click.Choice(["auto", "conll", "text", "jsonl"]), default="auto",
+              show_default=True, help="auto: .jsonl/.json is JSONL; IMGID or tab-separated lines are CoNLL; "
+                                      "anything else is plain text.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="Output file: CoNLL (token, [gold,] predicted) or JSONL (.jsonl).")
+              help="Output file: CoNLL (token, [gold,] predicted) or JSONL (.jsonl); input order and ids kept.")
 @click.option("--format", "fmt", type=click.Choice(["conll", "jsonl"]), help="Default: from --out's suffix.")
 @click.option("--text-model", help="Folder with the encoder's config and tokenizer, if moved since training.")
-@click.option("--images-dir", type=click.Path(file_okay=False), help="Folder of <imgid>.jpg (optional).")
-@click.option("--aux-dict", type=click.Path(dir_okay=False), help="Aux dict of the crops (optional).")
-@click.option("--crops-dir", type=click.Path(file_okay=False), help="Folder of the crops (optional).")
-@click.option("--feature-cache", type=click.Path(file_okay=False), help="Cache of visual features.")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--images-dir", type=click.Path(file_okay=False),
+              help="CoNLL: folder of <imgid>.jpg; JSONL: where relative \"image\" paths start (default: the "
+                   "file's folder).")
+@click.option("--aux-dict", type=click.Path(dir_okay=False),
+              help="Aux dict of prepared crops (CoNLL input); without it images are grounded on the fly.")
+@click.option("--crops-dir", type=click.Path(file_okay=False), help="Folder of the prepared crops.")
+@click.option("--feature-cache", type=click.Path(file_okay=False), help="Cache of visual features of image files.")
+@click.option("--clip-pretrained", help="Weights of the model's CLIP tower if not the training's: a local file, "
+                                        "or none (random).")
+@click.option("--detector", help="Grounding on the fly: YOLO weights (.pt) or model .yaml (random weights), "
+                                 "if not the training's.")
+@click.option("--ground-clip-pretrained", help="Grounding on the fly: CLIP weights (a local file, or none), "
+                                               "if not the training's.")
+@click.option("--conf", type=click.FloatRange(0, 1), help="Grounding on the fly: detector confidence threshold, "
+                                                          "if not the training's.")
+@click.option("--np-backend", type=click.Choice(["auto", "textblob", "spacy", "nltk"]),
+              help="Noun-phrase chunker for grounding on the fly (default: the training data's).")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Tweets per batch.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="auto: bf16 on CUDA, fp32 on CPU (training's evaluation, same tags); bf16 on a CPU is faster "
+                   "where it has bf16 instructions, and a few tags may differ.")
 @click.option("--force", is_flag=True, help="Overwrite --out.")
-def predict(load_path, input_, out, fmt, text_model, images_dir, aux_dict, crops_dir, feature_cache, batch_size,
-            device, force) -> None:
-    """Tag new tweets with a saved checkpoint (images optional)."""
+def predict(load_path, input_, input_format, out, fmt, text_model, images_dir, aux_dict, crops_dir, feature_cache,
+            clip_pretrained, detector, ground_clip_pretrained, conf, np_backend, batch_size, device, precision,
+            force) -> None:
+    """Tag new tweets with a saved model; images are optional, and raw ones are grounded on the fly."""
     from ..predict import PredictOptions, predict_file
 
+    grounding = {}
+    if detector:
+        grounding["detector"] = detector
+    if ground_clip_pretrained:
+        grounding["clip_pretrained"] = ground_clip_pretrained
+    if conf is not None:
+        grounding["conf"] = conf
     with _fail_fast():
-        n = predict_file(PredictOptions(load_path=load_path, input=input_, out=out, fmt=fmt, text_model=text_model,
-                                        images_dir=images_dir, aux_dict=aux_dict, crops_dir=crops_dir,
-                                        feature_cache=feature_cache, batch_size=batch_size, device=device,
-                                        force=force))
+        n = predict_file(PredictOptions(load_path=load_path, input=input_, out=out, fmt=fmt,
+                                        input_format=input_format, text_model=text_model, images_dir=images_dir,
+                                        aux_dict=aux_dict, crops_dir=crops_dir, feature_cache=feature_cache,
+                                        clip_pretrained=clip_pretrained, grounding=grounding,
+                                        np_backend=np_backend, batch_size=batch_size, device=device,
+                                        precision=precision, force=force))
     click.echo(f"tagged {n} tweets -> {out}")

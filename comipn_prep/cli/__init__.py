@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from .. import __version__
@@ -12,10 +10,14 @@ from .. import __version__
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="comipn-prep")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
-def main(verbose: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     """Preprocess multimodal NER data: noun phrases, object crops and the field's aux dicts."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    from ..logs import setup_cli_logging
+
+    # Only the comipn_* loggers: the root logger (open_clip's INFO lines) is left alone.
+    ctx.call_on_close(setup_cli_logging(verbose=verbose, quiet=quiet))
 
 
 def _register() -> None:

@@ -53,6 +53,16 @@ def model_options(f):
     return f
 
 
+def safety_options(f):
+    """The options that let a grounding command past a refusal that protects data (ground, run)."""
+    f = click.option("--allow-missing-images", is_flag=True,
+                     help="Go on when a split has no image on disk or under half of its images.")(f)
+    f = click.option("--replace-foreign", is_flag=True,
+                     help="Replace crops and dicts comipn did not write (e.g. HVPNeT's released ones); "
+                          "without it such files stop the run before anything is written.")(f)
+    return f
+
+
 def config_from(kwargs: dict):
     from ..grounding import GroundConfig
 
@@ -84,13 +94,20 @@ def echo_summaries(summaries) -> None:
 @model_options
 @click.option("--shard", default=None, help="I/N: only every N-th image from the I-th (job arrays).")
 @click.option("--force", is_flag=True, help="Redo images already in the manifest.")
+@safety_options
 @click.option("--limit", default=None, type=click.IntRange(1), help="At most N new images per split.")
-def ground(nps_dir, images_dir, out_dir, split, shard, force, limit, **kwargs) -> None:
-    """Detect boxes, score them against each tweet's noun phrases with CLIP and save the top-K crops."""
-    from ..grounding import Shard, ground as run_ground
+def ground(nps_dir, images_dir, out_dir, split, shard, force, replace_foreign, allow_missing_images, limit,
+           **kwargs) -> None:
+    """Detect boxes, score them against each tweet's noun phrases with CLIP and save the top-K crops.
+
+    Checks run before the first crop is written: images present, no crops comipn did not write in
+    AUX_DIR (see --replace-foreign), models loadable."""
+    from ..grounding import Shard
+    from ..pipeline import ground_checked
 
     with model_input_exits():
         config = config_from(kwargs)
-        summaries = run_ground(nps_dir, images_dir, out_dir, expand_splits(split), config,
-                               shard=Shard.parse(shard), force=force, limit=limit)
+        summaries = ground_checked(nps_dir, images_dir, out_dir, expand_splits(split), config,
+                                   shard=Shard.parse(shard), force=force, limit=limit,
+                                   replace_foreign=replace_foreign, allow_missing_images=allow_missing_images)
     echo_summaries(summaries)

@@ -93,3 +93,13 @@ class ClipMatcher:
             emb = self.model.encode_image(batch.to(self.device)).float()
             out.append(torch.nn.functional.normalize(emb, dim=-1).cpu().numpy())
         return np.concatenate(out)
+
+    @torch.inference_mode()
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """Unit-norm embeddings of already preprocessed crops ``(N, 3, S, S)`` (the tensor crop path),
+        in batches of ``crop_batch``; one transfer of the results back."""
+        if len(pixels) == 0:
+            return np.zeros((0, self._embed_dim()), np.float32)
+        out = [torch.nn.functional.normalize(self.model.encode_image(pixels[s:s + self.crop_batch]).float(), dim=-1)
+               for s in range(0, len(pixels), self.crop_batch)]
+        return torch.cat(out).cpu().numpy()

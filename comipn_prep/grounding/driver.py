@@ -1,10 +1,15 @@
 """The batched grounding driver: images -> boxes -> CLIP scores -> kept crops + manifest rows.
 
-Order of work per batch of images: decode (in a background thread, one batch ahead), detect (YOLO,
+Order of work per batch of images: decode (in background threads, one batch ahead), detect (YOLO,
 equal-sized images together), crop every kept-candidate box of every image, encode all crops of the
-batch through CLIP together, encode the batch's new phrases (cached), select, write crops, then rewrite
-the manifest. :meth:`Grounder.ground_one` is the naive order (one image at a time) that tests and the
-benchmark compare against.
+batch through CLIP together, encode the batch's new phrases (cached), select, write crops, then append
+the batch's rows to the manifest. :meth:`Grounder.ground_one` is the naive order (one image at a time)
+that tests and the benchmark compare against.
+
+Two crop paths give the same crops: the Pillow path (``Image.crop`` + CLIP's own transform, the CPU
+default) and the tensor path (the CUDA default, :mod:`.tensor_crops`): each image goes to the device once
+as a uint8 tensor; its crops are cut, resized and normalised there; PNGs of the kept crops are written
+by CPU threads while the device works on the next batch.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from ..layout import CROP_NAME_RE, SPLIT_FOLDERS, canonical_split, crop_name, fi
 from ..weights import load_clip, load_yolo
 from .clip_matcher import DEFAULT_PROMPT, ClipMatcher
 from .detector import Detections, Detector
-from .manifest import STATUSES, read_manifest, rows_to_frame, status_counts, write_manifest
+from .manifest import STATUSES, ManifestAppender, rows_to_frame, status_counts
 from .nps_input import GroundItem, nps_path, read_ground_items
 from .selection import Selected, pixel_boxes, select_boxes
 from .shards import Shard
+from .tensor_crops import TensorPreprocess, UnsupportedPreprocess, cut, image_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +64,12 @@ class GroundConfig:
     detector_batch: int = 0  # images per YOLO call; 0 = auto (1 on CPU, where it is cheaper; 64 on GPU)
     threads: int = 0  # torch threads; 0 = leave torch's default
     png_compress_level: int = 1  # crops are small; fast PNG encoding, lossless either way
+    crop_path: str = "auto"  # "tensor" (on the device), "pillow", or auto: tensor on CUDA, Pillow on CPU
+    io_threads: int = 0  # decode and PNG threads; 0 = auto (tensor path 4 each; Pillow path 1 decode, inline PNG)
 
     def __post_init__(self):
+        if self.crop_path not in ("auto", "tensor", "pillow"):
+            raise ValueError(f"crop path must be auto, tensor or pillow, got {self.crop_path!r}")
         if "{}" not in self.prompt:
             raise ValueError(f"--prompt must contain {{}} where the noun phrase goes, got {self.prompt!r}")
         if not 0.0 <= self.conf <= 1.0:
@@ -93,19 +103,34 @@ class Loaded:
     image: Image.Image | None
     status: str = "ok"
     reason: str = ""
+    pixels: np.ndarray | None = None  # (h, w, 3) uint8 copy of ``image`` for the tensor crop path
 
 
 class Grounder:
     """Holds the two models; grounds batches of decoded images."""
 
     def __init__(self, detector: Detector, matcher: ClipMatcher, config: GroundConfig, detector_id: str,
-                 clip_id: str, random_weights: bool):
+                 clip_id: str, random_weights: bool, tensor_pre: TensorPreprocess | None = None):
         self.detector = detector
         self.matcher = matcher
         self.config = config
         self.detector_id = detector_id
         self.clip_id = clip_id
         self.random_weights = random_weights
+        self.tensor_pre = tensor_pre  # None: the Pillow crop path
+
+    @property
+    def tensor_crops(self) -> bool:
+        return self.tensor_pre is not None
+
+    @property
+    def decode_threads(self) -> int:
+        return self.config.io_threads or (4 if self.tensor_crops else 1)
+
+    @property
+    def write_threads(self) -> int:
+        """PNG-writing threads; 0 writes inline (the Pillow path on a CPU, where the cores are busy)."""
+        return self.config.io_threads or (4 if self.tensor_crops else 0)
 
     @classmethod
     def from_config(cls, config: GroundConfig) -> "Grounder":
@@ -124,7 +149,8 @@ class Grounder:
                             max_candidates=config.max_candidates, device=device,
                             max_batch=config.detector_batch)
         matcher = ClipMatcher(bundle, device=device, prompt=config.prompt, crop_batch=config.crop_batch)
-        return cls(detector, matcher, config, det_id, bundle.weights_id, det_random or bundle.random_weights)
+        return cls(detector, matcher, config, det_id, bundle.weights_id, det_random or bundle.random_weights,
+                   tensor_pre=_tensor_preprocess(config.crop_path, device, bundle.preprocess))
 
     # -- the work -----------------------------------------------------------------------------------
     def ground_batch(self, batch: Sequence[Loaded]) -> list[ImageResult]:
@@ -132,54 +158,95 @@ class Grounder:
         then all their crops through CLIP together, and the batch's new phrases (cached)."""
         good = [b for b in batch if b.image is not None]
         detections = self.detector.detect([b.image for b in good]) if good else []
-        per_image = []  # (loaded, boxes, det_scores, crops)
-        all_crops: list[Image.Image] = []
+        per_image = []  # (loaded, boxes, det_scores, crop of box i)
+        to_encode: list = []  # Pillow crops, or uint8 tensor crops on the device
         for loaded, det in zip(good, detections):
-            boxes, scores, crops = _candidate_crops(loaded.image, det)
-            per_image.append((loaded, boxes, scores, crops))
+            boxes, scores = candidate_boxes(loaded.image, det)
+            crops, crop_of = self._crops(loaded, boxes, need_pixels=bool(loaded.item.phrases))
+            per_image.append((loaded, boxes, scores, crop_of))
             if loaded.item.phrases:  # without phrases the detector's order decides: no CLIP needed
-                all_crops.extend(crops)
-        crop_emb = self.matcher.encode_crops(all_crops)
+                to_encode.extend(crops)
+        crop_emb = self._encode(to_encode)
         phrases_all = list(dict.fromkeys(p for b in good for p in b.item.phrases))
         phrase_emb = dict(zip(phrases_all, self.matcher.encode_phrases(phrases_all)))
         by_id: dict[int, ImageResult] = {}
         offset = 0
-        for loaded, boxes, scores, crops in per_image:
+        for loaded, boxes, scores, crop_of in per_image:
             phrases = loaded.item.phrases
-            n = len(crops) if phrases else 0
+            n = len(boxes) if phrases else 0
             emb = crop_emb[offset:offset + n]
             offset += n
-            sims = (np.stack([phrase_emb[p] for p in phrases]) @ emb.T) if phrases and len(crops) else None
-            by_id[id(loaded)] = self._result(loaded, boxes, scores, crops, sims)
+            sims = (np.stack([phrase_emb[p] for p in phrases]) @ emb.T) if phrases and len(boxes) else None
+            by_id[id(loaded)] = self._result(loaded, boxes, scores, crop_of, sims)
         return [by_id.get(id(b)) or ImageResult(b.item.imgid, b.status, reason=b.reason) for b in batch]
+
+    def _crops(self, loaded: Loaded, boxes: np.ndarray, need_pixels: bool):
+        """``(crops to encode, crop_of)``: ``crop_of(i)`` is box i's crop as a Pillow image (to save).
+        Pillow path: ``Image.crop`` of each box. Tensor path: the image goes to the device once and its
+        boxes are cut there (only when CLIP needs them); saved crops are slices of the decoded array."""
+        image = loaded.image
+        assert image is not None
+        if not self.tensor_crops:
+            crops = [image.crop(tuple(int(v) for v in b)) for b in boxes]
+            return crops, crops.__getitem__
+        pixels = loaded.pixels if loaded.pixels is not None else np.array(image)
+
+        def crop_of(i: int) -> Image.Image:
+            x1, y1, x2, y2 = (int(v) for v in boxes[i])
+            return Image.fromarray(np.ascontiguousarray(pixels[y1:y2, x1:x2]))
+
+        crops = cut(image_tensor(pixels, self.matcher.device), boxes) if need_pixels and len(boxes) else []
+        return crops, crop_of
+
+    def _encode(self, crops: Sequence) -> np.ndarray:
+        """CLIP embeddings of the batch's crops, by the path they were cut for."""
+        if not self.tensor_crops:
+            return self.matcher.encode_crops(crops)
+        step = self.matcher.crop_batch
+        parts = [self.matcher.encode_pixels(self.tensor_pre(crops[s:s + step])) for s in range(0, len(crops), step)]
+        return np.concatenate(parts) if parts else self.matcher.encode_pixels(torch.zeros(0))
 
     def ground_one(self, loaded: Loaded) -> ImageResult:
         """The naive order of work: this image's detection, then its crops and phrases through CLIP."""
         if loaded.image is None:
             return ImageResult(loaded.item.imgid, loaded.status, reason=loaded.reason)
         det = self.detector.detect([loaded.image])[0]
-        boxes, scores, crops = _candidate_crops(loaded.image, det)
+        boxes, scores = candidate_boxes(loaded.image, det)
         phrases = loaded.item.phrases
+        crops, crop_of = self._crops(loaded, boxes, need_pixels=bool(phrases))
         sims = None
-        if phrases and crops:
-            sims = self.matcher.encode_phrases(phrases) @ self.matcher.encode_crops(crops).T
-        return self._result(loaded, boxes, scores, crops, sims)
+        if phrases and len(boxes):
+            sims = self.matcher.encode_phrases(phrases) @ self._encode(crops).T
+        return self._result(loaded, boxes, scores, crop_of, sims)
 
-    def _result(self, loaded: Loaded, boxes: np.ndarray, scores: np.ndarray, crops: list[Image.Image],
+    def _result(self, loaded: Loaded, boxes: np.ndarray, scores: np.ndarray, crop_of,
                 sims: np.ndarray | None) -> ImageResult:
         im = loaded.image
         assert im is not None
         selected = select_boxes(boxes, scores, sims, loaded.item.phrases, top_k=self.config.top_k,
                                 iou_threshold=self.config.iou)
         index = {tuple(int(v) for v in b): i for i, b in enumerate(boxes)}
-        kept_crops = [crops[index[s.box]] for s in selected]
+        kept_crops = [crop_of(index[s.box]) for s in selected]
         status = "ok" if selected else "no_boxes"
         return ImageResult(loaded.item.imgid, status, selected, kept_crops, im.width, im.height)
 
 
-def _candidate_crops(image: Image.Image, det: Detections) -> tuple[np.ndarray, np.ndarray, list[Image.Image]]:
-    """Integer boxes with non-zero area, their scores and crops (identical boxes after rounding
-    collapse to the first, so each crop is encoded once)."""
+def _tensor_preprocess(crop_path: str, device: str, preprocess) -> TensorPreprocess | None:
+    """The tensor crop path's transform when it is asked for (auto: on CUDA); None = Pillow path."""
+    if crop_path == "pillow" or (crop_path == "auto" and not str(device).startswith("cuda")):
+        return None
+    try:
+        return TensorPreprocess(preprocess)
+    except UnsupportedPreprocess as err:
+        if crop_path == "tensor":
+            raise ValueError(f"the tensor crop path cannot reproduce this CLIP transform: {err}") from None
+        logger.warning("%s: cropping with Pillow instead", err)
+        return None
+
+
+def candidate_boxes(image: Image.Image, det: Detections) -> tuple[np.ndarray, np.ndarray]:
+    """Integer boxes with non-zero area and their scores (identical boxes after rounding collapse to
+    the first, so each crop is encoded once)."""
     boxes, keep = pixel_boxes(det.boxes, image.width, image.height)
     seen: set[tuple[int, ...]] = set()
     idx = []
@@ -190,35 +257,40 @@ def _candidate_crops(image: Image.Image, det: Detections) -> tuple[np.ndarray, n
             idx.append(i)
     boxes = boxes[idx]
     scores = det.scores[idx] if len(idx) else np.zeros(0)
-    crops = [image.crop(tuple(int(v) for v in b)) for b in boxes]
-    return boxes, scores, crops
+    return boxes, scores
 
 
-def load_item(images_dir: Path, item: GroundItem) -> Loaded:
+def load_item(images_dir: Path, item: GroundItem, as_array: bool = False) -> Loaded:
+    """Decode one tweet's image (``as_array``: also its uint8 pixel array, for the tensor crop path)."""
     path = find_image(images_dir, item.imgid)
     if path is None:
         return Loaded(item, None, "missing", f"no {item.imgid}.jpg/.png/.jpeg/.gif in {images_dir}")
     try:
-        return Loaded(item, load_image(path))
+        image = load_image(path)
     except ImageLoadError as err:
         logger.debug("%s", err)
         return Loaded(item, None, err.status, str(err))
+    return Loaded(item, image, pixels=np.array(image) if as_array else None)  # a writable copy
 
 
-def iter_loaded(images_dir: Path, items: Sequence[GroundItem], batch_size: int,
-                prefetch: bool = True) -> Iterator[list[Loaded]]:
-    """Batches of decoded images; with ``prefetch`` the next batch decodes in a thread meanwhile."""
+def iter_loaded(images_dir: Path, items: Sequence[GroundItem], batch_size: int, prefetch: bool = True,
+                workers: int = 1, as_array: bool = False) -> Iterator[list[Loaded]]:
+    """Batches of decoded images; with ``prefetch`` the next batch decodes meanwhile, on ``workers``
+    threads (Pillow releases the GIL while it decodes)."""
     batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     if not prefetch:
         for b in batches:
-            yield [load_item(images_dir, it) for it in b]
+            yield [load_item(images_dir, it, as_array) for it in b]
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
-        future = pool.submit(lambda b: [load_item(images_dir, it) for it in b], batches[0]) if batches else None
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
+        def submit(b):
+            return [pool.submit(load_item, images_dir, it, as_array) for it in b]
+
+        futures = submit(batches[0]) if batches else []
         for k in range(len(batches)):
-            current = future.result()
+            current = [f.result() for f in futures]
             if k + 1 < len(batches):
-                future = pool.submit(lambda b: [load_item(images_dir, it) for it in b], batches[k + 1])
+                futures = submit(batches[k + 1])
             yield current
 
 
@@ -283,37 +355,59 @@ def ground_split(grounder: Grounder, items: Sequence[GroundItem], images_dir: Pa
     crops_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = split_dir / shard.manifest_name
     mine = shard.take(items)
-    existing = read_manifest(manifest_path)
-    done = set() if force else set(existing["imgid"])
+    manifest = ManifestAppender(manifest_path)  # reads it; cuts off a killed run's unfinished append
+    done = set() if force else set(manifest.existing["imgid"])
     todo = [it for it in mine if it.imgid not in done]
     skipped = len(mine) - len(todo)
     if limit is not None:
         todo = todo[:limit]
     if force:  # the redone images' old rows go; rows of images not redone (e.g. past --limit) stay
-        existing = existing[~existing["imgid"].isin({it.imgid for it in todo})]
-    frames = [existing] if len(existing) else []
+        manifest.drop({it.imgid for it in todo})
     cfg = grounder.config
     start = time.perf_counter()
     n_crops = 0
+    new_rows: list[dict] = []
     bar = tqdm(total=len(todo), desc=f"ground {split}", unit="img", disable=not progress)
+    writer = ThreadPoolExecutor(grounder.write_threads, thread_name_prefix="png") if grounder.write_threads else None
+    pending: tuple[list[dict], list, int] | None = None  # a batch whose PNGs are being written
+
+    def finish(batch_rows: list[dict], futures: list, n: int) -> None:
+        for f in futures:
+            f.result()  # crops first, then their rows (a failed write raises here)
+        manifest.append(batch_rows)
+        bar.update(n)
+
     try:
-        for batch in iter_loaded(images_dir, todo, 1 if naive else cfg.batch_size, prefetch=not naive):
+        for batch in iter_loaded(images_dir, todo, 1 if naive else cfg.batch_size, prefetch=not naive,
+                                 workers=grounder.decode_threads, as_array=grounder.tensor_crops):
             results = [grounder.ground_one(b) for b in batch] if naive else grounder.ground_batch(batch)
-            rows = []
+            rows, futures = [], []
             for r in results:
                 if r.status in ("ok", "no_boxes"):
-                    write_crops(r, crops_dir, cfg.png_compress_level)  # crops first, then their rows
+                    if writer is None:
+                        write_crops(r, crops_dir, cfg.png_compress_level)
+                    else:
+                        futures.append(writer.submit(write_crops, r, crops_dir, cfg.png_compress_level))
                 n_crops += len(r.selected)
                 rows.extend(result_rows(r, grounder))
-            frames.append(rows_to_frame(rows))
-            merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-            frames = [merged]
-            write_manifest(manifest_path, merged)
-            bar.update(len(batch))
+            new_rows.extend(rows)
+            # With writer threads, this batch's PNGs are written while the next batch is grounded.
+            if pending is not None:
+                finish(*pending)
+            pending = (rows, futures, len(batch))
+            if writer is None:
+                finish(*pending)
+                pending = None
+        if pending is not None:
+            finish(*pending)
     finally:
         bar.close()
+        if writer is not None:
+            writer.shutdown(wait=True, cancel_futures=True)
+    manifest.close()
     seconds = time.perf_counter() - start
-    final = frames[0] if frames else rows_to_frame([])
+    parts = [f for f in (manifest.existing, rows_to_frame(new_rows) if new_rows else None) if f is not None and len(f)]
+    final = pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else rows_to_frame([]))
     counts = status_counts(final) if len(final) else {s: 0 for s in STATUSES}
     return SplitSummary(split=split, manifest=str(manifest_path), total=len(mine), skipped=skipped,
                         processed=len(todo), crops=n_crops, seconds=seconds, statuses=counts,
@@ -322,13 +416,14 @@ def ground_split(grounder: Grounder, items: Sequence[GroundItem], images_dir: Pa
 
 def ground(nps_dir: Path, images_dir: Path, out_dir: Path, splits: Sequence[str], config: GroundConfig, *,
            shard: Shard = Shard(0, 1), force: bool = False, limit: int | None = None,
-           progress: bool = True) -> list[SplitSummary]:
-    """The ``ground`` command: every split's NP file -> crops and manifest under ``out_dir``."""
+           progress: bool = True, grounder: Grounder | None = None) -> list[SplitSummary]:
+    """The ``ground`` command: every split's NP file -> crops and manifest under ``out_dir``
+    (``grounder``: models already loaded, e.g. by a caller that checks them before writing anything)."""
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise FileNotFoundError(f"{images_dir}: no such image folder")
     items_by_split = {s: read_ground_items(nps_path(nps_dir, s)) for s in splits}  # bad input before models
-    grounder = Grounder.from_config(config)
+    grounder = grounder or Grounder.from_config(config)
     summaries = []
     for split, items in items_by_split.items():
         summary = ground_split(grounder, items, images_dir, out_dir, split, shard=shard, force=force,

@@ -76,6 +76,9 @@ def main() -> None:
     ap.add_argument("--detector-batch", type=int, default=0, help="images per YOLO call (0: auto)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--crop-path", default="auto", choices=["auto", "tensor", "pillow"],
+                    help="crops through tensors on the device or through Pillow (auto: tensor on CUDA)")
+    ap.add_argument("--io-threads", type=int, default=0, help="decode / PNG threads (0: auto)")
     ap.add_argument("--modes", default="plain,naive,batched", help="comma-separated: plain, naive, batched")
     ap.add_argument("--skip-naive", action="store_true", help="only the batched driver (e.g. on a GPU)")
     args = ap.parse_args()
@@ -86,11 +89,13 @@ def main() -> None:
     make_images(work / "img", items)
     cfg = GroundConfig(detector="yolov8n.yaml", clip_pretrained="none", conf=0.0, device=args.device,
                        max_candidates=args.max_candidates, batch_size=args.batch_size, crop_batch=args.crop_batch,
-                       detector_batch=args.detector_batch, threads=args.threads)
+                       detector_batch=args.detector_batch, threads=args.threads, crop_path=args.crop_path,
+                       io_threads=args.io_threads)
     grounder = Grounder.from_config(cfg)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, {len(items)} images 640x480, "
           f"{args.phrases} phrases each, {args.max_candidates} candidate boxes, batch {args.batch_size}, "
-          f"crop batch {args.crop_batch}, detector batch {grounder.detector.max_batch}")
+          f"crop batch {args.crop_batch}, detector batch {grounder.detector.max_batch}, "
+          f"{'tensor' if grounder.tensor_crops else 'Pillow'} crop path")
     # Warm-up (first calls allocate and pick kernels); its phrases are distinct from the timed ones' cache.
     warm = [GroundItem(items[0].imgid, ["warm up phrase"])]
     ground_split(grounder, warm, work / "img", work / "warm", "train", progress=False)
@@ -98,7 +103,7 @@ def main() -> None:
     m = grounder.matcher
     plain = Grounder(grounder.detector, ClipMatcher(m.bundle, device=m.device, prompt=m.prompt, crop_batch=10**6,
                                                     truncate_text=False, cache_phrases=False),
-                     cfg, grounder.detector_id, grounder.clip_id, grounder.random_weights)
+                     cfg, grounder.detector_id, grounder.clip_id, grounder.random_weights, grounder.tensor_pre)
     modes = ["batched"] if args.skip_naive else args.modes.split(",")
     rates: dict[str, list[float]] = {m: [] for m in modes}
     # CPU seconds per image (all threads of this process): on a shared machine the wall-clock rate

@@ -129,7 +129,8 @@ def main() -> None:
         run(args, "text-only", twitter, args.dataset, TEXT_ONLY)
     elif args.mode == "all-switches":
         args.text_model = args.text_model or minilm()
-        run(args, "all-switches-no-images", twitter, args.dataset, {"clip_pretrained": None})
+        run(args, "all-switches-no-images", twitter, args.dataset, {"clip_pretrained": None},
+            allow_missing_images=True)
     elif args.mode == "images":
         args.text_model = args.text_model or minilm()
         root = make_image_subset(twitter, args.dataset, Path(args.out) / "data", args.subset)

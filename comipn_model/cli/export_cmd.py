@@ -1,0 +1,25 @@
+"""``comipn-train export``: a trained model as a folder that loads without pickle (Hub file names)."""
+
+from __future__ import annotations
+
+import click
+
+from . import _fail_fast
+
+
+@click.command()
+@click.option("--load-path", required=True, help="best.pt, a run folder, or an exported folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for config.json, model.safetensors, text_encoder/ and README.md.")
+@click.option("--text-model", help="Folder with the encoder's config and tokenizer, if moved since training.")
+@click.option("--force", is_flag=True, help="Replace the files of a non-empty --out.")
+def export(load_path, out, text_model, force) -> None:
+    """Export a trained model: config.json (model config, labels, grounding settings of training),
+    model.safetensors, the tokenizer files and a model card with the run's dev/test figures.
+
+    Load it with Tagger.from_pretrained(OUT) or comipn-train predict --load-path OUT."""
+    from ..export import export_model
+
+    with _fail_fast():
+        folder = export_model(load_path, out, text_model=text_model, force=force)
+    click.echo(f"exported {load_path} -> {folder}")

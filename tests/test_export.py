@@ -1,0 +1,200 @@
+"""comipn-train export: an HF-style folder (config.json, model.safetensors, tokenizer, model card) that loads
+with no pickle at all and tags exactly like the checkpoint it came from."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from comipn_prep.conll import read_conll
+from comipn_model import Tagger
+from comipn_model import run_folder as rf
+from comipn_model.cli import main
+from comipn_model.export import export_model
+from tagger_fixtures import RANDOM_GROUNDING, make_checkpoint, make_tiny_encoder, picture, train_text_only
+
+RAW = ["Elon Musk visits Paris today", "RT @SpaceX : Falcon 9 lifts off from Cape Canaveral", "so happy"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, minilm_path, twitter_data):
+    base = tmp_path_factory.mktemp("export")
+    encoder = make_tiny_encoder(base / "encoder", minilm_path)
+    run = train_text_only(base, encoder, twitter_data)
+    out = base / "exported"
+    result = CliRunner().invoke(main, ["export", "--load-path", str(run / rf.BEST), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return {"base": base, "encoder": encoder, "run": run, "exported": out,
+            "all": make_checkpoint(base / "all" / "best.pt", encoder, separate_path_encoders=True)}
+
+
+def test_folder_contents(models):
+    out, run = models["exported"], models["run"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors", "text_encoder"]
+    assert not [p for p in out.rglob("*") if p.suffix in (".pt", ".pth", ".bin", ".pkl")]
+    config = json.loads((out / "config.json").read_text())
+    saved = json.loads((run / rf.CONFIG).read_text())["model"]
+    assert config["format"] == "comipn-tagger" and config["format_version"] == 1
+    assert config["labels"] == saved["labels"] == config["model"]["labels"]
+    assert {k: v for k, v in config["model"].items()} == \
+        {k: v for k, v in saved.items() if k not in ("text_model", "random_init")}
+    # the grounding settings recorded by comipn-prep beside the training data travelled with the model
+    assert config["grounding"] == {k: v for k, v in RANDOM_GROUNDING.items()}
+    assert torch.load(run / rf.BEST, weights_only=True)["prep"]["grounding"] == config["grounding"]
+    encoder = out / "text_encoder"
+    assert (encoder / "config.json").is_file() and (encoder / "tokenizer.json").is_file()
+    # the model card carries the run's dev and test figures
+    card = (out / "README.md").read_text()
+    report = json.loads((run / rf.TEST_REPORT).read_text())
+    assert card.startswith("---\nlibrary_name: comipn\n")
+    assert f"{100 * report['overall']['f1']:.2f}" in card and f"{100 * report['dev_f1']:.2f}" in card
+    assert f"test ({report['tweets']} tweets)" in card
+
+
+def test_round_trip_gives_the_checkpoints_tags(models):
+    run, out = models["run"], models["exported"]
+    config = json.loads((run / rf.CONFIG).read_text())
+    tweets = [t.tokens for t in read_conll(Path(config["data_root"]) / "twitter2017" / "test.txt").tweets]
+    want = Tagger.from_pretrained(run / rf.BEST, device="cpu")(tweets + RAW)
+    got = Tagger.from_pretrained(out, device="cpu")(tweets + RAW)
+    assert [r.tags for r in got] == [r.tags for r in want]
+    assert sum(len(r.entities) for r in got) > 0
+
+
+def test_round_trip_with_images_and_grounding(models, tmp_path):
+    """All switches, separate path encoders: the exported folder grounds and tags like best.pt."""
+    out = tmp_path / "all"
+    assert export_model(models["all"], out) == out
+    images = [picture(seed=5), picture(tmp_path / "p.jpg", seed=6), None]
+    want = Tagger.from_pretrained(models["all"], device="cpu")(RAW, images=images)
+    got = Tagger.from_pretrained(out, device="cpu")(RAW, images=images)
+    assert [r.tags for r in got] == [r.tags for r in want]
+    assert [r.crops for r in got] == [r.crops for r in want] and any(r.crops for r in got)
+
+
+def test_loads_without_any_pickle(models, monkeypatch):
+    def refuse(*_a, **_k):
+        raise AssertionError("something was unpickled")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    tagger = Tagger.from_pretrained(models["exported"], device="cpu")
+    assert len(tagger(RAW)) == 3
+    with pytest.raises(ValueError, match="something was unpickled"):  # the guard works: best.pt needs torch.load
+        Tagger.from_pretrained(models["run"] / rf.BEST, device="cpu")
+
+
+def one_error_line(output: str) -> str:
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in output, output
+    return errors[0]
+
+
+def test_tensors_that_do_not_fit_the_config_exit_2(models, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(models["exported"], bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["model"]["labels"] = config["model"]["labels"][:5]  # the weights have 9 labels' emissions
+    config["labels"] = config["model"]["labels"]
+    (bad / "config.json").write_text(json.dumps(config))
+    tweets = tmp_path / "t.txt"
+    tweets.write_text("Elon Musk visits Paris today\n")
+    result = CliRunner().invoke(main, ["predict", "--load-path", str(bad), "--input", str(tweets),
+                                       "--out", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 2
+    line = one_error_line(result.output)
+    assert "model.safetensors" in line or str(bad) in line
+    assert re.search(r"do not fit the model config .*emission\.weight: \[9, 32\] in the file, \[5, 32\]", line)
+    assert not (tmp_path / "o.jsonl").exists()
+    # a folder from a newer format, and a damaged weights file
+    config["format_version"] = 99
+    (bad / "config.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(main, ["export", "--load-path", str(bad), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "format 99" in one_error_line(result.output)
+    shutil.copyfile(models["exported"] / "config.json", bad / "config.json")
+    (bad / "model.safetensors").write_bytes(b"\0" * 64)
+    with pytest.raises(ValueError, match="model.safetensors: not readable safetensors"):
+        Tagger.from_pretrained(bad, device="cpu")
+
+
+def test_export_never_overwrites_without_force(models, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep")
+    args = ["export", "--load-path", str(models["run"]), "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "--force" in one_error_line(result.output)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    result = CliRunner().invoke(main, args + ["--force"])
+    assert result.exit_code == 0, result.output
+    assert (out / "model.safetensors").is_file() and (out / "notes.txt").read_text() == "keep"
+
+
+def test_hub_conventions(models, tmp_path, monkeypatch):
+    """from_pretrained("user/name") downloads the repository with huggingface_hub; push_to_hub uploads the
+    exported folder. Offline here: the hub calls are replaced by local stand-ins."""
+    import huggingface_hub
+
+    asked = []
+
+    def fake_download(repo_id, **_kw):
+        asked.append(repo_id)
+        return str(models["exported"])
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    tagger = Tagger.from_pretrained("someone/comipn-tiny", device="cpu")
+    assert asked == ["someone/comipn-tiny"] and len(tagger(RAW)) == 3
+
+    uploads = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            uploads["repo"] = repo_id
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            uploads["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            return f"https://huggingface.co/{repo_id}"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    assert tagger.push_to_hub("someone/comipn-tiny").endswith("someone/comipn-tiny")
+    assert uploads == {"repo": "someone/comipn-tiny",
+                       "files": ["README.md", "config.json", "model.safetensors", "text_encoder"]}
+
+
+def test_unknown_repository_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="no-one/no-model: no such local file or folder, and the Hugging Face"):
+        Tagger.from_pretrained("no-one/no-model", device="cpu")
+
+
+def test_prep_record_reads_what_comipn_prep_left(tmp_path):
+    """The grounding settings come from ground_run.json (or a shard's record) and the NP chunker from
+    nps/summary.json; speed-only settings (device, batch sizes) are left out."""
+    from comipn_prep.layout import DatasetLayout
+    from comipn_model.prep_record import read_prep_record
+
+    layout = DatasetLayout(tmp_path, "twitter2017")
+    assert read_prep_record(layout) == {"grounding": None, "np_backend": None}
+    (layout.aux_dir / "nps").mkdir(parents=True)
+    config = {**RANDOM_GROUNDING, "device": "cuda", "batch_size": 64, "threads": 4}
+    config.pop("random_weights")
+    (layout.aux_dir / "ground_run.shard-0-of-2.json").write_text(json.dumps({"config": config, "random_weights": True}))
+    (layout.aux_dir / "nps" / "summary.json").write_text(json.dumps({"backend": "textblob"}))
+    record = read_prep_record(layout)
+    assert record == {"grounding": RANDOM_GROUNDING, "np_backend": "textblob"}
+    whole = {**config, "detector": "yolov8s.pt"}
+    (layout.aux_dir / "ground_run.json").write_text(json.dumps({"config": whole, "random_weights": False}))
+    assert read_prep_record(layout)["grounding"]["detector"] == "yolov8s.pt"  # the whole run's record first
