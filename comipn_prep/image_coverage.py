@@ -86,9 +86,7 @@ def check_images(images_dir: Path, split: str, image_ids: Sequence[str], *, data
                f"{min_fraction:.0%} needed (present e.g. {_example(cov.example_present)}, missing e.g. "
                f"{_example(cov.example_missing)}). Put the images there, or pass {ALLOW_FLAG} to go on with "
                f"the missing ones masked.")
-    if not allow_missing:
-        raise MissingImagesError(message)
-    logger.warning("%s (going on: %s)", message, ALLOW_FLAG)
+    _refuse_unless_allowed(message, allow_missing)
     return cov
 
 
@@ -119,6 +117,11 @@ def check_dict_keys(dict_path: Path, aux: Mapping[str, list[str]], image_ids: Se
                f"({len(names)} images), under the {min_fraction:.0%} needed (key e.g. {_example(unmatched)!s}, "
                f"image name e.g. {example_name}); keys must be '<imgid>.jpg'. Rebuild the dict, or pass "
                f"{ALLOW_FLAG} to go on without its crops.")
+    _refuse_unless_allowed(message, allow_missing)
+
+
+def _refuse_unless_allowed(message: str, allow_missing: bool) -> None:
+    """Raise :class:`MissingImagesError`; with ``allow_missing`` only log the message and go on."""
     if not allow_missing:
         raise MissingImagesError(message)
     logger.warning("%s (going on: %s)", message, ALLOW_FLAG)
