@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from comipn_prep.conll import Tweet, atomic_write_bytes, format_conll, read_conll
+from comipn_prep.jsonl import json_lines
 
 from .tagger import Tagger, TaggedTweet
 
@@ -99,14 +100,7 @@ def read_text_rows(path: Path) -> list[InputRow]:
 def read_jsonl_rows(path: Path, images_dir: Path | None, with_images: bool) -> list[InputRow]:
     base = images_dir or path.parent
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+    for lineno, where, obj in json_lines(path):
         if not isinstance(obj, dict):
             raise ValueError(f"{where}: each line must be a JSON object, found {type(obj).__name__}")
         text, tokens = obj.get("text"), obj.get("tokens")

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from comipn_prep.jsonl import json_lines
+
 
 class NPFormatError(ValueError):
     """A malformed ``.nps.jsonl`` line, reported as ``path:line: what is wrong``."""
@@ -91,19 +93,7 @@ def _parse_item(obj: object, where: str) -> TweetNPs:
 
 def read_nps_jsonl(path: str | os.PathLike) -> list[TweetNPs]:
     """Read a ``<split>.nps.jsonl`` file; a bad line raises :class:`NPFormatError` naming ``path:line``."""
-    path = Path(path)
-    items: list[TweetNPs] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise NPFormatError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-            items.append(_parse_item(obj, where))
-    return items
+    return [_parse_item(obj, where) for _, where, obj in json_lines(path, NPFormatError)]
 
 
 def write_nps_jsonl(path: str | os.PathLike, items: Iterable[TweetNPs]) -> None:
