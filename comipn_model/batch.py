@@ -45,6 +45,16 @@ class ModelBatch:
         return replace(self, **moved)
 
 
+@dataclass
+class Tokenised:
+    """One tweet's sub-tokens, unpadded (see :meth:`WordBatcher.tokenise`)."""
+
+    input_ids: list[int]  # special tokens included, cut at max_seq
+    word_ids: list[int | None]  # the word of each sub-token (None: special token)
+    n_words: int  # words of the tweet, truncated ones included
+    token_type_ids: list[int] | None = None
+
+
 class WordBatcher:
     """Tokenises word lists with a fast (WordPiece) tokenizer and aligns labels to first sub-tokens."""
 
@@ -65,35 +75,81 @@ class WordBatcher:
         unk = self.tokenizer.unk_token
         return [w if self._has_subtokens(w) else unk for w in words]
 
-    def encode(self, words: Sequence[Sequence[str]], labels: Sequence[Sequence[str]] | None = None,
-               visual: VisualInputs | None = None) -> ModelBatch:
+    def tokenise(self, words: Sequence[Sequence[str]]) -> list[Tokenised]:
+        """Each tweet's sub-tokens (special tokens included, cut at ``max_seq``), unpadded: one tokenizer
+        call for all of them. :meth:`collate` pads any subset of them into a batch."""
+        if not words:
+            return []
         enc = self.tokenizer([self._safe_words(w) for w in words], is_split_into_words=True,
-                             truncation=True, max_length=self.max_seq, padding="longest",
-                             return_tensors="pt")
-        batch_size = len(words)
-        width = max((len(w) for w in words), default=0)
-        word_starts = torch.zeros(batch_size, max(width, 1), dtype=torch.long)
-        word_mask = torch.zeros(batch_size, max(width, 1), dtype=torch.bool)
-        for b in range(batch_size):
-            for pos, wid in enumerate(enc.word_ids(b)):
-                if wid is not None and not word_mask[b, wid]:
-                    word_starts[b, wid] = pos
-                    word_mask[b, wid] = True
+                             truncation=True, max_length=self.max_seq)
+        types = enc.get("token_type_ids")
+        return [Tokenised(input_ids=enc["input_ids"][b], word_ids=enc.word_ids(b), n_words=len(w),
+                          token_type_ids=None if types is None else types[b])
+                for b, w in enumerate(words)]
+
+    def collate(self, tokenised: Sequence[Tokenised], labels: Sequence[Sequence[str]] | None = None,
+                visual: VisualInputs | None = None) -> ModelBatch:
+        """Pad tokenised tweets to the longest of them (as the tokenizer's ``padding="longest"``) and
+        place each word at its first sub-token. Built as Python lists, converted once (indexing tensors
+        element by element cost more than the tokenizer)."""
+        batch_size = len(tokenised)
+        length = max((len(t.input_ids) for t in tokenised), default=0)
+        width = max(max((t.n_words for t in tokenised), default=0), 1)
+        left = self.tokenizer.padding_side == "left"
+        pad_id = self.tokenizer.pad_token_id
+        pad_type = getattr(self.tokenizer, "pad_token_type_id", 0)
+        ids, attention, types, starts, masks = [], [], [], [], []
+        for t in tokenised:
+            n = len(t.input_ids)
+            pad = length - n
+            offset = pad if left else 0
+            row_types = t.token_type_ids if t.token_type_ids is not None else [0] * n
+            if left:
+                ids.append([pad_id] * pad + list(t.input_ids))
+                attention.append([0] * pad + [1] * n)
+                types.append([pad_type] * pad + list(row_types))
+            else:
+                ids.append(list(t.input_ids) + [pad_id] * pad)
+                attention.append([1] * n + [0] * pad)
+                types.append(list(row_types) + [pad_type] * pad)
+            row_starts, row_mask = [0] * width, [False] * width
+            for pos, wid in enumerate(t.word_ids):
+                if wid is not None and not row_mask[wid]:
+                    row_starts[wid] = pos + offset
+                    row_mask[wid] = True
+            starts.append(row_starts)
+            masks.append(row_mask)
+        input_ids = torch.tensor(ids, dtype=torch.long).reshape(batch_size, length)
+        attention_mask = torch.tensor(attention, dtype=torch.long).reshape(batch_size, length)
+        if any(t.token_type_ids is not None for t in tokenised):
+            token_type_ids = torch.tensor(types, dtype=torch.long).reshape(batch_size, length)
+        else:
+            token_type_ids = torch.zeros_like(input_ids)
+        word_starts = torch.tensor(starts, dtype=torch.long).reshape(batch_size, width)
+        word_mask = torch.tensor(masks, dtype=torch.bool).reshape(batch_size, width)
         label_ids = None
         if labels is not None:
-            label_ids = torch.zeros_like(word_starts)
-            for b, seq in enumerate(labels):
-                if len(seq) != len(words[b]):
-                    raise ValueError(f"example {b}: {len(words[b])} words but {len(seq)} labels")
+            rows = []
+            for b, (seq, row_mask) in enumerate(zip(labels, masks)):
+                n_words = tokenised[b].n_words
+                if len(seq) != n_words:
+                    raise ValueError(f"example {b}: {n_words} words but {len(seq)} labels")
+                row = [0] * width
                 for i, label in enumerate(seq):
                     try:
-                        label_ids[b, i] = self.label_to_id[label]
+                        label_id = self.label_to_id[label]
                     except KeyError:
                         raise ValueError(f"label {label!r} is not in the model's label list") from None
-                label_ids[b] = torch.where(word_mask[b], label_ids[b], 0)
-        counts = [len(w) for w in words]
-        truncated = sum(counts) - int(word_mask.sum())
-        token_type_ids = enc.get("token_type_ids", torch.zeros_like(enc["input_ids"]))
-        return ModelBatch(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                          token_type_ids=token_type_ids, word_starts=word_starts, word_mask=word_mask,
-                          word_counts=counts, labels=label_ids, visual=visual, truncated_words=truncated)
+                    row[i] = label_id if row_mask[i] else 0
+                rows.append(row)
+            label_ids = torch.tensor(rows, dtype=torch.long).reshape(batch_size, width)
+        counts = [t.n_words for t in tokenised]
+        truncated = sum(counts) - sum(sum(m) for m in masks)
+        return ModelBatch(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                          word_starts=word_starts, word_mask=word_mask, word_counts=counts, labels=label_ids,
+                          visual=visual, truncated_words=truncated)
+
+    def encode(self, words: Sequence[Sequence[str]], labels: Sequence[Sequence[str]] | None = None,
+               visual: VisualInputs | None = None) -> ModelBatch:
+        """One padded batch of word lists (with their labels): :meth:`tokenise` then :meth:`collate`."""
+        return self.collate(self.tokenise(words), labels, visual)

@@ -47,4 +47,23 @@ def make_collator(model, model_config: CoMIPNConfig, example_sets: Sequence[Sequ
     tower = VisionTower(model_config.clip_model, model_config.clip_pretrained, device=str(device))
     cache = FeatureCache(Path(feature_cache) if feature_cache else default_feature_cache(), tower,
                          progress=progress_enabled())
-    return Collator(batcher, make_visual_fn(cache, model_config.num_images))
+    return Collator(batcher, make_visual_fn(cache, model_config.num_images), feature_cache=cache)
+
+
+def fit_visual_norm(model, collate: Collator, examples: Sequence[Example]) -> int:
+    """Fit the model's feature standardisation on the distinct images (and crops) the model reads of
+    ``examples`` (the training split); returns how many were read (0: nothing to fit, left as is)."""
+    norm = getattr(model, "visual_norm", None)
+    if norm is None or collate.feature_cache is None:
+        return 0
+    paths = list(dict.fromkeys(p for ex in examples for p in ex.image_paths[:model.config.num_images]
+                               if p is not None))
+    cache = collate.feature_cache
+
+    def features():  # in chunks: a whole training split's features would not fit in memory
+        for start in range(0, len(paths), 256):
+            yield from cache.get_many(paths[start:start + 256])
+
+    seen = norm.fit(features())
+    log.info("vision features standardised with the statistics of %d training images", seen)
+    return seen

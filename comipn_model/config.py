@@ -23,6 +23,8 @@ class CoMIPNConfig:
     use_prompt: bool = True  # idea 1: visual prefix prompts
     use_dynamic_matching: bool = True  # idea 2: dynamic similarity matching
     use_contrastive: bool = True  # idea 4: contrastive aggregation
+    # Centre and scale the tower's features by the training images' statistics (comipn_model.visual_norm).
+    visual_norm: bool = True
     separate_path_encoders: bool = False  # idea 3, paper-faithful: one encoder copy per path
     contrastive_weight: float = 0.2  # lambda in (1 - lambda) * CRF NLL + lambda * InfoNCE
     dropout: float = 0.1
@@ -54,7 +56,10 @@ class CoMIPNConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "CoMIPNConfig":
-        return cls(**checked_fields(cls, data))
+        data = dict(checked_fields(cls, data))
+        # Saved before the features were standardised: the model had no statistics, and loads as it was.
+        data.setdefault("visual_norm", False)
+        return cls(**data)
 
 
 def checked_fields(cls, data: dict) -> dict:

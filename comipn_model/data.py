@@ -183,9 +183,10 @@ def make_visual_fn(cache, num_images: int) -> VisualFn:
 class Collator:
     """Examples -> a dynamically padded :class:`ModelBatch` (labels when the examples have them)."""
 
-    def __init__(self, batcher: WordBatcher, visual_fn: VisualFn | None = None):
+    def __init__(self, batcher: WordBatcher, visual_fn: VisualFn | None = None, feature_cache=None):
         self.batcher = batcher
         self.visual_fn = visual_fn
+        self.feature_cache = feature_cache  # the FeatureCache behind visual_fn, when there is one
 
     def __call__(self, examples: Sequence[Example]) -> ModelBatch:
         words = [ex.words for ex in examples]

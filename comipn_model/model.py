@@ -24,6 +24,7 @@ from comipn_model.multipath import PATH_MATCHED, PATH_PROMPT, PATH_TEXT, TokenGa
 from comipn_model.prompts import VisualPrefixPrompts
 from comipn_model.text_encoder import encode, encoder_dims, load_text_encoder, positions
 from comipn_model.vision import vision_dims
+from comipn_model.visual_norm import VisualNorm
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ class CoMIPN(nn.Module):
         self.matching = (DynamicMatching(hidden, self.vision_dim, config.embed_dim, layers, config.prompt_len,
                                          config.dropout) if config.use_dynamic_matching else None)
         self.gate = TokenGate(hidden, self.paths) if config.multi_path else None
+        # Buffers only (no random numbers drawn): fitted on the training images before training.
+        self.visual_norm = (VisualNorm(self.vision_blocks, self.vision_dim)
+                            if config.uses_images and config.visual_norm else None)
         # With dynamic matching on, the contrastive pool reuses its relevance of each image to the text.
         self.contrastive = (ContrastiveAggregation(hidden, self.vision_dim, config.embed_dim,
                                                    own_relevance=not config.use_dynamic_matching)
@@ -104,7 +108,7 @@ class CoMIPN(nn.Module):
                              f"were they cached with another CLIP model?")
         if not visual.mask.any():
             return None
-        return visual
+        return visual if self.visual_norm is None else self.visual_norm(visual)
 
     def _encode(self, batch: ModelBatch, visual: VisualInputs | None) -> Encoded:
         ids, mask, types = batch.input_ids, batch.attention_mask, batch.token_type_ids
@@ -135,19 +139,17 @@ class CoMIPN(nn.Module):
 
     def _encode_paths_together(self, batch: ModelBatch, prefixes) -> dict[str, torch.Tensor]:
         """All paths as one encoder call of batch ``paths x B`` (on CPU one large call costs far less
-        than several small ones). The text path gets a fully masked prefix, which gives the encoder's
-        plain output up to float rounding. Paths without an attention bias get a zero one."""
+        than several small ones). The text path comes first with a fully masked prefix, whose keys are
+        never computed; that gives the encoder's plain output up to float rounding. Paths without an
+        attention bias get a zero one."""
         names = [PATH_TEXT, *prefixes]
         width = max(prefix_mask.shape[1] for _, prefix_mask, _ in prefixes.values())
-        some_states = next(iter(prefixes.values()))[0]  # one (B, Lp, D) tensor per layer
-        first = some_states[0]
-        layers = len(some_states)
-        empty = ([first.new_zeros(first.shape[0], width, first.shape[2])] * layers,
-                 torch.zeros(first.shape[0], width, dtype=torch.bool, device=first.device), None)
+        first_mask = next(iter(prefixes.values()))[1]
+        layers = len(next(iter(prefixes.values()))[0])
         any_bias = any(bias is not None for _, _, bias in prefixes.values())
-        layer_states, masks, layer_bias = [], [], []
-        for name in names:
-            states, prefix_mask, bias = prefixes.get(name, empty)
+        masks = [first_mask.new_zeros(first_mask.shape[0], width)]  # the text path's: all masked
+        layer_states, layer_bias = [], []
+        for states, prefix_mask, bias in prefixes.values():
             pad = width - prefix_mask.shape[1]
             masks.append(nn.functional.pad(prefix_mask, (0, pad), value=False))
             layer_states.append([nn.functional.pad(s, (0, 0, 0, pad)) for s in states])
@@ -156,24 +158,32 @@ class CoMIPN(nn.Module):
                     bias = [prefix_mask.new_zeros(prefix_mask.shape, dtype=torch.float32)] * layers
                 layer_bias.append([nn.functional.pad(b, (0, pad)) for b in bias])
         joined = [torch.cat(per_layer, dim=0) for per_layer in zip(*layer_states)]
-        joined_bias = [torch.cat(per_layer, dim=0) for per_layer in zip(*layer_bias)] if any_bias else None
+        joined_bias = None
+        if any_bias:
+            text_bias = first_mask.new_zeros(first_mask.shape[0], width, dtype=torch.float32)
+            joined_bias = [torch.cat([text_bias, *per_layer], dim=0) for per_layer in zip(*layer_bias)]
         n = len(names)
         out = encode(self.encoder_for(PATH_TEXT), batch.input_ids.repeat(n, 1), batch.attention_mask.repeat(n, 1),
                      batch.token_type_ids.repeat(n, 1), joined, torch.cat(masks, dim=0), joined_bias)
         return dict(zip(names, out.chunk(n, dim=0)))
 
     # --------------------------------------------------------------------------------------- forward
-    def forward(self, batch: ModelBatch) -> CoMIPNOutput:
+    def _emissions(self, batch: ModelBatch) -> tuple[VisualInputs | None, Encoded, torch.Tensor]:
         visual = self._visual(batch)
         encoded = self._encode(batch, visual)
         states = encoded.states
         index = batch.word_starts.unsqueeze(-1).expand(-1, -1, states.shape[-1])
         words = states.gather(1, index)  # (B, W, D): each word's first sub-token
-        crf_loss = contrastive_loss = loss = None
-        # The head and both losses in fp32 even under bf16 autocast: CRF log-sums over the sequence
-        # and InfoNCE logits scaled up to 100 lose too much in bf16's 8-bit mantissa.
+        # The head (and both losses, in forward) in fp32 even under bf16 autocast: CRF log-sums over the
+        # sequence and InfoNCE logits scaled up to 100 lose too much in bf16's 8-bit mantissa.
         with torch.autocast(words.device.type, enabled=False):
             emissions = self.emission(self.dropout(words.float()))
+        return visual, encoded, emissions
+
+    def forward(self, batch: ModelBatch) -> CoMIPNOutput:
+        visual, encoded, emissions = self._emissions(batch)
+        crf_loss = contrastive_loss = loss = None
+        with torch.autocast(emissions.device.type, enabled=False):
             if batch.labels is not None:
                 crf_loss = self.crf.nll(emissions, batch.labels, batch.word_mask)
                 loss = crf_loss
@@ -191,7 +201,7 @@ class CoMIPN(nn.Module):
     def decode(self, batch: ModelBatch, emissions: torch.Tensor | None = None) -> list[list[str]]:
         """BIO label strings per word; words cut off by ``max_seq`` (no sub-token) are ``O``."""
         if emissions is None:
-            emissions = self(batch).emissions
+            emissions = self._emissions(batch)[2]  # no losses: tagging needs none
         labels = self.config.labels
         paths = self.crf.viterbi(emissions, batch.word_mask)
         tags = []

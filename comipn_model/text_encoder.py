@@ -105,6 +105,8 @@ def encode(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
     """Last hidden states ``(B, T, D)``; with ``prefix`` (one ``(B, Lp, D)`` tensor of virtual-token
     states per layer) every layer's self-attention also attends over that layer's prefix, whose keys
     and values come from the layer's own key/value projections. ``prefix_mask`` ``(B, Lp)`` masks it.
+    A prefix of ``(N, Lp, D)`` with ``N < B`` belongs to the last ``N`` rows; the first ``B - N`` rows'
+    prefix must be masked.
 
     ``prefix_bias`` (one ``(B, Lp)`` tensor per layer, e.g. a log-relevance) is added to the attention
     logits of the prefix keys in that layer: a prefix token with bias ``log r`` gets ``r`` times the
@@ -120,13 +122,21 @@ def encode(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
     layers, heads, head_dim = encoder_dims(encoder)
     if len(prefix) != layers or (prefix_bias is not None and len(prefix_bias) != layers):
         raise ValueError(f"{len(prefix)} prefixes / {len(prefix_bias or [])} biases for {layers} layers")
+    # Prefixes for the last rows only: the first rows' prefixes are masked, so their keys and values
+    # (zeros) are never projected (the text path of the one-call multi-path encoder).
+    skip = batch - prefix[0].shape[0]
+    if skip and (prefix_mask is None or prefix_mask[:skip].any()):
+        raise ValueError(f"prefixes for {prefix[0].shape[0]} of {batch} rows: the first {skip} must be masked")
     cache = DynamicCache()  # mutated by the forward (the text's keys are appended): one per call
     for idx, (states, layer) in enumerate(zip(prefix, encoder.encoder.layer)):
         attn = layer.attention.self
-        lp = states.shape[1]
-        key = attn.key(states).view(batch, lp, heads, head_dim).transpose(1, 2)
-        value = attn.value(states).view(batch, lp, heads, head_dim).transpose(1, 2)
-        cache.update(key, value, idx)
+        rows, lp = states.shape[:2]
+        key = attn.key(states).view(rows, lp, heads, head_dim)
+        value = attn.value(states).view(rows, lp, heads, head_dim)
+        if skip:
+            key = torch.cat([key.new_zeros(skip, lp, heads, head_dim), key])
+            value = torch.cat([value.new_zeros(skip, lp, heads, head_dim), value])
+        cache.update(key.transpose(1, 2), value.transpose(1, 2), idx)
     if prefix_mask is None:
         prefix_mask = torch.ones(batch, prefix[0].shape[1], dtype=attention_mask.dtype,
                                  device=attention_mask.device)

@@ -27,7 +27,7 @@ from comipn_prep.logs import progress_enabled
 
 from . import run_folder as rf
 from . import tracking
-from .builders import build_model, default_feature_cache, make_collator  # noqa: F401 - re-exported
+from .builders import build_model, default_feature_cache, fit_visual_norm, make_collator  # noqa: F401 - re-exported
 from .checkpoints import load_weights, model_from_checkpoint
 from .config import CoMIPNConfig
 from .data import EpochBatches, warn_missing
@@ -116,6 +116,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         warn_missing(data.counts)
     collate = make_collator(model, cfg.model, [data.train, data.dev, data.test], list(data.counts.values()),
                             cfg.feature_cache, device)
+    if state is None:  # a resumed run has its statistics in last.pt
+        fit_visual_norm(model, collate, data.train)
     batches = EpochBatches(data.train, cfg.batch_size, collate, shuffle=True, seed=cfg.seed,
                            rank=dinfo.rank, world_size=dinfo.world_size, bucket=cfg.bucket)
 

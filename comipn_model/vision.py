@@ -8,7 +8,6 @@ computed once per image and read back afterwards: a second epoch never runs the 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
 from tqdm import tqdm
 
 from comipn_model.batch import VisualInputs
@@ -24,7 +25,10 @@ logger = logging.getLogger(__name__)
 
 # v2: weights files are identified by content hash, and the activation (GELU / QuickGELU) is part of the
 # tower's identity; v1 entries may hold features of OpenAI weights run through GELU.
-CACHE_FORMAT = "comipn-vision-features-v2"
+# v3: entries are safetensors files (read ~10x faster than torch.save's zip, and never unpickled); v2
+# entries are simply not found under v3 keys.
+CACHE_FORMAT = "comipn-vision-features-v3"
+CACHE_SUFFIX = ".safetensors"
 
 
 @dataclass
@@ -101,8 +105,9 @@ class VisionTower:
 class FeatureCache:
     """Tower features on disk, one file per (model id, weights id, preprocessing, image content hash).
 
-    Files hold fp16 tensors (half the size; the tower's outputs need no more precision for prompts)
-    and are written atomically. ``tower_calls`` counts batched tower runs, ``hits`` / ``misses`` images.
+    Files are safetensors of fp16 tensors ``cls`` and ``patches`` (half the size; the tower's outputs
+    need no more precision for prompts), written atomically. ``tower_calls`` counts batched tower runs,
+    ``hits`` / ``misses`` images.
     """
 
     def __init__(self, cache_dir: str | os.PathLike, tower: VisionTower, batch_size: int = 32,
@@ -123,12 +128,18 @@ class FeatureCache:
         return digest.hexdigest()
 
     def _file(self, key: str) -> Path:
-        return self.cache_dir / key[:2] / f"{key}.pt"
+        return self.cache_dir / key[:2] / f"{key}{CACHE_SUFFIX}"
 
     def _read(self, file: Path) -> ImageFeatures | None:
+        """The entry's features, or None when there is none; a damaged entry is recomputed, never fatal."""
         try:
-            data = torch.load(file, map_location="cpu", weights_only=True)
-            return ImageFeatures(cls=data["cls"].float(), patches=data["patches"].float())
+            tensors = load_tensors(file.read_bytes())
+            cls, patches = tensors["cls"], tensors["patches"]
+            if cls.dim() != 2 or patches.dim() != 2 or cls.shape[1] != patches.shape[1]:
+                raise ValueError(f"shapes {tuple(cls.shape)} / {tuple(patches.shape)}")
+            return ImageFeatures(cls=cls.float(), patches=patches.float())
+        except FileNotFoundError:
+            return None
         except Exception as err:  # noqa: BLE001 - a damaged entry is recomputed, never fatal
             logger.warning("feature cache entry %s unreadable (%s): recomputing", file, err)
             return None
@@ -136,10 +147,10 @@ class FeatureCache:
     def _write(self, file: Path, feats: ImageFeatures) -> None:
         from comipn_prep.conll import atomic_write_bytes
 
-        buffer = io.BytesIO()
-        torch.save({"cls": feats.cls.half(), "patches": feats.patches.half()}, buffer)
+        tensors = {"cls": feats.cls.half().contiguous(), "patches": feats.patches.half().contiguous()}
+        data = save_tensors(tensors, metadata={"format": CACHE_FORMAT})
         file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(file, buffer.getvalue())
+        atomic_write_bytes(file, data)
 
     def get(self, path: str | os.PathLike | None) -> ImageFeatures | None:
         return self.get_many([path])[0]
@@ -162,8 +173,7 @@ class FeatureCache:
                 logger.debug("image %s missing: masked", path)
                 continue
             key = self.key(data)
-            file = self._file(key)
-            feats = self._read(file) if file.is_file() else None
+            feats = self._read(self._file(key))
             if feats is not None:
                 results[i] = feats
                 self.hits += 1

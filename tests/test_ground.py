@@ -389,3 +389,18 @@ def test_cli_ground_then_build_dict(tmp_path, tweets):
     r = CliRunner().invoke(main, bd)
     assert r.exit_code == 2 and "--force" in r.output
     assert CliRunner().invoke(main, bd + ["--force"]).exit_code == 0
+
+
+def test_detecting_leaves_torch_threads_as_they_were(grounder):
+    """ultralytics sets torch's threads to cpu_count - 1 (capped at 8) on a CPU predict: on 2 cores the
+    rest of the process (CLIP, the tower, the tagger) ran on one thread after the first detection."""
+    from ultralytics.utils import NUM_THREADS
+
+    before = torch.get_num_threads()
+    wanted = NUM_THREADS + 1  # whatever the machine, not what ultralytics would set
+    torch.set_num_threads(wanted)
+    try:
+        grounder.detector.detect([_picture(7)])
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)

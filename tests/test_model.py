@@ -315,3 +315,24 @@ def test_fresh_model_starts_with_open_matched_prompts(minilm, minilm_path, tweet
     with torch.no_grad():
         encoded = model._encode(batch, model._visual(batch))
     assert encoded.relevance[:, :2].min() > 0.5 and (encoded.relevance[:, 2:] == 0).all()
+
+
+def test_rows_whose_prefix_is_masked_need_no_prefix_states(minilm, tweets):
+    """The one-call multi-path encoder gives prefix states for the visual paths' rows only: the text
+    path's masked prefix is never projected, and its rows come out as with zero states."""
+    from comipn_model.text_encoder import encode as encode_text
+
+    encoder, tokenizer = minilm
+    encoder = encoder.eval()
+    batch = WordBatcher(tokenizer, CoMIPNConfig().labels).encode([t.tokens for t in tweets[:2]] * 2)
+    gen = torch.Generator().manual_seed(0)
+    layers, hidden = encoder.config.num_hidden_layers, encoder.config.hidden_size
+    states = [torch.randn(2, 5, hidden, generator=gen) for _ in range(layers)]
+    mask = torch.tensor([[False] * 5] * 2 + [[True] * 5] * 2)
+    args = (batch.input_ids, batch.attention_mask, batch.token_type_ids)
+    with torch.no_grad():
+        full = encode_text(encoder, *args, [torch.cat([torch.zeros(2, 5, hidden), s]) for s in states], mask)
+        skipped = encode_text(encoder, *args, states, mask)
+    assert torch.allclose(full, skipped, atol=1e-5)
+    with pytest.raises(ValueError, match="must be masked"):
+        encode_text(encoder, *args, states, torch.ones(4, 5, dtype=torch.bool))

@@ -309,6 +309,10 @@ def test_all_switches_with_and_without_images(tiny, tmp_path, caplog):
     assert result.test is not None
     cached = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert len(cached) == 7  # 6 distinct images + 1 crop, each computed and stored once
+    # The features' standardisation was fitted on those 7 training pictures and saved with the model.
+    state = torch.load(tmp_path / "imaged" / rf.BEST, weights_only=True)["model"]
+    assert int(state["visual_norm.images_seen"]) == 7
+    assert state["visual_norm.cls_mean"].abs().sum() > 0 and (state["visual_norm.cls_std"] > 0).all()
 
 
 def test_run_script_passes_the_paper_preset(tiny, tmp_path):

@@ -383,7 +383,7 @@ def test_released_layout_trains_as_it_is_with_quiet_plain_logs(tmp_path, twitter
     assert (run_dir / rf.TEST_REPORT).is_file()
     assert json.loads((run_dir / rf.TEST_REPORT).read_text())["tweets"] == 12
     assert released.snapshot() == before
-    assert any((tmp_path / "cache").rglob("*.pt"))  # the images and crops reached the model
+    assert any((tmp_path / "cache").rglob("*.safetensors"))  # the images and crops reached the model
 
 
 def test_released_layout_with_most_images_missing_needs_the_flag(tmp_path, twitter_data, tiny, no_model_load):

@@ -7,8 +7,11 @@ import copy
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from comipn_model.vision import FeatureCache, ImageFeatures, VisionTower, stack_visual, vision_dims
+from comipn_model.vision import (CACHE_FORMAT, CACHE_SUFFIX, FeatureCache, ImageFeatures, VisionTower, stack_visual,
+                                 vision_dims)
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +80,49 @@ def test_changed_bytes_or_model_id_miss_the_cache(tower, tmp_path):
     assert same.tower_calls == 0
 
 
-def test_damaged_cache_entry_is_recomputed(tower, tmp_path):
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong tensors", "pickle"])
+def test_damaged_cache_entry_is_recomputed(tower, tmp_path, caplog, damage):
     path = make_image(tmp_path / "y.png", (1, 2, 3))
     cache = FeatureCache(tmp_path / "cache", tower)
-    cache.get(path)
-    entry = next((tmp_path / "cache").rglob("*.pt"))
-    entry.write_bytes(b"damaged")
-    assert cache.get(path) is not None and cache.tower_calls == 2
+    first = cache.get(path)
+    entry = next((tmp_path / "cache").rglob(f"*{CACHE_SUFFIX}"))
+    if damage == "garbage":
+        entry.write_bytes(b"damaged")
+    elif damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[:-100])
+    elif damage == "wrong tensors":
+        save_file({"cls": torch.zeros(3)}, entry)
+    else:  # an entry of the old format (torch.save, a pickle) under the new name: never unpickled
+        torch.save({"cls": first.cls.half(), "patches": first.patches.half()}, entry)
+    with caplog.at_level("WARNING", logger="comipn_model.vision"):
+        again = cache.get(path)
+    assert again is not None and cache.tower_calls == 2
+    assert torch.equal(again.cls, first.cls) and torch.equal(again.patches, first.patches)
+    assert f"feature cache entry {entry} unreadable" in caplog.text
+    assert cache.get(path) is not None and cache.tower_calls == 2  # rewritten whole: read back
+
+
+def test_cache_entries_are_fp16_safetensors(tower, tmp_path):
+    """One safetensors file per image (no pickle), holding fp16 ``cls`` / ``patches``; what a read
+    gives back is the tower's output rounded to fp16, as the first call returned it."""
+    path = make_image(tmp_path / "z.png", (90, 180, 40))
+    cache = FeatureCache(tmp_path / "cache", tower)
+    computed = cache.get(path)
+    entries = list((tmp_path / "cache").rglob("*"))
+    files = [e for e in entries if e.is_file()]
+    assert len(files) == 1 and files[0].suffix == ".safetensors" and files[0] == cache._file(
+        cache.key(path.read_bytes()))
+    with safe_open(files[0], framework="pt") as f:
+        assert sorted(f.keys()) == ["cls", "patches"] and f.metadata() == {"format": CACHE_FORMAT}
+        stored = {k: f.get_tensor(k) for k in f.keys()}
+    assert stored["cls"].dtype == stored["patches"].dtype == torch.float16
+    fresh = tower([Image.open(path).convert("RGB")])[0]
+    assert torch.equal(stored["cls"], fresh.cls.half()) and torch.equal(stored["patches"], fresh.patches.half())
+    read = FeatureCache(tmp_path / "cache", tower).get(path)
+    assert read.cls.dtype == torch.float32
+    assert torch.equal(read.cls, fresh.cls.half().float()) and torch.equal(read.patches, fresh.patches.half().float())
+    assert torch.equal(computed.cls, read.cls) and torch.equal(computed.patches, read.patches)
+    assert files[0].read_bytes()[:2] != b"PK"  # not torch.save's zip
 
 
 def test_stack_visual_masks_missing_images():

@@ -76,6 +76,8 @@ POSITIVE = click.FloatRange(0, min_open=True)
 @click.option("--use-prompt/--no-use-prompt", default=True, help="Visual prefix prompts.")
 @click.option("--use-dynamic-matching/--no-use-dynamic-matching", default=True, help="Dynamic similarity matching.")
 @click.option("--use-contrastive/--no-use-contrastive", default=True, help="Contrastive aggregation loss.")
+@click.option("--visual-norm/--no-visual-norm", default=True,
+              help="Standardise the vision tower's features by the training images' mean and std.")
 @click.option("--separate-path-encoders/--shared-path-encoders", default=False,
               help="One encoder copy per path (paper-faithful) or one shared encoder.")
 @click.option("--text-only", is_flag=True, help="All switches off: the BERT-CRF baseline (no images read).")

