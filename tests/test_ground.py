@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image, ImageDraw
+from PIL import Image
+from pictures import ellipses_picture
 
 from comipn_prep.aux_dicts import build_dicts
 from comipn_prep.cli import main
@@ -49,13 +50,7 @@ def tweets(twitter_data):
 
 
 def _picture(seed: int, size=(320, 240)) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    im = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
-    draw = ImageDraw.Draw(im)
-    for _ in range(4):
-        x, y = rng.integers(0, size[0] - 20), rng.integers(0, size[1] - 20)
-        draw.ellipse([x, y, x + rng.integers(10, 120), y + rng.integers(10, 100)], fill=tuple(rng.integers(0, 255, 3)))
-    return im
+    return ellipses_picture(seed, size, count=4, max_extent=(120, 100))
 
 
 def _write_images(folder: Path, items, sizes=None) -> None:

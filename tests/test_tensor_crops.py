@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
+from pictures import ellipses_picture
 
 from comipn_prep.grounding import GroundConfig, GroundItem, Grounder, ground_split, load_item, read_manifest
 from comipn_prep.grounding.tensor_crops import TensorPreprocess, cut, image_tensor, pillow_coefficients
@@ -33,14 +34,7 @@ def tensor_grounder(pillow_grounder) -> Grounder:
 
 
 def _picture(seed: int, size=(320, 240)) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    im = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
-    draw = ImageDraw.Draw(im)
-    for _ in range(5):
-        x, y = rng.integers(0, size[0] - 20), rng.integers(0, size[1] - 20)
-        draw.ellipse([x, y, x + rng.integers(10, 200), y + rng.integers(10, 150)],
-                     fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-    return im
+    return ellipses_picture(seed, size, count=5, max_extent=(200, 150))
 
 
 def test_tensor_preprocess_gives_pillows_pixels(pillow_grounder):

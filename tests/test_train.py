@@ -65,13 +65,17 @@ def tiny_config(tiny, run_dir: Path, **model) -> TrainConfig:
                        epochs=2, batch_size=4, lr=1e-3, warmup_ratio=0.1, device="cpu")
 
 
-@pytest.fixture(scope="module")
-def trained(tiny, tmp_path_factory):
-    """One CLI run shared by the tests that only read its folder."""
-    run_dir = tmp_path_factory.mktemp("runs") / "run"
+def train_with_cli(tiny, run_dir: Path) -> Path:
+    """One text-only CLI run of the tiny model into ``run_dir`` (it must succeed)."""
     result = CliRunner().invoke(main, tiny_args(tiny, run_dir))
     assert result.exit_code == 0, result.output
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory):
+    """One CLI run shared by the tests that only read its folder."""
+    return train_with_cli(tiny, tmp_path_factory.mktemp("runs") / "run")
 
 
 def test_help_shows_training_options_and_predict():

@@ -19,7 +19,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from released_layout import make_released_layout
-from test_train import make_root, make_tiny_encoder, tiny_args
+from test_train import make_root, make_tiny_encoder, tiny_args, train_with_cli
 
 from comipn_model import run_folder as rf
 from comipn_model import training
@@ -40,10 +40,7 @@ def tiny(tmp_path_factory, minilm_path, twitter_data):
 
 @pytest.fixture(scope="module")
 def trained(tiny, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs-cli") / "run"
-    result = CliRunner().invoke(main, tiny_args(tiny, run_dir))
-    assert result.exit_code == 0, result.output
-    return run_dir
+    return train_with_cli(tiny, tmp_path_factory.mktemp("runs-cli") / "run")
 
 
 def invoke(args, **kwargs):
