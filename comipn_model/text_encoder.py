@@ -4,6 +4,7 @@ attention (a fresh ``transformers.DynamicCache`` per forward, no copy of BERT's 
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -98,6 +99,14 @@ def positions(input_ids: torch.Tensor) -> torch.Tensor:
     return torch.arange(length, device=input_ids.device).unsqueeze(0).expand(batch, length)
 
 
+def cache_kwarg(encoder: nn.Module) -> str:
+    """The name the encoder's ``forward`` takes its key/value cache under: ``cache`` in recent
+    transformers releases, ``past_key_values`` in earlier ones (5.0 to at least 5.17). Under the wrong
+    name the cache would vanish into ``**kwargs`` while the prefix's mask stays."""
+    params = inspect.signature(encoder.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def encode(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
            token_type_ids: torch.Tensor, prefix: list[torch.Tensor] | None = None,
            prefix_mask: torch.Tensor | None = None,
@@ -143,7 +152,7 @@ def encode(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
     full_mask = torch.cat([prefix_mask.to(attention_mask.dtype), attention_mask], dim=1)
     if prefix_bias is None:
         return encoder(input_ids=input_ids, attention_mask=full_mask, token_type_ids=token_type_ids,
-                       position_ids=position_ids, cache=cache).last_hidden_state
+                       position_ids=position_ids, **{cache_kwarg(encoder): cache}).last_hidden_state
     # An additive (B, 1, 1, Lp + T) float mask is passed through by transformers as is; each layer's
     # self-attention gets its own copy with that layer's bias on the prefix columns (a pre-hook, so no
     # BERT code is copied).
@@ -161,7 +170,7 @@ def encode(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
                for layer, mask in zip(encoder.encoder.layer, masks)]
     try:
         return encoder(input_ids=input_ids, attention_mask=masks[0], token_type_ids=token_type_ids,
-                       position_ids=position_ids, cache=cache).last_hidden_state
+                       position_ids=position_ids, **{cache_kwarg(encoder): cache}).last_hidden_state
     finally:
         for handle in handles:
             handle.remove()

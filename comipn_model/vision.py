@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -84,10 +85,14 @@ class VisionTower:
         activation = "quickgelu" if self.quick_gelu else "gelu"
         return f"{self.model_name}|{self.weights_id}|{activation}|{self.preprocessing_id}"
 
-    @torch.no_grad()
     def __call__(self, images: Sequence) -> list[ImageFeatures]:
         """Features of a list of RGB ``PIL`` images, computed in one batched run."""
-        pixels = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        return self.encode_pixels(torch.stack([self.preprocess(im) for im in images]))
+
+    @torch.no_grad()
+    def encode_pixels(self, pixels: torch.Tensor) -> list[ImageFeatures]:
+        """Features of a batch of preprocessed images ``(N, 3, H, W)`` (``self.preprocess`` of each)."""
+        pixels = pixels.to(self.device)
         outputs: list[torch.Tensor] = []
         hooks = [b.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for b in self.blocks]
         try:
@@ -96,10 +101,9 @@ class VisionTower:
             for h in hooks:
                 h.remove()
         states = [o if self.batch_first else o.transpose(0, 1) for o in outputs]  # (N, 1 + P, Dv) each
-        cls = torch.stack([s[:, 0] for s in states], dim=1)  # (N, Lv, Dv)
-        patches = states[-1][:, 1:]  # (N, P, Dv)
-        return [ImageFeatures(cls=cls[i].float().cpu(), patches=patches[i].float().cpu())
-                for i in range(len(images))]
+        cls = torch.stack([s[:, 0] for s in states], dim=1).float().cpu()  # (N, Lv, Dv)
+        patches = states[-1][:, 1:].float().cpu()  # (N, P, Dv)
+        return [ImageFeatures(cls=cls[i], patches=patches[i]) for i in range(len(pixels))]
 
 
 class FeatureCache:
@@ -108,15 +112,20 @@ class FeatureCache:
     Files are safetensors of fp16 tensors ``cls`` and ``patches`` (half the size; the tower's outputs
     need no more precision for prompts), written atomically. ``tower_calls`` counts batched tower runs,
     ``hits`` / ``misses`` images.
+
+    On a miss, ``io_threads`` threads decode and preprocess the next batch while the tower runs on this
+    one, and write the entries (Pillow and file writes release the GIL): on a GPU the tower is then no
+    longer waiting on one CPU core.
     """
 
     def __init__(self, cache_dir: str | os.PathLike, tower: VisionTower, batch_size: int = 32,
-                 progress: bool = True):
+                 progress: bool = True, io_threads: int | None = None):
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.tower = tower
         self.batch_size = batch_size
         self.progress = progress
+        self.io_threads = io_threads or min(8, os.cpu_count() or 1)
         self.tower_calls = 0
         self.hits = 0
         self.misses = 0
@@ -149,8 +158,8 @@ class FeatureCache:
 
         tensors = {"cls": feats.cls.half().contiguous(), "patches": feats.patches.half().contiguous()}
         data = save_tensors(tensors, metadata={"format": CACHE_FORMAT})
-        file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(file, data)
+        # No fsync: an entry torn by a crash fails to read and is recomputed.
+        atomic_write_bytes(file, data, durable=False)
 
     def get(self, path: str | os.PathLike | None) -> ImageFeatures | None:
         return self.get_many([path])[0]
@@ -158,8 +167,6 @@ class FeatureCache:
     def get_many(self, paths: Sequence[str | os.PathLike | None]) -> list[ImageFeatures | None]:
         """Features per path, ``None`` for a missing or unreadable image; the tower runs, batched,
         on cache misses only."""
-        from comipn_prep.images import ImageLoadError, load_image
-
         results: list[ImageFeatures | None] = [None] * len(paths)
         pending: dict[str, list[int]] = {}  # key -> positions (the same image may appear twice)
         pending_path: dict[str, Path] = {}
@@ -181,27 +188,55 @@ class FeatureCache:
                 pending.setdefault(key, []).append(i)
                 pending_path[key] = path
         keys = list(pending)
-        batches = range(0, len(keys), self.batch_size)
-        for start in tqdm(batches, desc="vision features", unit="batch",
-                          disable=not self.progress or len(batches) < 2):
-            chunk, images = [], []
-            for key in keys[start:start + self.batch_size]:
-                try:
-                    images.append(load_image(pending_path[key]))
-                    chunk.append(key)
-                except ImageLoadError as err:
-                    logger.warning("image %s %s (%s): masked", err.path, err.status, err.reason)
-            if not images:
-                continue
-            self.tower_calls += 1
-            for key, feats in zip(chunk, self.tower(images)):
-                self.misses += 1
-                self._write(self._file(key), feats)
-                # Return what a later read returns (fp16-rounded), so epochs 1 and 2 see the same input.
-                stored = ImageFeatures(cls=feats.cls.half().float(), patches=feats.patches.half().float())
-                for i in pending[key]:
-                    results[i] = stored
+        if keys:
+            self._compute([pending_path[k] for k in keys], keys, pending, results)
         return results
+
+    def _compute(self, paths: list[Path], keys: list[str], positions: dict[str, list[int]],
+                 results: list[ImageFeatures | None]) -> None:
+        """Run the tower on cache misses, batched: decoding and preprocessing on the I/O threads one
+        batch ahead, entries written on them behind."""
+        from comipn_prep.images import ImageLoadError, load_image
+
+        # A tower that takes preprocessed pixels gets them from the threads; any other (a test's
+        # stand-in) gets the decoded images.
+        by_pixels = hasattr(self.tower, "encode_pixels")
+
+        def prepare(path: Path):
+            try:
+                image = load_image(path)
+            except ImageLoadError as err:
+                logger.warning("image %s %s (%s): masked", err.path, err.status, err.reason)
+                return None
+            return self.tower.preprocess(image) if by_pixels else image
+
+        starts = range(0, len(keys), self.batch_size)
+        with ThreadPoolExecutor(self.io_threads, thread_name_prefix="features") as pool:
+            def submit(start: int) -> list:
+                return [pool.submit(prepare, p) for p in paths[start:start + self.batch_size]]
+
+            ahead = submit(0)
+            writes = []
+            for n, start in enumerate(tqdm(starts, desc="vision features", unit="batch",
+                                           disable=not self.progress or len(starts) < 2)):
+                prepared = [f.result() for f in ahead]
+                if n + 1 < len(starts):
+                    ahead = submit(starts[n + 1])
+                chunk = [(k, x) for k, x in zip(keys[start:start + self.batch_size], prepared) if x is not None]
+                if not chunk:
+                    continue
+                self.tower_calls += 1
+                inputs = [x for _, x in chunk]
+                computed = self.tower.encode_pixels(torch.stack(inputs)) if by_pixels else self.tower(inputs)
+                for (key, _), feats in zip(chunk, computed):
+                    self.misses += 1
+                    writes.append(pool.submit(self._write, self._file(key), feats))
+                    # Return what a later read returns (fp16-rounded), so epochs 1 and 2 see the same input.
+                    stored = ImageFeatures(cls=feats.cls.half().float(), patches=feats.patches.half().float())
+                    for i in positions[key]:
+                        results[i] = stored
+            for w in writes:
+                w.result()  # a failed write is raised here, not lost
 
 
 def stack_visual(per_example: Sequence[Sequence[ImageFeatures | None]], num_images: int,

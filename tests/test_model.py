@@ -336,3 +336,39 @@ def test_rows_whose_prefix_is_masked_need_no_prefix_states(minilm, tweets):
     assert torch.allclose(full, skipped, atol=1e-5)
     with pytest.raises(ValueError, match="must be masked"):
         encode_text(encoder, *args, states, torch.ones(4, 5, dtype=torch.bool))
+
+
+def test_prefix_reaches_an_encoder_whose_cache_argument_is_past_key_values(minilm, tweets):
+    """Earlier transformers 5 releases (5.0 and 5.17 were checked) name BERT's cache ``past_key_values``,
+    later ones ``cache``; a prefix handed over under the wrong name is dropped while its mask stays, and
+    the attention fails (as it did on the GPU machine's transformers 5.17)."""
+    import inspect
+
+    from comipn_model.text_encoder import encode as encode_text
+
+    encoder, tokenizer = minilm
+    encoder = encoder.eval()
+    own_name = "cache" if "cache" in inspect.signature(encoder.forward).parameters else "past_key_values"
+
+    class OlderSignature(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.encoder, self.config = inner, inner.encoder, inner.config
+
+        def forward(self, input_ids, attention_mask, token_type_ids, position_ids, past_key_values=None):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                              position_ids=position_ids, **{own_name: past_key_values})
+
+    batch = WordBatcher(tokenizer, CoMIPNConfig().labels).encode([t.tokens for t in tweets[:2]])
+    args = (batch.input_ids, batch.attention_mask, batch.token_type_ids)
+    gen = torch.Generator().manual_seed(0)
+    layers, hidden = encoder.config.num_hidden_layers, encoder.config.hidden_size
+    states = [torch.randn(2, 3, hidden, generator=gen) for _ in range(layers)]
+    bias = [torch.randn(2, 3, generator=gen) for _ in range(layers)]
+    with torch.no_grad():
+        plain = encode_text(encoder, *args)
+        for extra in ({}, {"prefix_bias": bias}):
+            ours = encode_text(encoder, *args, states, **extra)
+            older = encode_text(OlderSignature(encoder), *args, states, **extra)
+            assert torch.allclose(ours, older, atol=1e-6)
+            assert not torch.allclose(ours, plain, atol=1e-3)  # the prefix was attended to
