@@ -7,8 +7,9 @@ decoded with (AllenNLP CrfTagger style) and weight decay can never wear the cons
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -79,6 +80,9 @@ class BIOCRF(CRF):
             nn.init.uniform_(self._parameters[name], -0.1, 0.1)
 
     def _masked(self, name: str, allowed_name: str) -> torch.Tensor:
+        fixed = self.__dict__.get("_fixed")
+        if fixed is not None:
+            return fixed[name]
         raw = self._parameters.get(name)
         if raw is None:  # during nn.Module registration: behave as "not set yet"
             raise AttributeError(name)
@@ -94,6 +98,29 @@ class BIOCRF(CRF):
     @property
     def start_transitions(self) -> torch.Tensor:  # type: ignore[override]
         return self._masked("start_transitions", "start_allowed")
+
+    @contextlib.contextmanager
+    def _masked_once(self) -> Iterator[None]:
+        """Inside, the masked scores are computed once and shared: torchcrf reads ``transitions`` at
+        every time step, and each read would otherwise launch its own masking kernels (on a GPU the
+        step is bound by kernel launches)."""
+        self.__dict__["_fixed"] = None
+        fixed = {"transitions": self.transitions, "start_transitions": self.start_transitions}
+        self.__dict__["_fixed"] = fixed
+        try:
+            yield
+        finally:
+            self.__dict__["_fixed"] = None
+
+    def _compute_score(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The gold path's score, as torchcrf's, without its loop over time steps (time first:
+        emissions ``(T, B, C)``, tags and mask ``(T, B)``; mask[0] all on)."""
+        mask = mask.to(emissions.dtype)
+        emitted = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)  # (T, B)
+        moves = self.transitions[tags[:-1], tags[1:]]  # (T - 1, B)
+        score = self.start_transitions[tags[0]] + emitted[0] + ((moves + emitted[1:]) * mask[1:]).sum(0)
+        last = tags.gather(0, (mask.sum(0).long() - 1).unsqueeze(0)).squeeze(0)
+        return score + self.end_transitions[last]
 
     def repair(self, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Gold sequences with ``I-X`` opening an entity (186 in Twitter-2015 train) read as ``B-X``:
@@ -113,7 +140,8 @@ class BIOCRF(CRF):
         """Mean negative log-likelihood per sequence; rows with no word in the batch count zero."""
         mask, rows = _crf_mask(mask)
         tags = self.repair(tags, mask)
-        llh = self(emissions, tags, mask=mask, reduction="none")
+        with self._masked_once():
+            llh = self(emissions, tags, mask=mask, reduction="none")
         if not rows.any():
             return emissions.sum() * 0.0
         return -(llh * rows).sum() / rows.sum()
@@ -121,7 +149,8 @@ class BIOCRF(CRF):
     def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         """Best valid path per row, cut to that row's words (empty for a row with none)."""
         crf_mask, rows = _crf_mask(mask)
-        paths = self.decode(emissions, mask=crf_mask)
+        with self._masked_once():
+            paths = self.decode(emissions, mask=crf_mask)
         return [path if keep else [] for path, keep in zip(paths, rows.tolist())]
 
 

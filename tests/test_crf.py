@@ -83,3 +83,43 @@ def test_rows_without_words_are_left_out():
     assert crf.viterbi(emissions, mask)[1] == []
     only_first = crf.nll(emissions[:1], tags[:1], mask[:1])
     assert torch.allclose(crf.nll(emissions, tags, mask), only_first)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 5), width=st.integers(1, 9))
+def test_nll_and_its_gradients_equal_plain_torchcrf_on_the_masked_scores(seed, batch, width):
+    """BIOCRF masks its scores once per call and scores the gold path without a time loop: the same
+    likelihood and gradients as torchcrf's own code run on the masked scores."""
+    from torchcrf import CRF
+
+    gen = torch.Generator().manual_seed(seed)
+    crf = BIOCRF(LABELS)
+    with torch.no_grad():
+        for name in ("transitions", "start_transitions", "end_transitions"):
+            crf._parameters[name].copy_(torch.randn(crf._parameters[name].shape, generator=gen))
+    plain = CRF(len(LABELS), batch_first=True)
+    with torch.no_grad():
+        plain.transitions.copy_(crf.transitions)
+        plain.start_transitions.copy_(crf.start_transitions)
+        plain.end_transitions.copy_(crf.end_transitions)
+    emissions = torch.randn(batch, width, len(LABELS), generator=gen)
+    lengths = torch.randint(1, width + 1, (batch,), generator=gen)
+    mask = torch.arange(width)[None, :] < lengths[:, None]
+    tags = crf.repair(torch.randint(0, len(LABELS), (batch, width), generator=gen), mask)
+    ours_e, plain_e = emissions.clone().requires_grad_(), emissions.clone().requires_grad_()
+    ours = crf.nll(ours_e, tags, mask)
+    reference = -plain(plain_e, tags, mask=mask, reduction="mean")
+    assert torch.allclose(ours, reference, atol=1e-4)
+    ours.backward()
+    reference.backward()
+    assert torch.allclose(ours_e.grad, plain_e.grad, atol=1e-5)
+    allowed, start = allowed_transitions(LABELS)
+
+    def grad(p):  # a score no path used (one-word tweets: no transition) may have no gradient
+        return torch.zeros_like(p) if p.grad is None else p.grad
+
+    assert torch.allclose(grad(crf._parameters["transitions"]), grad(plain.transitions) * allowed, atol=1e-5)
+    assert torch.allclose(grad(crf._parameters["start_transitions"]), grad(plain.start_transitions) * start,
+                          atol=1e-5)
+    assert torch.allclose(grad(crf._parameters["end_transitions"]), grad(plain.end_transitions), atol=1e-5)
+    assert crf.viterbi(emissions, mask) == plain.decode(emissions, mask=mask)
