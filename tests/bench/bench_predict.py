@@ -15,6 +15,8 @@ own process (its peak RSS is its own), side by side in one run:
                 cache (a warm-up call fills it); fp32 and bf16                          (target >= 90 tweets/s)
   raw-grounded  all switches, raw tweet text + a 640x480 picture each: tokenizer, noun phrases, YOLO + CLIP
                 grounding, tower features, model, all in the call                       (target >= 1.2 tweets/s)
+  arithmetic    text-only and cached (fp32) in one process: floating-point operations of one whole call
+                (torch.utils.flop_counter) and GFLOP/s, i.e. how close each runs to the machine's arithmetic
   vs-predict    the `cached` input as files (CoNLL + images + aux dict + crops + warm cache): Tagger
                 (load + tag) against comipn-train predict's predict_file (load + tag + write), alternating;
                 same tags required                                                      (target: within 10%)
@@ -43,7 +45,7 @@ import _offline  # noqa: F401 - the offline environment and the repository on sy
 ROOT = Path(__file__).resolve().parents[2]
 TEST_SPLIT = ROOT / "data" / "twitter2017" / "test.txt"
 SAMPLE_IMAGES = ROOT / "data" / "sample" / "sample_images"
-CASES = ("text-only", "cached", "raw-grounded", "vs-predict")
+CASES = ("text-only", "cached", "raw-grounded", "vs-predict", "arithmetic")
 TARGETS = {"text-only": 250.0, "cached": 90.0, "raw-grounded": 1.2}
 GROUNDING = {"detector": "yolov8n.yaml", "clip_model": "ViT-B-32", "clip_pretrained": None, "top_k": 3,
              "conf": 1e-05, "iou": 0.5, "nms_iou": 0.7, "max_candidates": 10, "prompt": "a photo of {}"}
@@ -126,12 +128,8 @@ def run_case(case: str, work: Path, repeats: int, raw_tweets: int, batch_size: i
                                                         repeats))
     elif case == "cached":
         tagger = Tagger.from_pretrained(work / "all" / "best.pt", device="cpu", feature_cache=work / "cache")
-        aux = _aux(work)
-        words = [t.tokens for t in tweets]
-        images = [work / "images" / f"{t.imgid}.png" for t in tweets]
-        crops = [[work / "crops" / n for n in aux[t.image_name]] for t in tweets]
-        call = lambda: tagger(words, images=images, crops=crops, batch_size=batch_size)  # noqa: E731
-        out.update(tweets=len(words), **both_precisions(tagger, call, repeats), cache_misses=tagger._cache.misses)
+        call = cached_call(tagger, work, tweets, batch_size)
+        out.update(tweets=len(tweets), **both_precisions(tagger, call, repeats), cache_misses=tagger._cache.misses)
     elif case == "raw-grounded":
         tagger = Tagger.from_pretrained(work / "all" / "best.pt", device="cpu")
         pictures = sorted((work / "pictures").glob("*.jpg"))
@@ -142,7 +140,44 @@ def run_case(case: str, work: Path, repeats: int, raw_tweets: int, batch_size: i
                    crops_per_tweet=sum(len(r.crops) for r in results) / len(results))
     elif case == "vs-predict":
         out.update(vs_predict(work, tweets, repeats, batch_size))
+    elif case == "arithmetic":
+        out.update(arithmetic(work, tweets, repeats, batch_size))
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def cached_call(tagger, work: Path, tweets, batch_size: int):
+    aux = _aux(work)
+    words = [t.tokens for t in tweets]
+    images = [work / "images" / f"{t.imgid}.png" for t in tweets]
+    crops = [[work / "crops" / n for n in aux[t.image_name]] for t in tweets]
+    return lambda: tagger(words, images=images, crops=crops, batch_size=batch_size)
+
+
+def arithmetic(work: Path, tweets, repeats: int, batch_size: int) -> dict:
+    """Floating-point operations of one whole fp32 call, text-only and cached, and the seconds of
+    ``repeats`` calls after it (the counting call doubles as the warm-up)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from comipn_model import Tagger
+
+    out = {"tweets": len(tweets)}
+    text = Tagger.from_pretrained(work / "text" / "best.pt", device="cpu")
+    cached = Tagger.from_pretrained(work / "all" / "best.pt", device="cpu", feature_cache=work / "cache")
+    cached_call(cached, work, tweets, batch_size)()  # fills the feature cache
+    words = [t.tokens for t in tweets]
+    for name, call in (("text", lambda: text(words, batch_size=batch_size)),
+                       ("cached", cached_call(cached, work, tweets, batch_size))):
+        with FlopCounterMode(display=False) as counter:
+            call()
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            seconds.append(time.perf_counter() - start)
+        out[f"{name}_flops"] = counter.get_total_flops()
+        out[f"{name}_seconds"] = seconds
+    out["seconds"] = out["cached_seconds"]
     return out
 
 
@@ -284,6 +319,12 @@ def summary_line(r: dict) -> str:
                  f"({100 * r['bf16_same_tags']:.1f}% of tweets tagged as in fp32)")
     if "crops_per_tweet" in r:
         text += f"  ({r['crops_per_tweet']:.2f} crops per tweet)"
+    if "text_flops" in r:
+        for name in ("text", "cached"):
+            sec = statistics.median(r[f"{name}_seconds"])
+            text += (f"\n{'':<13} {name}: {r[f'{name}_flops'] / 1e9:.1f} GFLOP per call, {sec:.2f} s, "
+                     f"{r['tweets'] / sec:.1f} tweets/s, {r[f'{name}_flops'] / sec / 1e9:.1f} GFLOP/s")
+        text += f"\n{'':<13} cached / text-only: {r['cached_flops'] / r['text_flops']:.2f}x the arithmetic"
     if "tagger_vs_predict" in r:
         text += (f"\n{'':<13} predict_file {r['predict_tweets_per_s']:.2f} tweets/s; Tagger / predict speed "
                  f"{r['tagger_vs_predict']:.3f}; same tags: {r['same_tags']}")
