@@ -87,3 +87,26 @@ def quiet_transformers():
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def quiet_open_clip():
+    """open_clip logs through the root logger (``logging.warning`` at module level), e.g. "No pretrained
+    weights loaded" for random weights the user asked for: drop its records up to WARNING while it
+    builds a model. A filter on the root logger for the duration only; its errors still pass."""
+    try:
+        import open_clip
+    except ImportError:  # pragma: no cover - open_clip is a dependency
+        yield
+        return
+    package = os.path.dirname(open_clip.__file__)
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno > logging.WARNING or not record.pathname.startswith(package)
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .logs import quiet_open_clip
+
 logger = logging.getLogger(__name__)
 
 _TRUE = ("1", "true", "yes", "on")
@@ -113,8 +115,9 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", d
                     f"offline (HF_HUB_OFFLINE) and CLIP weights {model_name}/{pretrained} are not cached; "
                     f"pass a local weights file with {flag} (or {flag} none for random weights)")
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device,
-                                                                     force_quick_gelu=quick_gelu)
+        with quiet_open_clip():
+            model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device,
+                                                                         force_quick_gelu=quick_gelu)
     except (RuntimeError, OSError, ValueError) as err:
         raise WeightsUnavailable(
             f"could not load CLIP weights {pretrained!r} for {model_name}: {err}; "
@@ -122,7 +125,8 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", d
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    tokenizer = open_clip.get_tokenizer(model_name)
+    with quiet_open_clip():
+        tokenizer = open_clip.get_tokenizer(model_name)
     logger.info("CLIP %s loaded (%s, %s)", model_name, "random weights" if random_weights else weights_id,
                 "QuickGELU" if quick_gelu else "GELU")
     return ClipBundle(model=model, preprocess=preprocess, tokenizer=tokenizer, model_name=model_name,

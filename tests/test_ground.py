@@ -399,3 +399,21 @@ def test_detecting_leaves_torch_threads_as_they_were(grounder):
         assert torch.get_num_threads() == wanted
     finally:
         torch.set_num_threads(before)
+
+
+def test_random_clip_weights_load_without_open_clips_root_warning(caplog):
+    """open_clip warns "No pretrained weights loaded" on the root logger for the random weights the user
+    asked for; the build is quiet, and the root logger is left as it was."""
+    import logging
+
+    from comipn_prep.weights import load_clip
+
+    root_filters = list(logging.getLogger().filters)
+    with caplog.at_level(logging.INFO):
+        bundle = load_clip("ViT-B-32", None)
+        logging.getLogger().warning("a root warning of the application's own")
+    assert bundle.random_weights
+    assert not [r for r in caplog.records if "open_clip" in r.pathname]
+    assert any(r.getMessage() == "a root warning of the application's own" for r in caplog.records)
+    assert any("random weights" in r.getMessage() for r in caplog.records if r.name == "comipn_prep.weights")
+    assert logging.getLogger().filters == root_filters
