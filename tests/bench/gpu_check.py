@@ -1,6 +1,6 @@
 """One prepared run of every figure the GPU path needs (issue 13); started by ``bin/gpu-check``.
 
-    bin/gpu-check OUTDIR [--device cuda|cpu] [--tiny] [--steps facts,train_step,...]
+    bin/gpu-check OUTDIR [--device cuda|cpu] [--tiny] [--steps facts,train_step,...] [--io-threads N]
 
 Steps, each in a process of its own with its own timeout (a step that fails or runs out of time is
 named; the others still run; the exit status is then 1):
@@ -352,7 +352,7 @@ def step_ground(args, sizes: Sizes, work: Path) -> dict:
     device = args.device
     items = draw_images(work / "img", sizes.ground_images)
     common = dict(detector="yolov8n.yaml", clip_pretrained="none", conf=0.0, max_candidates=10,
-                  batch_size=sizes.ground_batch, crop_batch=sizes.crop_batch)
+                  batch_size=sizes.ground_batch, crop_batch=sizes.crop_batch, io_threads=args.io_threads)
     tensor = Grounder.from_config(GroundConfig(device=device, crop_path="tensor", **common))
     pillow = Grounder(tensor.detector, tensor.matcher, GroundConfig(device=device, crop_path="pillow", **common),
                       tensor.detector_id, tensor.clip_id, tensor.random_weights)
@@ -450,7 +450,8 @@ def step_cache_fill(args, sizes: Sizes, work: Path) -> dict:
     torch.manual_seed(0)
     tower = VisionTower("ViT-B-32", None, device=args.device)
     FeatureCache(work / "warm", tower, batch_size=sizes.cache_batch, progress=False).get_many(paths[:sizes.cache_batch])
-    cache = FeatureCache(work / "cache", tower, batch_size=sizes.cache_batch, progress=False)
+    cache = FeatureCache(work / "cache", tower, batch_size=sizes.cache_batch, progress=False,
+                         io_threads=args.io_threads or None)
     reset_peak(args.device)
     sync(args.device)
     start = time.perf_counter()
@@ -522,6 +523,8 @@ def run_step(name: str, args, outdir: Path, timeout: float, scratch: Path) -> di
         cmd += ["--tokenizer", args.tokenizer]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.io_threads:
+        cmd += ["--io-threads", str(args.io_threads)]
     start = time.perf_counter()
     with open(log, "w") as fh:
         # Its own process group: a timeout ends the step and everything it started.
@@ -600,6 +603,8 @@ def main() -> int:
     ap.add_argument("--tokenizer", default=None, help="a folder with a bert-base-uncased vocabulary "
                                                       "(default: MiniLM's package, else .gpu/tokenizer)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads in each step (0: torch's default)")
+    ap.add_argument("--io-threads", type=int, default=0,
+                    help="grounding's decode / PNG threads and the cache fill's I/O threads (0: their defaults)")
     ap.add_argument("--timeout", type=float, default=None, help="seconds each step may take (default: per step)")
     ap.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
