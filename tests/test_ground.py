@@ -109,6 +109,19 @@ def test_truncated_text_encoding_equals_full_context(grounder):
     assert set(phrases) <= set(m._cache)  # cached for the next image
 
 
+def test_phrase_cache_keeps_the_most_recently_used_phrases_only(grounder):
+    from comipn_prep.grounding.clip_matcher import ClipMatcher
+
+    m = grounder.matcher
+    small = ClipMatcher(m.bundle, device=m.device, prompt=m.prompt, cache_size=3)
+    first = small.encode_phrases(["a", "b", "c", "d"])  # one call larger than the cache: still answered
+    assert list(small._cache) == ["b", "c", "d"]
+    again = small.encode_phrases(["b", "e"])  # "b" used again, "e" new: "c" is the least recent
+    assert list(small._cache) == ["d", "b", "e"]
+    assert np.allclose(again[0], first[1], atol=1e-6)
+    assert np.allclose(small.encode_phrases(["a"])[0], first[0], atol=1e-6)  # evicted, recomputed alike
+
+
 # -- batched = naive --------------------------------------------------------------------------------------
 def test_batched_equals_naive(tmp_path, grounder, tweets):
     _write_images(tmp_path / "img", tweets, sizes=[(320, 240), (320, 240), (200, 300)])
