@@ -61,6 +61,25 @@ def test_second_pass_reads_the_cache(tower, tmp_path):
     assert again.tower_calls == 0
 
 
+def test_filling_on_io_threads_gives_the_one_thread_features(tower, tmp_path):
+    """Several batches decoded and preprocessed on threads one batch ahead, written behind: the same
+    features, in input order, as one thread; a repeated image is computed once."""
+    paths = [make_image(tmp_path / f"{i}.png", (25 * i, 90, 240 - 20 * i), size=(64 + 8 * i, 48)) for i in range(7)]
+    inputs = paths + [paths[2], tmp_path / "missing.png"]
+    one = FeatureCache(tmp_path / "one", tower, batch_size=2, io_threads=1).get_many(inputs)
+    many = FeatureCache(tmp_path / "many", tower, batch_size=2, io_threads=4)
+    threaded = many.get_many(inputs)
+    assert many.tower_calls == 4 and many.misses == 7  # 7 distinct images in batches of 2
+    assert threaded[-1] is None and one[-1] is None
+    for a, b in zip(one[:-1], threaded[:-1]):
+        assert torch.equal(a.cls, b.cls) and torch.equal(a.patches, b.patches)
+    assert torch.equal(threaded[2].cls, threaded[7].cls)
+    assert len(list((tmp_path / "many").rglob("*.safetensors"))) == 7  # every entry written
+    reread = FeatureCache(tmp_path / "many", tower)
+    reread.get_many(paths)
+    assert reread.tower_calls == 0 and reread.hits == 7  # and every entry reads back
+
+
 def test_changed_bytes_or_model_id_miss_the_cache(tower, tmp_path):
     path = make_image(tmp_path / "x.png", (10, 20, 30))
     cache = FeatureCache(tmp_path / "cache", tower)
