@@ -23,10 +23,10 @@ PHRASE_CACHE_SIZE = 50_000
 class ClipMatcher:
     """Scores (phrase, crop) pairs with an open_clip model.
 
-    Phrase embeddings are cached by phrase text (the ``cache_size`` most recently used). Text is encoded only up to the longest phrase of a
-    batch instead of the full 77-token context: CLIP's text tower is causal and pools at the
-    end-of-text token, so the padding after it never changes the result (tested against
-    ``encode_text``) and costs ~10x the compute of a short phrase.
+    Phrase embeddings are cached by phrase text (the ``cache_size`` most recently used). Text is
+    encoded only up to the longest phrase of a batch instead of the full 77-token context: CLIP's text
+    tower is causal and pools at the end-of-text token, so the padding after it never changes the
+    result (tested against ``encode_text``) and costs ~10x the compute of a short phrase.
     """
 
     def __init__(self, bundle: ClipBundle, device: str = "cpu", prompt: str = DEFAULT_PROMPT,
