@@ -4,6 +4,7 @@ attention (a fresh ``transformers.DynamicCache`` per forward, no copy of BERT's 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -103,8 +104,12 @@ def cache_kwarg(encoder: nn.Module) -> str:
     """The name the encoder's ``forward`` takes its key/value cache under: ``cache`` in recent
     transformers releases, ``past_key_values`` in earlier ones (5.0 to at least 5.17). Under the wrong
     name the cache would vanish into ``**kwargs`` while the prefix's mask stays."""
-    params = inspect.signature(encoder.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+    return _cache_kwarg_of(type(encoder))
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_kwarg_of(encoder_class: type) -> str:  # once per class, not per forward
+    return "cache" if "cache" in inspect.signature(encoder_class.forward).parameters else "past_key_values"
 
 
 def encode(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
