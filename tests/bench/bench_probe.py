@@ -234,9 +234,8 @@ def save_result(path: Path, row: dict) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: mean +- sd of test F1 (x100) per (variant, config), the difference of the means to
-    text-only, and the standard error of that difference paired by seed (the seeds' spread is the
-    probe's main noise: the same seed moves text-only and a module together less than two seeds do)."""
+    """Markdown: mean +- sd of test F1 (x100) per (variant, config), the mean difference to text-only
+    of the same seeds, and its standard error (the seeds' spread is the probe's main noise)."""
     groups: dict[tuple[str, str], dict[int, float]] = {}
     for r in rows:  # a later row of the same (variant, config, seed) replaces an earlier one
         groups.setdefault((r["variant"], r["config"]), {})[r["seed"]] = 100 * r["test_f1"]
