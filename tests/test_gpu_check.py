@@ -4,6 +4,7 @@ hanging step is named and ends the run with a non-zero exit."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -12,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bin" / "gpu-check"
 
 
-def _run(out: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SCRIPT), str(out), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+def _run(out: Path, *args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SCRIPT), str(out), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env=env)
 
 
 def test_cpu_rehearsal_runs_every_step(tmp_path):
@@ -41,8 +43,10 @@ def test_cpu_rehearsal_runs_every_step(tmp_path):
 
 
 def test_a_failing_step_is_named_and_a_hanging_one_ended(tmp_path):
-    # Without a GPU, asking for CUDA fails the facts step's checks.
-    r = _run(tmp_path / "a", "--device", "cuda", "--steps", "facts", timeout=300)
+    # Asking for CUDA where torch sees none fails the facts step's checks. The GPUs are hidden from the
+    # child, so the failure path is checked on a machine that has one too.
+    no_gpu = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    r = _run(tmp_path / "a", "--device", "cuda", "--steps", "facts", timeout=300, env=no_gpu)
     assert r.returncode == 1 and "FAILED in step(s): facts" in r.stderr
     rec = json.loads((tmp_path / "a" / "gpu_check.json").read_text())["steps"]["facts"]
     assert rec["status"] == "failed" and rec["checks"]["cuda_available"] is False
