@@ -146,7 +146,7 @@ def export_model(load_path: str | os.PathLike, out_dir: str | os.PathLike, *, te
     """Write ``load_path`` (best.pt, a run folder, or an exported folder) as an exported folder."""
     from .tagger import build_network
 
-    _check_out(Path(out_dir), force)
+    check_export_target(Path(out_dir), force)
     loaded = load_source(load_path)
     if text_model:
         loaded.config.text_model = text_model
@@ -154,18 +154,47 @@ def export_model(load_path: str | os.PathLike, out_dir: str | os.PathLike, *, te
     return write_exported(model, loaded, out_dir, force=force)
 
 
-def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise FileExistsError(f"{out} exists and is not empty: pass --force to replace its files")
+def made_by_export(folder: Path) -> bool:
+    """Whether ``folder`` is one an export wrote: its ``config.json`` says ``"format": "comipn-tagger"``
+    (the marker; a run folder's config.json is a TrainConfig and has no such key)."""
+    try:
+        data = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
+def check_export_target(out: Path, force: bool) -> None:
+    """Refuse, before anything is loaded or written, every ``out`` but an absent or empty folder, or,
+    with ``force``, a folder an earlier export made. A run folder, or any folder of the user's, is never
+    written into: export's ``config.json`` and ``README.md`` would replace theirs."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"{out} is a file; nothing was written: --out takes a folder of its own")
+    if not any(out.iterdir()):
+        return
+    if made_by_export(out):
+        if not force:
+            raise FileExistsError(f"{out} holds an earlier export; nothing was written: pass --force to replace it")
+        return
+    # config.json alone says nothing: a run's and the user's own share the name.
+    run_files = sorted(p.name for p in out.iterdir() if p.name in (*rf.RUN_FILES, rf.TENSORBOARD) and p.name != CONFIG_NAME)
+    what = (f"a training run folder ({', '.join(run_files)})" if run_files else
+            f"not empty and was not made by an export (no {CONFIG_NAME} with \"format\": \"{FORMAT}\")")
+    raise FileExistsError(f"{out} is {what}; nothing was written: give --out a new or empty folder "
+                          f"(--force replaces only an earlier export)")
 
 
 def write_exported(model, loaded: LoadedModel, out_dir: str | os.PathLike, *, force: bool = False) -> Path:
     """Write a built network and what it was loaded with; the files are made in a temporary folder
-    beside ``out_dir`` and moved in at the end (an interrupted export leaves no half folder)."""
+    beside ``out_dir`` and moved in at the end (an interrupted export leaves no half folder).
+    ``out_dir`` must be new, empty, or (with ``force``) an earlier export: see :func:`check_export_target`."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
-    _check_out(out, force)
+    check_export_target(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
@@ -188,6 +217,7 @@ def write_exported(model, loaded: LoadedModel, out_dir: str | os.PathLike, *, fo
         (tmp / CONFIG_NAME).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         atomic_write_bytes(tmp / CARD_NAME, model_card(data).encode("utf-8"))
         out.mkdir(parents=True, exist_ok=True)
+        # Only the export's own entries are replaced; anything else in an earlier export stays.
         for item in sorted(tmp.iterdir()):
             target = out / item.name
             if target.is_dir():

@@ -129,15 +129,62 @@ def test_tensors_that_do_not_fit_the_config_exit_2(models, tmp_path):
 
 def test_export_never_overwrites_without_force(models, tmp_path):
     out = tmp_path / "mine"
-    out.mkdir()
-    (out / "notes.txt").write_text("keep")
     args = ["export", "--load-path", str(models["run"]), "--out", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    (out / "notes.txt").write_text("keep")
+    before = (out / "config.json").read_bytes()
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 2 and "--force" in one_error_line(result.output)
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert result.exit_code == 2 and "earlier export" in one_error_line(result.output)
+    assert "--force" in one_error_line(result.output) and (out / "config.json").read_bytes() == before
     result = CliRunner().invoke(main, args + ["--force"])
     assert result.exit_code == 0, result.output
+    # --force replaces the export's own entries; a file the user put beside them stays
     assert (out / "model.safetensors").is_file() and (out / "notes.txt").read_text() == "keep"
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+def test_export_never_writes_into_a_run_folder_even_with_force(models, tmp_path):
+    """export --out RUN --force replaced the run's training config.json (then --resume failed) and wrote
+    its README.md and text_encoder/ into the run."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(models["run"], run)
+    before = _snapshot(run)
+    for extra in ([], ["--force"]):
+        result = CliRunner().invoke(main, ["export", "--load-path", str(run), "--out", str(run), *extra])
+        assert result.exit_code == 2, result.output
+        line = one_error_line(result.output)
+        assert "training run folder" in line and "best.pt" in line and "nothing was written" in line
+        assert _snapshot(run) == before
+    # the run's config still reads as a training config
+    assert "format" not in json.loads((run / rf.CONFIG).read_text())
+
+
+def test_force_replaces_only_an_earlier_export(models, tmp_path):
+    """Any other non-empty folder is refused with --force too: its README.md, text_encoder/ and
+    config.json are the user's."""
+    out = tmp_path / "project"
+    (out / "text_encoder").mkdir(parents=True)
+    (out / "text_encoder" / "mine.json").write_text("{}")
+    (out / "README.md").write_text("my notes")
+    (out / "config.json").write_text('{"learning_rate": 1}')
+    before = _snapshot(out)
+    result = CliRunner().invoke(main, ["export", "--load-path", str(models["run"]), "--out", str(out), "--force"])
+    assert result.exit_code == 2 and "not made by an export" in one_error_line(result.output)
+    assert _snapshot(out) == before
+    # the Python side follows the same rule
+    tagger = Tagger.from_pretrained(models["exported"], device="cpu")
+    with pytest.raises(FileExistsError, match="not made by an export"):
+        tagger.save_pretrained(out, force=True)
+    assert _snapshot(out) == before
+    tagger.save_pretrained(tmp_path / "fresh")
+    with pytest.raises(FileExistsError, match="earlier export"):
+        tagger.save_pretrained(tmp_path / "fresh")
+    tagger.save_pretrained(tmp_path / "fresh", force=True)
 
 
 def test_hub_conventions(models, tmp_path, monkeypatch):

@@ -10,9 +10,11 @@ from . import _fail_fast
 @click.command()
 @click.option("--load-path", required=True, help="best.pt, a run folder, or an exported folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder for config.json, model.safetensors, text_encoder/ and README.md.")
+              help="A new or empty folder for config.json, model.safetensors, text_encoder/ and README.md "
+                   "(never a run folder).")
 @click.option("--text-model", help="Folder with the encoder's config and tokenizer, if moved since training.")
-@click.option("--force", is_flag=True, help="Replace the files of a non-empty --out.")
+@click.option("--force", is_flag=True, help="Replace an earlier export in --out (a folder export made; any "
+                                           "other non-empty folder is refused).")
 def export(load_path, out, text_model, force) -> None:
     """Export a trained model: config.json (model config, labels, grounding settings of training),
     model.safetensors, the tokenizer files and a model card with the run's dev/test figures.
