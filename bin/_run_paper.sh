@@ -2,12 +2,13 @@
 # (BERT-base, CLIP ViT-B/32, batch 8, 30 epochs, lr 3e-5, warmup 1%, seed 1234) on a GPU.
 #   bin/run_twitterNN.sh DATA_ROOT [RUN_DIR] [extra comipn-train options...]
 # DATA_ROOT holds <dataset>/, <dataset>_images/ and <dataset>_aux_images/ (the field's layout).
-# Offline: add --text-model /path/to/bert-base-uncased --clip-pretrained /path/to/open_clip_weights.bin.
+# Offline: add --text-model /path/to/bert-base-uncased --clip-model ViT-B-32-quickgelu
+#   --clip-pretrained /path/to/vit-b-32-openai.bin (OpenAI's weights need the -quickgelu model).
 # Several GPUs: NPROC=4 bin/run_twitterNN.sh DATA_ROOT (runs under torchrun with DDP).
 set -euo pipefail
 if [ $# -lt 1 ]; then
     echo "usage: $0 DATA_ROOT [RUN_DIR] [extra comipn-train options...]" >&2
-    sed -n '2,6p' "$(dirname "${BASH_SOURCE[0]}")/_run_paper.sh" >&2
+    sed -n '2,7p' "$(dirname "${BASH_SOURCE[0]}")/_run_paper.sh" >&2
     exit 2
 fi
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

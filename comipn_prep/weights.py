@@ -8,6 +8,7 @@ the network when the environment says it is offline (``HF_HUB_OFFLINE`` / ``YOLO
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -89,13 +90,25 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", d
         pretrained = str(pretrained)
         local = Path(pretrained).expanduser()
         if local.is_file():
+            if _is_torchscript_archive(local):
+                raise WeightsUnavailable(
+                    f"CLIP weights file {local} is a TorchScript archive (OpenAI's original release), which "
+                    f"comipn does not load (it holds code, not only tensors); save its weights once as a "
+                    f"state dict (docs/data.md, 'CLIP') and pass that file with {flag}")
             # Content, not name: two different files called clip.pt must never share cached features.
             tag, weights_id = str(local), f"{model_name}:sha256-{file_digest(local)[:32]}"
-            # A weights file does not say which activation it was trained with: the model name decides.
-            logger.warning("CLIP weights file %s: its activation cannot be read from the file; building %s "
-                           "with %s as the model name says (OpenAI-trained weights need QuickGELU: use the "
-                           "'-quickgelu' model, e.g. ViT-B-32-quickgelu)", local, model_name,
-                           "QuickGELU" if quick_gelu else "GELU")
+            openai_sign = None if quick_gelu else openai_weights_sign(local)
+            if openai_sign:
+                # OpenAI's weights were trained with QuickGELU; GELU would shift every feature silently.
+                quick_gelu = True
+                weights_id += ":quickgelu"
+                logger.info("CLIP weights file %s: OpenAI's weights (%s); building %s with QuickGELU",
+                            local, openai_sign, model_name)
+            elif not quick_gelu:
+                logger.warning("CLIP weights file %s: nothing in its name or folder says OpenAI; building %s "
+                               "with GELU as the model name says (for OpenAI-trained weights use the "
+                               "'-quickgelu' model, e.g. ViT-B-32-quickgelu, or keep 'openai' in the file "
+                               "name)", local, model_name)
         elif _looks_like_path(pretrained):
             raise WeightsUnavailable(
                 f"CLIP weights file {pretrained} does not exist; pass a local weights file with {flag} "
@@ -131,6 +144,39 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", d
                 "QuickGELU" if quick_gelu else "GELU")
     return ClipBundle(model=model, preprocess=preprocess, tokenizer=tokenizer, model_name=model_name,
                       weights_id=weights_id, random_weights=random_weights, quick_gelu=quick_gelu)
+
+
+def openai_weights_sign(path: Path) -> str | None:
+    """What shows that a local CLIP weights file holds OpenAI's weights (trained with QuickGELU), or
+    None. A state dict of OpenAI's weights has the same keys as LAION's, so the signs are outside the
+    tensors: ``openai`` in the file's name or in the Hugging Face cache folder it sits in (the Hub
+    repositories of OpenAI's weights are named so: ``models--timm--vit_base_patch32_clip_224.openai``), or
+    an ``open_clip_config.json`` beside it (those repositories ship one) whose model config says
+    ``quick_gelu``. Other folder names are not read: ``/home/openai-fan/`` says nothing of a file."""
+    path = Path(path)
+    names = [path.name] + [p.name for p in path.parents if p.name.startswith("models--")]
+    for name in names:
+        if "openai" in name.lower():
+            return f"'openai' in {name!r}"
+    config = path.parent / "open_clip_config.json"
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if isinstance(data, dict) and isinstance(data.get("model_cfg"), dict) and data["model_cfg"].get("quick_gelu"):
+            return f"{config.name} beside it says quick_gelu"
+    return None
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    """A TorchScript zip (OpenAI's original ``ViT-B-32.pt``): it carries a ``code/`` folder."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in f"/{name}" for name in archive.namelist())
 
 
 def _in_hf_cache(model_name: str, tag: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -194,6 +195,48 @@ def test_openai_weights_build_quickgelu_and_key_the_cache_apart(monkeypatch):
     assert cache_a.key(b"same image") != cache_b.key(b"same image")
 
 
+def test_a_local_file_of_openai_weights_builds_quickgelu(tmp_path, caplog):
+    """--clip-pretrained FILE with the default ViT-B-32 built GELU for OpenAI's weights (a warning named
+    -quickgelu); now the file's name, its Hub cache folder or the open_clip_config.json beside it says
+    OpenAI, and QuickGELU is built; a file with no such sign keeps GELU, with the warning."""
+    import json
+
+    import open_clip
+    from open_clip.transformer import QuickGELU
+
+    from comipn_prep.weights import WeightsUnavailable, load_clip, openai_weights_sign
+
+    hub = tmp_path / "models--timm--vit_base_patch32_clip_224.openai" / "snapshots" / "0123"
+    beside = tmp_path / "downloaded"
+    files = {"named": tmp_path / "vit-b-32-openai.pt", "hub": hub / "open_clip_pytorch_model.bin",
+             "config": beside / "open_clip_pytorch_model.bin", "plain": tmp_path / "clip-weights.pt"}
+    torch.save(open_clip.create_model("ViT-B-32", pretrained=None).state_dict(), files["plain"])
+    for case in ("named", "hub", "config"):  # one file of 350 MB, seen under each name
+        files[case].parent.mkdir(parents=True, exist_ok=True)
+        files[case].symlink_to(files["plain"])
+    (beside / "open_clip_config.json").write_text(json.dumps({"model_cfg": {"quick_gelu": True}}))
+
+    def activations(bundle):
+        return {type(b.mlp.gelu) for b in bundle.model.visual.transformer.resblocks}
+
+    bundle = load_clip("ViT-B-32", str(files["named"]))
+    assert bundle.quick_gelu and activations(bundle) == {QuickGELU} and bundle.weights_id.endswith(":quickgelu")
+    # the other signs, read without building the model again
+    assert "models--timm--vit_base_patch32_clip_224.openai" in openai_weights_sign(files["hub"])
+    assert "open_clip_config.json" in openai_weights_sign(files["config"])
+    assert openai_weights_sign(files["plain"]) is None
+    assert openai_weights_sign(Path("/home/openai-fan/clip.pt")) is None  # a folder's name says nothing
+    with caplog.at_level("WARNING", logger="comipn_prep.weights"):
+        plain = load_clip("ViT-B-32", str(files["plain"]))
+    assert not plain.quick_gelu and activations(plain) == {torch.nn.GELU}
+    assert "nothing in its name or folder says OpenAI" in caplog.text and "-quickgelu" in caplog.text
+    # OpenAI's original TorchScript release holds code: refused with what to do instead
+    scripted = tmp_path / "ViT-B-32.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(scripted))
+    with pytest.raises(WeightsUnavailable, match="TorchScript archive"):
+        load_clip("ViT-B-32", str(scripted))
+
+
 def test_same_named_weights_files_get_different_cache_keys(monkeypatch, tmp_path, caplog):
     calls = _no_download(monkeypatch)
     (tmp_path / "a").mkdir()
@@ -213,5 +256,5 @@ def test_same_named_weights_files_get_different_cache_keys(monkeypatch, tmp_path
         keys.append(cache.key(b"same image"))
     assert keys[0] != keys[1]  # same name, different content
     assert keys[0] == keys[2]  # same content, different name
-    # the activation of a bare weights file cannot be known: the user is told which rule applied
-    assert sum("activation cannot be read" in r.getMessage() for r in caplog.records) == 3
+    # nothing says OpenAI of these files: GELU as the model name says, and the user is told which rule applied
+    assert sum("nothing in its name or folder says OpenAI" in r.getMessage() for r in caplog.records) == 3
