@@ -79,7 +79,8 @@ def resolve_source(path: str | os.PathLike, *, from_hub: bool = False) -> Path:
         return ref.path
     text = ref.text
     if ref.kind != HUB:
-        raise FileNotFoundError(f"{no_such_folder(ref)}: no checkpoint, run folder or exported model there")
+        raise FileNotFoundError(f"{text}: no such checkpoint, run folder or exported model "
+                                f"({no_such_folder(ref).removeprefix(text + ': ')})")
     if not from_hub:
         raise FileNotFoundError(f"{not_a_local_folder(text)}; to download the Hugging Face Hub repository {text} "
                                 f"pass --from-hub (Python: from_hub=True)")

@@ -37,7 +37,7 @@ from . import _fail_fast
 @click.option("--trust-detector", is_flag=True,
               help="Load the detector recorded in the model even when it is a .pt file (a pickle, which can run "
                    "code): only for a model whose maker you trust. Without it a recorded detector loads only when "
-                   "it is one of ultralytics' own model names (see docs/security.md).")
+                   "it is one of ultralytics' own model names (yolov8n.yaml, yolov8n.pt).")
 @click.option("--ground-clip-pretrained", help="Grounding on the fly: CLIP weights (a local file, or none), "
                                                "if not the training's.")
 @click.option("--conf", type=click.FloatRange(0, 1), help="Grounding on the fly: detector confidence threshold, "
