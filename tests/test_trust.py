@@ -179,6 +179,23 @@ def test_recorded_official_names_never_read_the_current_folder(models, tmp_path,
     assert tagger._ground().detector_id == "yolov8n:random" and not marker.exists()
 
 
+def test_recorded_clip_weights_are_never_looked_up_from_the_current_folder(models, tmp_path, monkeypatch):
+    """The model's own CLIP weights recorded as a relative path: not read from wherever predict runs."""
+    monkeypatch.chdir(tmp_path)
+    folder = stranger_folder(models, tmp_path, "yolov8n.yaml")
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["clip_pretrained"] = "clip.pt"
+    (folder / "config.json").write_text(json.dumps(config))
+    torch.save({"visual.proj": torch.zeros(1)}, tmp_path / "clip.pt")  # a same-named file in the current folder
+    result = predict("--load-path", "stranger", "--input", str(one_tweet(tmp_path)), "--out", "o.jsonl")
+    assert result.exit_code == 2, result.output
+    assert str(folder / "config.json") in result.output and "model.clip_pretrained" in result.output
+    assert "never looked up from the current folder" in result.output and "--clip-pretrained" in result.output
+    result = predict("--load-path", "stranger", "--input", str(one_tweet(tmp_path)), "--out", "o.jsonl",
+                     "--clip-pretrained", "none")
+    assert result.exit_code == 0, result.output
+
+
 # -- the Hub: --load-path ------------------------------------------------------------------------------
 def test_hub_id_is_fetched_only_with_from_hub(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
