@@ -87,7 +87,9 @@ def resolve_source(path: str | os.PathLike, *, from_hub: bool = False) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id=text))
+        # Only the files an exported model is made of: nothing else of the repository reaches the disk.
+        return Path(snapshot_download(repo_id=text, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, f"{ENCODER_DIR}/*",
+                                                                    CARD_NAME]))
     except Exception as err:  # noqa: BLE001 - offline, unknown repo, no access: all one answer
         if hub_offline():
             raise FileNotFoundError(f"{text} was read as a Hugging Face Hub id (--from-hub), and the environment is "

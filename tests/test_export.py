@@ -147,8 +147,9 @@ def test_hub_conventions(models, tmp_path, monkeypatch):
 
     asked = []
 
-    def fake_download(repo_id, **_kw):
+    def fake_download(repo_id, allow_patterns=None, **_kw):
         asked.append(repo_id)
+        assert allow_patterns == ["config.json", "model.safetensors", "text_encoder/*", "README.md"]
         return str(models["exported"])
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
