@@ -71,16 +71,15 @@ def resolve_source(path: str | os.PathLike, *, from_hub: bool = False) -> Path:
     there is "no such file or folder". A bare ``owner/name`` is downloaded only when the caller asks for
     the Hub (``--from-hub`` / ``from_hub=True``): a mistyped local folder must never fetch whatever a
     stranger has put under that name."""
-    from comipn_prep.model_refs import HUB, PATH, classify, hub_offline, no_such_folder, not_a_local_folder, \
-        offline_why
+    from comipn_prep.model_refs import HUB, PATH, classify, hub_offline, not_a_local_folder, offline_why
 
     ref = classify(path)
     if ref.kind == PATH:
         return ref.path
     text = ref.text
     if ref.kind != HUB:
-        raise FileNotFoundError(f"{text}: no such checkpoint, run folder or exported model "
-                                f"({no_such_folder(ref).removeprefix(text + ': ')})")
+        raise FileNotFoundError(f"{text}: no such checkpoint, run folder or exported model: no such folder or "
+                                f"file ({Path(text).expanduser().absolute()} does not exist)")
     if not from_hub:
         raise FileNotFoundError(f"{not_a_local_folder(text)}; to download the Hugging Face Hub repository {text} "
                                 f"pass --from-hub (Python: from_hub=True)")
@@ -92,9 +91,9 @@ def resolve_source(path: str | os.PathLike, *, from_hub: bool = False) -> Path:
                                                                     CARD_NAME]))
     except Exception as err:  # noqa: BLE001 - offline, unknown repo, no access: all one answer
         if hub_offline():
-            raise FileNotFoundError(f"{text} was read as a Hugging Face Hub id (--from-hub), and the environment is "
-                                    f"offline ({offline_why()}) with no copy in the local cache; unset it to "
-                                    f"download, or pass a local folder") from None
+            raise FileNotFoundError(f"{text} was read as a Hugging Face Hub id (--from-hub), but it is not in the "
+                                    f"local cache and the Hub is not reached ({offline_why()}); unset that to "
+                                    f"download it, or pass a local folder") from None
         raise FileNotFoundError(f"{text} was read as a Hugging Face Hub id (--from-hub), and the Hub did not give "
                                 f"it ({type(err).__name__}: {err})") from None
 
