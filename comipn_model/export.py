@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -40,7 +39,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ENCODER_DIR = "text_encoder"
 CARD_NAME = "README.md"
-_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -66,27 +64,48 @@ def is_exported(folder: Path) -> bool:
     return (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file()
 
 
-def resolve_source(path: str | os.PathLike) -> Path:
-    """A local checkpoint / run folder / exported folder, or a Hub repository id (downloaded)."""
-    local = Path(path).expanduser()
-    if local.exists():
-        return local
-    text = str(path)
-    if _REPO_ID_RE.match(text) and not text.startswith("."):
-        try:
-            from huggingface_hub import snapshot_download
+def resolve_source(path: str | os.PathLike, *, from_hub: bool = False) -> Path:
+    """A local checkpoint / run folder / exported folder, or (only with ``from_hub``) a Hub repository id.
 
-            return Path(snapshot_download(repo_id=text))
-        except Exception as err:  # noqa: BLE001 - offline, unknown repo, no access: all one answer
-            raise FileNotFoundError(f"{text}: no such local file or folder, and the Hugging Face Hub did not "
-                                    f"give it ({type(err).__name__}; offline?)") from None
-    raise FileNotFoundError(f"{text}: no such checkpoint, run folder or exported model")
+    An existing path is local. One that looks like a path (``./x``, ``~/x``, ``/x``, ``a/b/c``) and is not
+    there is "no such file or folder". A bare ``owner/name`` is downloaded only when the caller asks for
+    the Hub (``--from-hub`` / ``from_hub=True``): a mistyped local folder must never fetch whatever a
+    stranger has put under that name."""
+    from comipn_prep.model_refs import HUB, PATH, classify, hub_offline, not_a_local_folder, offline_why
+
+    ref = classify(path)
+    if ref.kind == PATH:
+        return ref.path
+    text = ref.text
+    if ref.kind != HUB:
+        raise FileNotFoundError(f"{text}: no such checkpoint, run folder or exported model: no such folder or "
+                                f"file ({Path(text).expanduser().absolute()} does not exist)")
+    if not from_hub:
+        raise FileNotFoundError(f"{not_a_local_folder(text)}; to download the Hugging Face Hub repository {text} "
+                                f"pass --from-hub (Python: from_hub=True)")
+    try:
+        from huggingface_hub import snapshot_download
+
+        # Only the files an exported model is made of: nothing else of the repository reaches the disk.
+        return Path(snapshot_download(repo_id=text, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, f"{ENCODER_DIR}/*",
+                                                                    CARD_NAME]))
+    except Exception as err:  # noqa: BLE001 - offline, unknown repo, no access: all one answer
+        if hub_offline():
+            raise FileNotFoundError(f"{text} was read as a Hugging Face Hub id (--from-hub), but it is not in the "
+                                    f"local cache and the Hub is not reached ({offline_why()}); unset that to "
+                                    f"download it, or pass a local folder") from None
+        raise FileNotFoundError(f"{text} was read as a Hugging Face Hub id (--from-hub), and the Hub did not give "
+                                f"it ({type(err).__name__}: {err})") from None
 
 
-def load_source(path: str | os.PathLike) -> LoadedModel:
-    """Read a ``best.pt``, a run folder (its best.pt) or an exported folder; nothing is unpickled
-    beyond ``torch.load(weights_only=True)``, and an exported folder not even that."""
-    source = resolve_source(path)
+def load_source(path: str | os.PathLike, *, from_hub: bool = False) -> LoadedModel:
+    """Read a ``best.pt``, a run folder (its best.pt) or an exported folder (or, with ``from_hub``, a
+    Hub repository id: see :func:`resolve_source`); nothing is unpickled beyond
+    ``torch.load(weights_only=True)``, and an exported folder not even that.
+
+    The settings recorded in it (``prep.grounding`` / ``grounding``: detector, CLIP weights) are only
+    read here; :class:`comipn_model.Tagger` decides what of them may be loaded without the user's say-so."""
+    source = resolve_source(path, from_hub=from_hub)
     if source.is_dir():
         if is_exported(source):
             return read_exported(source)

@@ -48,6 +48,8 @@ class PredictOptions:
     device: str = "auto"
     precision: str = "auto"  # see Tagger.from_pretrained
     force: bool = False
+    from_hub: bool = False  # a load_path that is no local path is a Hub repository id to download
+    trust_detector: bool = False  # load the model's recorded detector even if it is a pickle (.pt)
 
 
 @dataclass
@@ -174,7 +176,7 @@ def predict_file(opts: PredictOptions) -> int:
     tagger = Tagger.from_pretrained(opts.load_path, opts.device, text_model=opts.text_model,
                                     grounding=opts.grounding, np_backend=opts.np_backend,
                                     feature_cache=feature_cache, precision=opts.precision, progress=True,
-                                    **overrides)
+                                    from_hub=opts.from_hub, trust_detector=opts.trust_detector, **overrides)
     conll = None
     if kind == "conll":
         rows, conll = read_conll_rows(source, opts, tagger)

@@ -120,7 +120,7 @@ def _offline() -> bool:
 def check_text_encoder(name: str, random_init: bool, flag: str = "--text-model") -> None:
     """The encoder's folder (config, tokenizer, weights unless ``random_init``) or hub name is usable,
     without loading it."""
-    from .text_encoder import TextEncoderUnavailable
+    from .text_encoder import TextEncoderUnavailable, check_text_model_ref
 
     local = Path(name).expanduser()
     if local.is_dir():
@@ -134,15 +134,7 @@ def check_text_encoder(name: str, random_init: bool, flag: str = "--text-model")
             raise TextEncoderUnavailable(f"text encoder folder {name} has no weights file ({WEIGHT_FILES[0]} or "
                                          f"{WEIGHT_FILES[1]}); pass --random-init to build it with random weights")
         return
-    if local.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise TextEncoderUnavailable(f"text encoder folder {name} does not exist (or is not a folder); pass a "
-                                     f"local folder (config.json, tokenizer files, weights) with {flag}")
-    if _offline():
-        from huggingface_hub import try_to_load_from_cache
-
-        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
-            raise TextEncoderUnavailable(f"offline (HF_HUB_OFFLINE) and text encoder {name!r} is not in the "
-                                         f"Hugging Face cache; pass a local folder with {flag}")
+    check_text_model_ref(name, flag)  # no such folder / a file / a Hub id not cached offline: said which
 
 
 def check_clip(model_name: str, pretrained: str | None, flag: str = "--clip-pretrained") -> None:

@@ -96,7 +96,8 @@ class Tagger:
 
     def __init__(self, model, loaded: LoadedModel, device: torch.device, *, clip_pretrained: Any = _UNSET,
                  grounding: dict | None = None, np_backend: str | None = None,
-                 feature_cache: str | os.PathLike | None = None, precision: str = "auto", progress: bool = False):
+                 feature_cache: str | os.PathLike | None = None, precision: str = "auto", progress: bool = False,
+                 trust_detector: bool = False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.model = model
@@ -107,7 +108,9 @@ class Tagger:
         self.meta = loaded.meta
         self.prep = loaded.prep
         self.clip_pretrained = self.config.clip_pretrained if clip_pretrained is _UNSET else clip_pretrained
+        self._clip_recorded = clip_pretrained is _UNSET  # read from the model's files, not given by the caller
         self.grounding_overrides = dict(grounding or {})
+        self.trust_detector = trust_detector
         self.np_backend_name = np_backend or loaded.prep.get("np_backend") or "auto"
         self.feature_cache_dir = Path(feature_cache) if feature_cache else None
         self.progress = progress
@@ -120,7 +123,8 @@ class Tagger:
     def from_pretrained(cls, path: str | os.PathLike, device: str = "auto", *, text_model: str | None = None,
                         clip_pretrained: Any = _UNSET, grounding: dict | None = None,
                         np_backend: str | None = None, feature_cache: str | os.PathLike | None = None,
-                        precision: str = "auto", progress: bool = False) -> "Tagger":
+                        precision: str = "auto", progress: bool = False, from_hub: bool = False,
+                        trust_detector: bool = False) -> "Tagger":
         """Load a run folder, a ``best.pt``, an exported folder or a Hub repository id.
 
         ``text_model``: the encoder's folder (config + tokenizer) when a checkpoint's has moved.
@@ -131,14 +135,30 @@ class Tagger:
         are not cached). ``precision``: ``auto`` (bf16 autocast on CUDA, fp32 on CPU: as training's
         evaluation, the same tags as its test predictions), ``fp32``, or ``bf16`` (the model under bf16
         autocast on a CPU too: about 1.8x faster where the CPU has bf16 instructions, and a few tags may
-        differ from fp32; grounding and the CLIP tower stay fp32: bf16 made ViT-B/32 3x slower here)."""
-        loaded = load_source(path)
+        differ from fp32; grounding and the CLIP tower stay fp32: bf16 made ViT-B/32 3x slower here).
+        ``from_hub``: read a ``path`` that is no local file or folder as a Hugging Face Hub repository id
+        (``owner/name``) and download it; without it such a ``path`` is an error.
+
+        What is recorded in the model (its grounding detector and CLIP weights) is never loaded in a way
+        that can run code: the recorded detector loads only when it is one of ultralytics' own model names
+        (an architecture yaml shipped with it, or its released weights by bare name, from its weights
+        folder); any other (a ``.pt`` is a pickle) raises UntrustedWeights, unless the caller names the
+        detector (``grounding={"detector": ...}``) or trusts the model's maker (``trust_detector=True``).
+        Recorded CLIP weights are read with ``torch.load(weights_only=True)`` or safetensors by open_clip,
+        and a recorded relative or ``~`` path is refused rather than looked up from the current folder.
+        The text encoder loads with ``trust_remote_code=False``."""
+        if text_model:
+            from .text_encoder import check_text_model_ref
+
+            check_text_model_ref(text_model, "--text-model (Tagger: text_model=)")  # before any loading
+        loaded = load_source(path, from_hub=from_hub)
         if text_model:
             loaded.config.text_model = text_model
         dev = resolve_device(device)
         model = build_network(loaded, dev)
         return cls(model, loaded, dev, clip_pretrained=clip_pretrained, grounding=grounding,
-                   np_backend=np_backend, feature_cache=feature_cache, precision=precision, progress=progress)
+                   np_backend=np_backend, feature_cache=feature_cache, precision=precision, progress=progress,
+                   trust_detector=trust_detector)
 
     @property
     def uses_images(self) -> bool:
@@ -160,9 +180,26 @@ class Tagger:
         values["device"] = str(self.device)
         return GroundConfig(**values)
 
+    def _recorded_in(self, field_name: str) -> str:
+        """Where a recorded setting was read from, for messages: the file and the field."""
+        from .export import CONFIG_NAME
+
+        source = Path(self.source).absolute()
+        if source.is_dir():
+            return f"{source / CONFIG_NAME}, field {field_name}"
+        prefix = "model_config" if field_name.startswith("model.") else "prep"
+        return f"{source}, field {prefix}.{field_name.removeprefix('model.')}"
+
     def _vision(self):
         if self._tower is None:
             from .vision import FeatureCache, VisionTower
+
+            if self._clip_recorded:
+                from comipn_prep.weights import check_recorded_clip
+
+                check_recorded_clip(self.config.clip_model, self.clip_pretrained,
+                                    self._recorded_in("model.clip_pretrained"),
+                                    "--clip-pretrained (Tagger: clip_pretrained=)")
 
             # Random tower weights (clip_pretrained None) from a fixed seed, as the grounder's: the same
             # model on every load, and the caller's random numbers untouched.
@@ -178,11 +215,25 @@ class Tagger:
         if self._grounder is None:
             from comipn_prep.grounding import Grounder
 
-            from comipn_prep.weights import WeightsUnavailable
+            from comipn_prep.weights import UntrustedWeights, WeightsUnavailable, check_recorded_clip
 
             config = self.grounding_config()
+            recorded = dict(self.prep.get("grounding") or {})
+            detector_in = None
+            if "detector" not in self.grounding_overrides and not self.trust_detector:
+                detector_in = (self._recorded_in("grounding.detector") if "detector" in recorded else
+                               f"{self.source} (no grounding recorded: comipn's default detector)")
+            if "clip_pretrained" not in self.grounding_overrides:
+                where = (self._recorded_in("grounding.clip_pretrained") if "clip_pretrained" in recorded
+                         else self._recorded_in("model.clip_pretrained"))
+                check_recorded_clip(config.clip_model, config.clip_pretrained, where,
+                                    "--ground-clip-pretrained (Tagger: grounding={'clip_pretrained': ...})")
             try:
-                self._grounder = Grounder.from_config(config)
+                self._grounder = Grounder.from_config(config, detector_recorded_in=detector_in,
+                                                      trust_flag="--trust-detector")
+            except UntrustedWeights as err:
+                raise UntrustedWeights(f"{err} [Tagger: grounding={{'detector': ...}} or trust_detector=True]") \
+                    from None
             except WeightsUnavailable as err:
                 raise WeightsUnavailable(f"{err} [Tagger: grounding={{'detector': ..., 'clip_pretrained': ...}}; "
                                          f"predict: --detector / --ground-clip-pretrained]") from None

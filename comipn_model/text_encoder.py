@@ -24,27 +24,52 @@ class TextEncoderUnavailable(RuntimeError):
     """The text encoder could not be loaded; the message names the flag that takes a local folder."""
 
 
+def check_text_model_ref(name_or_path: str, flag: str = "--text-model"):
+    """Which of the three a text model reference is (see :mod:`comipn_prep.model_refs`), refusing at once
+    a path that is not there, a file where a folder is needed, and (offline) a Hub id not in the cache,
+    each with a message that says which it was read as."""
+    from comipn_prep.model_refs import HUB, MISSING, classify, hub_offline, hub_unavailable, in_hub_cache, \
+        no_such_folder, offline_why
+
+    ref = classify(name_or_path)
+    if ref.kind == MISSING:
+        raise TextEncoderUnavailable(f"text encoder {no_such_folder(ref, flag)} (config.json, tokenizer files, "
+                                     f"weights)")
+    if ref.path is not None and not ref.path.is_dir():
+        raise TextEncoderUnavailable(f"text encoder {name_or_path} is not a folder; pass a local folder "
+                                     f"(config.json, tokenizer files, weights) with {flag}")
+    if ref.kind == HUB and hub_offline() and not in_hub_cache(name_or_path):
+        raise TextEncoderUnavailable(
+            "text encoder " + hub_unavailable(ref, f"it is not in the local cache ({offline_why()})", flag))
+    return ref
+
+
 def load_text_encoder(name_or_path: str, random_init: bool = False, flag: str = "--text-model",
                       weights: str | None = None):
     """``(encoder, fast tokenizer)`` from a hub name or a local folder; ``random_init`` builds the
     architecture from the folder's config.json with random weights (no weights file needed).
-    ``weights`` says where the weights will come from instead (e.g. a checkpoint), for the log."""
+    ``weights`` says where the weights will come from instead (e.g. a checkpoint), for the log.
+
+    Nothing here runs code from the folder or the Hub: ``trust_remote_code=False`` (a config that needs
+    its own Python classes is refused), config and tokenizer are JSON, and transformers reads weights
+    from safetensors or with ``torch.load(weights_only=True)``."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    local = Path(name_or_path).expanduser()
-    if not local.is_dir() and (name_or_path.startswith((".", "/", "~")) or local.exists()):
-        raise TextEncoderUnavailable(
-            f"text encoder folder {name_or_path} does not exist (or is not a folder); pass a local folder "
-            f"(config.json, tokenizer files, weights) with {flag}")
-    source = str(local) if local.is_dir() else name_or_path
+    from comipn_prep.model_refs import hub_unavailable
+
+    ref = check_text_model_ref(name_or_path, flag)
+    source = str(ref.path) if ref.path is not None else name_or_path
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, trust_remote_code=False)
         if random_init:
-            config = AutoConfig.from_pretrained(source)
-            encoder = AutoModel.from_config(config, add_pooling_layer=False)
+            config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+            encoder = AutoModel.from_config(config, add_pooling_layer=False, trust_remote_code=False)
         else:
-            encoder = AutoModel.from_pretrained(source, add_pooling_layer=False)
+            encoder = AutoModel.from_pretrained(source, add_pooling_layer=False, trust_remote_code=False)
     except (OSError, ValueError, TypeError) as err:
+        if ref.is_hub:
+            raise TextEncoderUnavailable("text encoder " + hub_unavailable(ref, f"it could not be loaded ({err})",
+                                                                           flag)) from err
         raise TextEncoderUnavailable(
             f"could not load text encoder {name_or_path!r}: {err}; pass a local folder with {flag}") from err
     if not getattr(tokenizer, "is_fast", False):

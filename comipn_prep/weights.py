@@ -207,12 +207,122 @@ def _yolo_weights_dir() -> Path:
         return Path("weights")
 
 
-def load_yolo(spec: str = "yolov8n.pt", flag: str = "--detector") -> tuple[Any, str, bool]:
+class UntrustedWeights(WeightsUnavailable, ValueError):
+    """Weights named inside a file (a model's recorded settings) that would run code if loaded; the
+    message names the file, the field and the flags that opt in."""
+
+
+def check_recorded_clip(model_name: str, pretrained: str | None, recorded_in: str, flag: str) -> None:
+    """Refuse CLIP weights named inside a file (a model's recorded settings) that would be looked up
+    from the current folder or ``~``: a relative or ``~`` path, or an open_clip tag with a same-named
+    file in the current folder (:func:`load_clip` reads a local file first). Loading itself runs no code:
+    open_clip reads a local file with ``torch.load(weights_only=True)`` (or safetensors), and a tag from
+    its official Hub repository; an absolute path is loaded as recorded."""
+    if _is_random_spec(pretrained):
+        return
+    value = str(pretrained)
+    try:
+        import open_clip
+
+        tags = set(open_clip.list_pretrained_tags_by_model(model_name))
+    except Exception:  # noqa: BLE001 - an unknown model is refused by load_clip with its own message
+        tags = set()
+    if value in tags and not Path(value).exists():
+        return
+    if Path(value).is_absolute():
+        return
+    why = (f"a file {value} in the current folder would be read instead of the open_clip tag {value!r}"
+           if value in tags else "a relative path")
+    raise UntrustedWeights(
+        f"{recorded_in} names the CLIP weights {value!r} ({why}): a path recorded in a file is never looked up "
+        f"from the current folder or ~; pass the weights yourself with {flag} PATH (or {flag} none for random "
+        f"weights)")
+
+
+def _packaged_yaml(name: str) -> str | None:
+    """The path of a model yaml shipped inside ultralytics (``yolov8n.yaml`` -> its ``yolov8.yaml`` with
+    scale n), or None. The path returned lies in ultralytics' own folder, so ultralytics never looks for
+    a file of that name in the current folder."""
+    if not name or Path(name).name != name or Path(name).suffix not in (".yaml", ".yml"):
+        return None
+    import re
+
+    from ultralytics.utils import ROOT
+
+    models = Path(ROOT) / "cfg" / "models"
+    stem = re.sub(r"(\d+)([nslmx])6(.+)?$", r"\1\2-p6\3", Path(name).stem)  # yolov8n6 -> yolov8n-p6, as ultralytics
+    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", stem) + Path(name).suffix  # yolov8n -> yolov8
+    for candidate in (name, unified):
+        found = sorted(models.rglob(candidate))
+        if found:
+            # ultralytics reads the scale (n, s, ...) from the name it is given: keep the asked-for name,
+            # in the folder of the file it will read.
+            return str(found[0].parent / name)
+    return None
+
+
+def _official_asset(name: str) -> bool:
+    """Whether ``name`` is a bare file name of ultralytics' released ``.pt`` weights (yolov8n.pt, ...)."""
+    if not name or Path(name).name != name or Path(name).suffix != ".pt":
+        return False
+    try:
+        from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+    except ImportError:  # an ultralytics without the list: no name is known to be official
+        return False
+    return name in GITHUB_ASSETS_NAMES
+
+
+def _recorded_detector(spec: str, recorded_in: str, flag: str, trust_flag: str) -> tuple[str, str, bool]:
+    """``(source, weights_id, random_weights)`` for a detector named inside a file, or UntrustedWeights.
+
+    Loaded without the user's say-so: an architecture yaml shipped inside ultralytics (random weights;
+    a yaml from elsewhere is not safe: ultralytics ``eval``s its ``activation`` field) and ultralytics'
+    released weights by bare name (``yolov8n.pt``), read only from ultralytics' weights folder or
+    downloaded there from ultralytics' own release, never a same-named file in the current folder (where
+    ``YOLO("yolov8n.pt")`` would look first). Anything else (a ``.pt`` is a pickle: loading it runs
+    whatever it holds; an ONNX file makes ultralytics install onnxruntime) is refused, and the value is
+    never resolved against the current folder, the model's folder or ``~``."""
+    packaged = _packaged_yaml(spec)
+    if packaged is not None:
+        return packaged, f"{Path(spec).stem}:random", True
+    if _official_asset(spec):
+        cached = _yolo_weights_dir() / spec
+        if not cached.is_absolute():
+            cached = cached.absolute()
+        if cached.is_file():
+            return str(cached), spec, False
+        if _offline("YOLO_OFFLINE", "HF_HUB_OFFLINE"):
+            raise WeightsUnavailable(
+                f"offline (YOLO_OFFLINE) and the detector {spec} named in {recorded_in} is not in ultralytics' "
+                f"weights folder {cached.parent}; pass a local .pt file with {flag} (or {flag} yolov8n.yaml for "
+                f"random weights)")
+        from ultralytics.utils.downloads import attempt_download_asset
+
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        # An absolute target: ultralytics downloads its released asset there, not into the current folder.
+        return attempt_download_asset(str(cached)), spec, False
+    raise UntrustedWeights(
+        f"{recorded_in} names the detector {spec!r}, which is not one of ultralytics' own model names: loading "
+        f"it would unpickle (or evaluate) a file that can run code on this machine. Pass the detector yourself "
+        f"with {flag} PATH (e.g. {flag} yolov8n.yaml for random weights, {flag} yolov8n.pt for ultralytics' "
+        f"release), or, if you trust whoever made this model, {trust_flag} to load {spec!r} as recorded")
+
+
+def load_yolo(spec: str = "yolov8n.pt", flag: str = "--detector", *, recorded_in: str | None = None,
+              trust_flag: str = "--trust-detector") -> tuple[Any, str, bool]:
     """An ultralytics YOLO model from a name (downloaded), a local ``.pt``, or a ``.yaml`` (random
-    weights). Returns ``(model, weights_id, random_weights)``."""
+    weights). Returns ``(model, weights_id, random_weights)``.
+
+    ``spec`` as the user gave it (``recorded_in`` None) is loaded as ultralytics would: the user chose
+    it. ``recorded_in`` says that ``spec`` was read from a file (e.g. ``"model/config.json, field
+    grounding.detector"``): then only ultralytics' own names load (see :func:`_recorded_detector`), and
+    anything else raises :class:`UntrustedWeights` naming that file, ``flag`` and ``trust_flag``."""
     from ultralytics import YOLO
 
     spec = str(spec)
+    if recorded_in is not None:
+        source, weights_id, random_weights = _recorded_detector(spec, recorded_in, flag, trust_flag)
+        return _yolo(YOLO, source, spec, weights_id, random_weights, flag)
     path = Path(spec).expanduser()
     random_weights = path.suffix in (".yaml", ".yml")
     if random_weights:
@@ -233,8 +343,12 @@ def load_yolo(spec: str = "yolov8n.pt", flag: str = "--detector") -> tuple[Any, 
                 f"offline (YOLO_OFFLINE) and {spec} is not a local file; pass a local .pt file with {flag} "
                 f"(or {flag} yolov8n.yaml for random weights)")
         source, weights_id = spec, spec
+    return _yolo(YOLO, source, spec, weights_id, random_weights, flag)
+
+
+def _yolo(yolo_class, source: str, spec: str, weights_id: str, random_weights: bool, flag: str):
     try:
-        model = YOLO(source)
+        model = yolo_class(source)
     except (ConnectionError, OSError, FileNotFoundError, RuntimeError, ValueError) as err:
         raise WeightsUnavailable(
             f"could not load detector {spec!r}: {err}; pass a local .pt file with {flag}") from err

@@ -194,12 +194,16 @@ def test_hub_conventions(models, tmp_path, monkeypatch):
 
     asked = []
 
-    def fake_download(repo_id, **_kw):
+    def fake_download(repo_id, allow_patterns=None, **_kw):
         asked.append(repo_id)
+        assert allow_patterns == ["config.json", "model.safetensors", "text_encoder/*", "README.md"]
         return str(models["exported"])
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
-    tagger = Tagger.from_pretrained("someone/comipn-tiny", device="cpu")
+    with pytest.raises(FileNotFoundError, match="pass --from-hub"):  # a Hub id is fetched only when asked for
+        Tagger.from_pretrained("someone/comipn-tiny", device="cpu")
+    assert asked == []
+    tagger = Tagger.from_pretrained("someone/comipn-tiny", device="cpu", from_hub=True)
     assert asked == ["someone/comipn-tiny"] and len(tagger(RAW)) == 3
 
     uploads = {}
@@ -223,8 +227,10 @@ def test_hub_conventions(models, tmp_path, monkeypatch):
 
 def test_unknown_repository_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(FileNotFoundError, match="no-one/no-model: no such local file or folder, and the Hugging Face"):
+    with pytest.raises(FileNotFoundError, match="no-one/no-model: no such local folder .*pass --from-hub"):
         Tagger.from_pretrained("no-one/no-model", device="cpu")
+    with pytest.raises(FileNotFoundError, match="no-one/no-model was read as a Hugging Face Hub id .*offline"):
+        Tagger.from_pretrained("no-one/no-model", device="cpu", from_hub=True)
 
 
 def test_prep_record_reads_what_comipn_prep_left(tmp_path):

@@ -8,20 +8,25 @@ from . import _fail_fast
 
 
 @click.command()
-@click.option("--load-path", required=True, help="best.pt, a run folder, or an exported folder.")
+@click.option("--load-path", required=True, help="best.pt, a run folder, or an exported folder; with --from-hub, "
+                                                  "a Hugging Face Hub repository id (owner/name).")
+@click.option("--from-hub", is_flag=True,
+              help="Read a --load-path that is no local file or folder as a Hub repository id and download it.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="A new or empty folder for config.json, model.safetensors, text_encoder/ and README.md "
                    "(never a run folder).")
 @click.option("--text-model", help="Folder with the encoder's config and tokenizer, if moved since training.")
 @click.option("--force", is_flag=True, help="Replace an earlier export in --out (a folder export made; any "
                                            "other non-empty folder is refused).")
-def export(load_path, out, text_model, force) -> None:
+def export(load_path, out, text_model, force, from_hub) -> None:
     """Export a trained model: config.json (model config, labels, grounding settings of training),
     model.safetensors, the tokenizer files and a model card with the run's dev/test figures.
 
     Load it with Tagger.from_pretrained(OUT) or comipn-train predict --load-path OUT."""
-    from ..export import export_model
+    from ..export import export_model, resolve_source
 
     with _fail_fast():
-        folder = export_model(load_path, out, text_model=text_model, force=force)
+        # Resolved here, so that a Hub id is downloaded only when asked for; export_model gets a local path.
+        source = resolve_source(load_path, from_hub=from_hub)
+        folder = export_model(source, out, text_model=text_model, force=force)
     click.echo(f"exported {load_path} -> {folder}")

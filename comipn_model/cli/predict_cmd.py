@@ -9,7 +9,10 @@ from . import _fail_fast
 
 @click.command()
 @click.option("--load-path", required=True,
-              help="best.pt, a run folder, or an exported model folder (comipn-train export).")
+              help="best.pt, a run folder, or an exported model folder (comipn-train export); with --from-hub, "
+                   "a Hugging Face Hub repository id (owner/name).")
+@click.option("--from-hub", is_flag=True,
+              help="Read a --load-path that is no local file or folder as a Hub repository id and download it.")
 @click.option("--input", "input_", required=True, type=click.Path(dir_okay=False),
               help="Tweets to tag: CoNLL (IMGID lines; tokens with or without gold labels), plain text (one "
                    "raw tweet per line) or JSONL ({\"text\" | \"tokens\", \"image\", \"id\"} per line).")
@@ -31,6 +34,10 @@ from . import _fail_fast
                                         "or none (random).")
 @click.option("--detector", help="Grounding on the fly: YOLO weights (.pt) or model .yaml (random weights), "
                                  "if not the training's.")
+@click.option("--trust-detector", is_flag=True,
+              help="Load the detector recorded in the model even when it is a .pt file (a pickle, which can run "
+                   "code): only for a model whose maker you trust. Without it a recorded detector loads only when "
+                   "it is one of ultralytics' own model names (yolov8n.yaml, yolov8n.pt).")
 @click.option("--ground-clip-pretrained", help="Grounding on the fly: CLIP weights (a local file, or none), "
                                                "if not the training's.")
 @click.option("--conf", type=click.FloatRange(0, 1), help="Grounding on the fly: detector confidence threshold, "
@@ -45,7 +52,7 @@ from . import _fail_fast
 @click.option("--force", is_flag=True, help="Overwrite --out.")
 def predict(load_path, input_, input_format, out, fmt, text_model, images_dir, aux_dict, crops_dir, feature_cache,
             clip_pretrained, detector, ground_clip_pretrained, conf, np_backend, batch_size, device, precision,
-            force) -> None:
+            force, from_hub, trust_detector) -> None:
     """Tag new tweets with a saved model; images are optional, and raw ones are grounded on the fly."""
     from ..predict import PredictOptions, predict_file
 
@@ -62,5 +69,6 @@ def predict(load_path, input_, input_format, out, fmt, text_model, images_dir, a
                                         aux_dict=aux_dict, crops_dir=crops_dir, feature_cache=feature_cache,
                                         clip_pretrained=clip_pretrained, grounding=grounding,
                                         np_backend=np_backend, batch_size=batch_size, device=device,
-                                        precision=precision, force=force))
+                                        precision=precision, force=force, from_hub=from_hub,
+                                        trust_detector=trust_detector))
     click.echo(f"tagged {n} tweets -> {out}")

@@ -133,8 +133,13 @@ class Grounder:
         return self.config.io_threads or (4 if self.tensor_crops else 0)
 
     @classmethod
-    def from_config(cls, config: GroundConfig) -> "Grounder":
-        """Load both models (fails fast with WeightsUnavailable before any work)."""
+    def from_config(cls, config: GroundConfig, *, detector_recorded_in: str | None = None,
+                    trust_flag: str = "--trust-detector") -> "Grounder":
+        """Load both models (fails fast with WeightsUnavailable before any work).
+
+        ``detector_recorded_in``: where ``config.detector`` was read from when the user did not give it
+        (a model's recorded settings); then only ultralytics' own model names load, and anything else
+        raises UntrustedWeights naming that place and ``trust_flag`` (see :func:`comipn_prep.weights.load_yolo`)."""
         device = resolve_device(config.device)
         if config.threads > 0:
             torch.set_num_threads(config.threads)
@@ -142,7 +147,8 @@ class Grounder:
         # random-weight run is reproducible and "yolov8n:random" names one model.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            yolo, det_id, det_random = load_yolo(config.detector)
+            yolo, det_id, det_random = load_yolo(config.detector, recorded_in=detector_recorded_in,
+                                                 trust_flag=trust_flag)
             torch.manual_seed(0)
             bundle = load_clip(config.clip_model, config.clip_pretrained, device=device)
         detector = Detector(yolo, conf=config.conf, nms_iou=config.nms_iou,
