@@ -25,11 +25,11 @@ from typing import Sequence
 
 from .aux_dicts import build_dicts, load_existing_dict, split_dict
 from .conll import read_conll
+from .folder_lock import holding, lock_name
 from .grounding import GroundConfig, Grounder, Shard, SplitSummary, ground, read_ground_items
 from .grounding.manifest import read_split_manifests
 from .image_coverage import ImageCoverage, check_split_images
 from .layout import SPLIT_FOLDERS, SPLITS, DatasetLayout, canonical_split
-from .folder_lock import holding, lock_name
 from .output_guard import check_crop_folders, check_dict_targets, claim_crop_folders
 
 logger = logging.getLogger(__name__)

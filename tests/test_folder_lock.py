@@ -24,7 +24,10 @@ from PIL import Image
 
 from comipn_prep.cli import main as prep_main
 
-REPO = Path(__file__).resolve().parents[1]
+import comipn_prep
+
+# The holder process runs the code under test (the tree comipn_prep was imported from).
+CODE = Path(comipn_prep.__file__).resolve().parents[1]
 RANDOM = ["--detector", "yolov8n.yaml", "--clip-pretrained", "none", "--conf", "0", "--device", "cpu"]
 
 _HOLDER = """
@@ -40,7 +43,7 @@ class Holder:
     """A second process holding ``folder``'s lock ``name`` until it is stopped."""
 
     def __init__(self, folder: Path, name: str = ".comipn.lock"):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(CODE), os.environ.get("PYTHONPATH", "")])}
         self.proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder), name], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline()
@@ -101,7 +104,7 @@ def test_ground_refuses_a_shard_another_process_is_grounding(tmp_path, holders):
     assert _names_the_holder(r.output, out, holder)
     assert not (out / "train").exists()  # refused before anything was written
     # Another shard of the same job array runs beside it.
-    r = CliRunner().invoke(prep_main, args + ["--shard", "0/2"])
+    r = CliRunner().invoke(prep_main, args + ["--shard", "0/2", "--max-candidates", "2"])
     assert r.exit_code == 0, r.output
     assert (out / "train" / "manifest.shard-0-of-2.csv").is_file()
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from comipn_prep.cli import main
 from comipn_prep.conll import ConllFormatError, parse_conll
-from comipn_prep.layout import OutsideFolderError, crop_name, imgid_problem, inside
+from comipn_prep.layout import crop_name
 
 SAMPLE_ROOT = Path(__file__).resolve().parents[1] / "data" / "sample"
 RANDOM = ["--detector", "yolov8n.yaml", "--clip-pretrained", "none", "--conf", "0", "--device", "cpu"]
@@ -50,7 +50,7 @@ def _plant(images_dir: Path, imgid: str) -> Path:
     target = Path(f"{imgid}.jpg") if Path(imgid).is_absolute() else images_dir / f"{imgid}.jpg"
     target.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (64, 48), (200, 30, 30)).save(target)
-    return target
+    return target.resolve()
 
 
 @pytest.mark.parametrize("kind", ["relative", "absolute"])
@@ -69,8 +69,10 @@ def test_run_refuses_an_imgid_that_leaves_the_dataset_and_writes_nothing(tmp_pat
 
 
 def test_every_imgid_of_the_shipped_data_is_a_plain_stem():
+    from comipn_prep.layout import imgid_problem
+
     data = Path(__file__).resolve().parents[1] / "data"
-    ids = [line[6:].rstrip("\r\n") for path in data.glob("*/*/*.txt")
+    ids = [line[6:].rstrip("\r\n") for path in data.rglob("*.txt")
            for line in path.read_text(encoding="utf-8-sig").splitlines() if line.startswith("IMGID:")]
     assert len(ids) > 10000
     assert [i for i in ids if imgid_problem(i)] == []
@@ -149,6 +151,8 @@ def test_training_and_predict_refuse_a_dict_that_escapes(tmp_path, which):
 
 
 def test_attach_images_never_joins_an_escaping_crop_name(tmp_path):
+    from comipn_prep.layout import OutsideFolderError
+
     from comipn_model.data import attach_images
     from comipn_prep.conll import Tweet
 
@@ -172,6 +176,8 @@ def test_verify_refuses_a_dict_that_escapes(tmp_path, which):
 
 
 def test_inside_keeps_every_name_in_its_folder(tmp_path):
+    from comipn_prep.layout import OutsideFolderError, inside
+
     assert inside(tmp_path, "a.png") == tmp_path / "a.png"
     assert inside(tmp_path, "sub/a.png") == tmp_path / "sub" / "a.png"
     (tmp_path / "link").symlink_to(tmp_path.parent)
