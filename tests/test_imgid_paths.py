@@ -26,7 +26,8 @@ ESCAPE = "../../../../escape/esc_test"
 
 
 def _files(base: Path) -> set[Path]:
-    return {p for p in base.rglob("*") if p.is_file()}
+    """Every file and folder under ``base``."""
+    return set(base.rglob("*"))
 
 
 def _sample(base: Path) -> Path:
@@ -64,7 +65,7 @@ def test_run_refuses_an_imgid_that_leaves_the_dataset_and_writes_nothing(tmp_pat
                                   *RANDOM])
     assert r.exit_code == 2, r.output
     assert f"{split}.txt:{line}:" in r.output and "plain file stem" in r.output
-    assert _files(tmp_path) == before  # no crop, dict or NP file anywhere, inside the root or out of it
+    assert _files(tmp_path) == before  # no crop, dict, NP file or folder anywhere, inside the root or out of it
     assert not any("esc_test" in p.name or "abs_train" in p.name for p in _files(tmp_path) - {planted})
 
 
@@ -96,6 +97,29 @@ def test_verify_refuses_a_text_with_an_escaping_imgid(tmp_path):
     r = CliRunner().invoke(main, ["verify", str(root), "--dataset", "sample", "--allow-missing-images"])
     assert r.exit_code != 0 and "NOT consistent" in r.output
     assert f"valid.txt:{line}:" in r.output
+
+
+def test_training_refuses_a_split_with_an_escaping_imgid(tmp_path):
+    from comipn_model.data import read_split
+    from comipn_prep.layout import DatasetLayout
+
+    root = _sample(tmp_path)
+    line = _replace_first_imgid(root / "sample" / "train.txt", ESCAPE)
+    with pytest.raises(ConllFormatError) as err:
+        read_split(DatasetLayout(root, "sample"), "train")  # what comipn-train reads, before any model
+    assert f"train.txt:{line}:" in str(err.value)
+
+
+def test_predict_refuses_a_conll_input_with_an_escaping_imgid(tmp_path):
+    from comipn_model.predict import PredictOptions, predict_file
+
+    source = tmp_path / "in.txt"
+    source.write_text(f"IMGID:1\nParis\n\nIMGID:{ESCAPE}\nRome\n", encoding="utf-8")
+    with pytest.raises(ConllFormatError) as err:  # raised before the model (none here) is looked for
+        predict_file(PredictOptions(load_path=str(tmp_path / "no-model"), input=str(source),
+                                    out=str(tmp_path / "o.jsonl"), images_dir=str(tmp_path)))
+    assert "in.txt:4:" in str(err.value)
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 def test_ground_refuses_an_escaping_imgid_in_an_np_file(tmp_path):
