@@ -29,6 +29,8 @@ from typing import Callable, Iterator
 
 from filelock import FileLock, Timeout
 
+from .conll import atomic_write_bytes
+
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".comipn.lock"
@@ -64,8 +66,6 @@ def read_holder(lock_path: Path) -> str:
 
 
 def _write_holder(lock_path: Path) -> None:
-    from .conll import atomic_write_bytes
-
     info = {"pid": os.getpid(), "host": socket.gethostname(),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300] if sys.argv else "",
             "since": time.strftime("%Y-%m-%d %H:%M:%S %z")}
