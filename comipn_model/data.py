@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from comipn_prep.conll import Tweet, read_conll
-from comipn_prep.layout import DatasetLayout, canonical_split, find_image
+from comipn_prep.layout import DatasetLayout, aux_entry_problem, canonical_split, find_image, inside
 
 from .batch import ModelBatch, WordBatcher
 
@@ -78,6 +78,8 @@ def load_aux_dict(path: Path) -> dict[str, list[str]]:
         if not isinstance(key, str) or not isinstance(value, (list, tuple)) or \
                 not all(isinstance(v, str) for v in value):
             raise ValueError(f"{path}: entry {key!r} is not 'image name -> list of crop file names'")
+        if (why := aux_entry_problem(key, value)) is not None:  # names joined to the crop folder
+            raise ValueError(f"{path}: {why}; keys and crop names must be plain file names")
     return {key: list(value) for key, value in data.items()}
 
 
@@ -138,7 +140,7 @@ def attach_images(tweets: Sequence[Tweet], layout: DatasetLayout | None, split: 
         counts.images_missing += image is None
         paths: list[Path | None] = [image]
         for name in aux.get(tweet.image_name, [])[:k]:
-            crop = Path(crops_dir) / name if crops_dir is not None else None
+            crop = inside(crops_dir, name) if crops_dir is not None else None
             if crop is not None and crop.is_file():
                 counts.crops_found += 1
                 paths.append(crop)

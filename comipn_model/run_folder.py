@@ -9,6 +9,7 @@ test_report.json       overall and per-type P/R/F1 of the chosen checkpoint on t
 test_predictions.txt   CoNLL: token, gold, predicted
 curves.png             train loss and dev F1 per epoch
 tensorboard/           event files (--report-to tensorboard)
+.comipn.lock           held while a process writes here (one writer per folder)
 ```
 
 config.json is written when training starts (after every check passed), with absolute paths.
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from comipn_prep.conll import Tweet, atomic_write_bytes, format_conll
+from comipn_prep.folder_lock import LOCK_NAME  # the lock file (and its .holder) is no run file
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,8 @@ class RunFolder:
     def holds_run(self) -> bool:
         """Whether a run left files here. A lone config.json does not count: it is what an old run
         that failed before training wrote, and a new run may take the folder over."""
-        return self.path.is_dir() and any(p.name != CONFIG for p in self.path.iterdir())
+        return self.path.is_dir() and any(p.name != CONFIG and not p.name.startswith(LOCK_NAME)
+                                          for p in self.path.iterdir())
 
     def check(self, *, resume: bool, force: bool) -> None:
         """Refuse, before anything is loaded or written, a new run over a run (without ``force``) or a

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from comipn_prep.folder_lock import holding, lock_name
 from comipn_prep.logs import progress_enabled
 
 from . import run_folder as rf
@@ -83,6 +84,15 @@ def train_step(net, model, batch, optimizer, scheduler, cfg: TrainConfig, device
     return float(out.loss.detach())
 
 
+def _run_folder_lock(a: dict) -> list:
+    """The run folder's lock, held by the process that writes it: under torchrun only rank 0 (RANK is
+    set before the process group is joined)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return []
+    return [(Path(a["cfg"].run_dir), lock_name(), "run folder")]
+
+
+@holding(_run_folder_lock)
 def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
           stop_after_steps: int | None = None) -> TrainResult:
     """Train, select on dev, score test once.
@@ -251,6 +261,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
                        steps_per_epoch=steps_per_epoch)
 
 
+@holding(_run_folder_lock)
 def only_test(cfg: TrainConfig, load_path: str | os.PathLike, *, force: bool = False,
               text_model: str | None = None) -> dict:
     """Score a saved checkpoint on test (``--only-test --load-path``); writes into cfg.run_dir. The model is

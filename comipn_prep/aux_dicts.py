@@ -16,15 +16,16 @@ from typing import Sequence
 import torch
 
 from .conll import atomic_write_bytes
+from .folder_lock import holding, lock_name
 from .grounding.manifest import manifest_paths, read_split_manifests
-from .layout import CROP_NAME_RE, SPLIT_FOLDERS, canonical_split
+from .layout import CROP_NAME_RE, SPLIT_FOLDERS, canonical_split, inside
 from .output_guard import check_dict_targets
 
 logger = logging.getLogger(__name__)
 
 
 def dict_path(out_dir: Path, dataset: str, split: str) -> Path:
-    return Path(out_dir) / f"{dataset}_{SPLIT_FOLDERS[canonical_split(split)]}_dict.pth"
+    return inside(out_dir, f"{dataset}_{SPLIT_FOLDERS[canonical_split(split)]}_dict.pth")
 
 
 def split_dict(split_dir: Path) -> dict[str, list[str]]:
@@ -35,19 +36,27 @@ def split_dict(split_dir: Path) -> dict[str, list[str]]:
     if manifest_paths(split_dir):
         df = read_split_manifests(split_dir)
         result: dict[str, list[str]] = {}
+        duplicates = 0
         for imgid, rows in df.groupby("imgid", sort=False):
             statuses = set(rows["status"])
             if not statuses & {"ok", "no_boxes"}:
                 continue  # missing / unreadable / too_large: no entry, as for an absent image
-            crops = rows[rows["crop_file"] != ""].sort_values("rank")
+            crops = rows[rows["crop_file"] != ""].sort_values("rank", kind="stable")
+            # A manifest may list a crop twice (e.g. two runs appended to it): the dict lists it once,
+            # at its first (best) rank.
+            unique = list(dict.fromkeys(crops["crop_file"]))
+            duplicates += len(crops) - len(unique)
             names = []
-            for name in crops["crop_file"]:
-                if (crops_dir / name).is_file():
+            for name in unique:
+                if inside(crops_dir, name).is_file():
                     names.append(name)
                 else:
                     logger.warning("%s: manifest lists %s but the crop file is missing; left out",
                                    split_dir, name)
             result[f"{imgid}.jpg"] = names
+        if duplicates:
+            logger.warning("%s: the manifests list %d crop rows more than once; each crop is listed once",
+                           split_dir, duplicates)
         return result
     found: dict[str, list[tuple[int, str]]] = {}
     if crops_dir.is_dir():
@@ -64,6 +73,7 @@ def dict_bytes(d: dict[str, list[str]]) -> bytes:
     return buf.getvalue()
 
 
+@holding(lambda a: [(Path(a["out_dir"]), lock_name(), "dict folder")])
 def build_dicts(aux_dir: Path, dataset: str, out_dir: Path, splits: Sequence[str], force: bool = False,
                 skip_identical: bool = False, replace_foreign: bool = False,
                 way_out: str = "another --out") -> dict[str, Path]:

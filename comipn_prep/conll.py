@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .layout import imgid_problem, shown as _shown
+
 ENTITY_TYPES = ("PER", "LOC", "ORG", "MISC")
 # OTHER is Twitter-2015's name for MISC; the loaders of the field map it.
 TYPE_ALIASES = {"OTHER": "MISC"}
@@ -123,6 +125,9 @@ class _Builder:
         self.close()
         if not imgid:
             self.problem(lineno, "IMGID: line without an image id")
+        elif (why := imgid_problem(imgid)) is not None:
+            # The id becomes file names (image, crops): a path in it would read and write elsewhere.
+            self.problem(lineno, f"IMGID {_shown(imgid)} {why}; an IMGID must be a plain file stem")
         elif imgid in self.seen:
             self.problem(lineno, f"duplicate IMGID {imgid} (first at line {self.seen[imgid]})")
         else:

@@ -25,6 +25,7 @@ from typing import Sequence
 
 from .aux_dicts import build_dicts, load_existing_dict, split_dict
 from .conll import read_conll
+from .folder_lock import holding, lock_name
 from .grounding import GroundConfig, Grounder, Shard, SplitSummary, ground, read_ground_items
 from .grounding.manifest import read_split_manifests
 from .image_coverage import ImageCoverage, check_split_images
@@ -162,6 +163,15 @@ def _make_links(links: Sequence[tuple[Path, Path]]) -> None:
                 logger.warning("could not link %s -> %s (%s); training needs the images there", link, dest, err)
 
 
+def _run_locks(a: dict) -> list:
+    """``run`` holds the folders it fills: the dicts' text folder, the aux folder (as ``ground`` without
+    ``--shard`` does) and the NP folder (as ``extract-nps`` does)."""
+    target = DatasetLayout(Path(a["out"]) if a["out"] is not None else Path(a["root"]), a["dataset"])
+    return [(target.text_dir, lock_name(), "dict folder"), (target.aux_dir, lock_name(), "aux folder"),
+            (nps_dir(target), lock_name(), "noun-phrase folder")]
+
+
+@holding(_run_locks)
 def run_pipeline(root: Path, dataset: str, *, out: Path | None = None, splits: Sequence[str] = SPLITS,
                  config: GroundConfig | None = None, np_backend: str = "auto", force: bool = False,
                  limit: int | None = None, progress: bool = True, replace_foreign: bool = False,
@@ -186,6 +196,13 @@ def run_pipeline(root: Path, dataset: str, *, out: Path | None = None, splits: S
     return RunResult(npdir, summaries, dicts, plan.coverage)
 
 
+def _ground_locks(a: dict) -> list:
+    shard = a["shard"] or Shard(0, 1)
+    what = "aux folder" if shard.whole else f"aux folder (shard {shard.index}/{shard.count})"
+    return [(Path(a["out_dir"]), lock_name(shard.index, shard.count), what)]
+
+
+@holding(_ground_locks)
 def ground_checked(nps_dir: Path, images_dir: Path, out_dir: Path, splits: Sequence[str], config: GroundConfig,
                    *, shard: Shard | None = None, force: bool = False, limit: int | None = None, progress: bool = True,
                    replace_foreign: bool = False, allow_missing_images: bool = False) -> list[SplitSummary]:

@@ -19,7 +19,7 @@ import torch
 from .conll import ConllFormatError, read_conll
 from .image_coverage import MissingImagesError, check_dict_keys, check_split_images
 from .images import ImageLoadError, load_image
-from .layout import CROP_NAME_RE, SPLITS, DatasetLayout
+from .layout import CROP_NAME_RE, SPLITS, DatasetLayout, aux_entry_problem
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ def load_aux_dict(path: Path) -> dict[str, list[str]]:
             raise BadDictError(f"{path}: key {key!r} is a {type(key).__name__}, expected a string")
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise BadDictError(f"{path}: value of {key!r} is not a list of strings: {value!r:.80}")
+        if (why := aux_entry_problem(key, value)) is not None:  # names joined to the crop folder
+            raise BadDictError(f"{path}: {why}; keys and crop names must be plain file names")
     return {k: list(v) for k, v in obj.items()}
 
 

@@ -46,9 +46,10 @@ def extract_nps_command(data_dir: str, out_dir: str, backend: str, spacy_model: 
 
     Writes OUT_DIR/<split>.nps.jsonl (one JSON line per tweet, file order) and OUT_DIR/summary.json
     (sizes, speed and, for labelled input, the share of gold entities lying inside one NP)."""
+    from ..folder_lock import hold_folder
     from ..nps import extract_nps
 
-    with bad_input_exits():
+    with bad_input_exits(), hold_folder(out_dir, what="noun-phrase folder"):
         splits = expand_splits(split)
         summary = extract_nps(data_dir, out_dir, backend=backend, splits=splits, workers=workers,
                               spacy_model=spacy_model, nltk_data=nltk_data, force=force)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ..conll import atomic_write_bytes
 from ..images import ImageLoadError, load_image
-from ..layout import CROP_NAME_RE, SPLIT_FOLDERS, canonical_split, crop_name, find_image
+from ..layout import CROP_NAME_RE, SPLIT_FOLDERS, canonical_split, crop_name, find_image, inside
 from ..weights import load_clip, load_yolo
 from .clip_matcher import DEFAULT_PROMPT, ClipMatcher
 from .detector import Detections, Detector
@@ -326,12 +326,12 @@ def result_rows(result: ImageResult, grounder: Grounder) -> list[dict]:
 def write_crops(result: ImageResult, crops_dir: Path, level: int) -> None:
     """Write this image's crops (each atomically) and remove stale higher-numbered ones."""
     for s, crop in zip(result.selected, result.crops):
-        atomic_write_bytes(crops_dir / crop_name(result.imgid, s.rank), _png_bytes(crop, level))
+        atomic_write_bytes(inside(crops_dir, crop_name(result.imgid, s.rank)), _png_bytes(crop, level))
     keep = {crop_name(result.imgid, s.rank) for s in result.selected}
     for old in crops_dir.glob(f"{result.imgid}_pred_yolo_crop_*.png"):
         m = CROP_NAME_RE.match(old.name)
         if m and m.group("imgid") == result.imgid and old.name not in keep:
-            old.unlink()
+            inside(crops_dir, old.name).unlink()
 
 
 @dataclass
@@ -359,7 +359,7 @@ def ground_split(grounder: Grounder, items: Sequence[GroundItem], images_dir: Pa
     split_dir = Path(out_dir) / SPLIT_FOLDERS[split]
     crops_dir = split_dir / "crops"
     crops_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = split_dir / shard.manifest_name
+    manifest_path = inside(split_dir, shard.manifest_name)
     mine = shard.take(items)
     manifest = ManifestAppender(manifest_path)  # reads it; cuts off a killed run's unfinished append
     done = set() if force else set(manifest.existing["imgid"])
@@ -448,6 +448,6 @@ def save_run_record(out_dir: Path, config: GroundConfig, grounder: Grounder, sum
               "random_weights": grounder.random_weights, "shard": f"{shard.index}/{shard.count}",
               "splits": [{**asdict(s), "images_per_s": s.images_per_s} for s in summaries]}
     name = "ground_run.json" if shard.whole else f"ground_run.shard-{shard.index}-of-{shard.count}.json"
-    path = out_dir / name
+    path = inside(out_dir, name)
     atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
     return path

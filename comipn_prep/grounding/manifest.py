@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from ..conll import atomic_write_bytes
+from ..layout import file_name_problem, imgid_problem, shown
 
 COLUMNS = ["imgid", "status", "crop_file", "rank", "x1", "y1", "x2", "y2", "phrase", "clip_score",
            "det_score", "image_width", "image_height", "detector", "clip_model", "random_weights"]
@@ -75,7 +76,21 @@ def read_manifest(path: Path) -> pd.DataFrame:
     for col in COLUMNS:
         if col not in df.columns:
             df[col] = ""
+    _check_names(path, df)
     return _typed(df[COLUMNS])
+
+
+def _check_names(path: Path, df: pd.DataFrame) -> None:
+    """Every imgid a plain file stem and every crop name a plain file name: both become paths under
+    the image and crop folders (row n is line n + 1 of the file when no field spans lines)."""
+    for n, (imgid, crop) in enumerate(zip(df["imgid"], df["crop_file"]), start=1):
+        why = imgid_problem(imgid)
+        if why is not None:
+            raise ValueError(f"{path}: row {n}: imgid {shown(imgid)} {why}; an IMGID must be a plain file stem")
+        why = file_name_problem(crop) if crop else None
+        if why is not None:
+            raise ValueError(f"{path}: row {n}: crop_file {shown(crop)} {why}; a crop name must be a plain "
+                             f"file name")
 
 
 INT_COLUMNS = ("rank", "x1", "y1", "x2", "y2", "image_width", "image_height")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from comipn_prep.jsonl import json_lines
+from comipn_prep.layout import imgid_problem, shown
 
 
 class NPFormatError(ValueError):
@@ -69,6 +70,8 @@ def _parse_item(obj: object, where: str) -> TweetNPs:
     imgid, tokens, nps = obj["imgid"], obj["tokens"], obj["nps"]
     if not isinstance(imgid, str):
         raise NPFormatError(f"{where}: 'imgid' must be a string")
+    if (why := imgid_problem(imgid)) is not None:  # it becomes image and crop file names
+        raise NPFormatError(f"{where}: imgid {shown(imgid)} {why}; an IMGID must be a plain file stem")
     if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
         raise NPFormatError(f"{where}: 'tokens' must be a list of strings")
     if not isinstance(nps, list):
