@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from comipn_prep.conll import atomic_write_bytes
+from comipn_prep.folder_lock import hold_folder
 
 from . import __version__
 from . import run_folder as rf
@@ -209,12 +210,25 @@ def check_export_target(out: Path, force: bool) -> None:
 def write_exported(model, loaded: LoadedModel, out_dir: str | os.PathLike, *, force: bool = False) -> Path:
     """Write a built network and what it was loaded with; the files are made in a temporary folder
     beside ``out_dir`` and moved in at the end (an interrupted export leaves no half folder).
-    ``out_dir`` must be new, empty, or (with ``force``) an earlier export: see :func:`check_export_target`."""
+    ``out_dir`` must be new, empty, or (with ``force``) an earlier export: see :func:`check_export_target`.
+    A second export to the same ``out_dir`` while this one runs is refused (:mod:`comipn_prep.folder_lock`)."""
+    out = Path(out_dir)
+    # The lock sits beside --out, not in it: an empty --out must stay empty for the check.
+    with hold_folder(out.parent, export_lock_name(out), what=f"export target {out.name}"):
+        check_export_target(out, force)
+        _write_into(model, loaded, out)
+    log.info("exported %s -> %s", loaded.source, out)
+    return out
+
+
+def export_lock_name(out: Path) -> str:
+    """The lock one export to ``out`` holds in ``out``'s parent folder (one writer per export target)."""
+    return f".{out.name}.comipn-export.lock"
+
+
+def _write_into(model, loaded: LoadedModel, out: Path) -> None:
     from safetensors.torch import save_file
 
-    out = Path(out_dir)
-    check_export_target(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
         encoder = model.encoder_for(PATH_TEXT)
@@ -244,8 +258,6 @@ def write_exported(model, loaded: LoadedModel, out_dir: str | os.PathLike, *, fo
             os.replace(item, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("exported %s -> %s", loaded.source, out)
-    return out
 
 
 def _pct(value) -> str:

@@ -187,6 +187,27 @@ def test_force_replaces_only_an_earlier_export(models, tmp_path):
     tagger.save_pretrained(tmp_path / "fresh", force=True)
 
 
+def test_a_second_export_to_the_same_folder_is_refused_at_once(models, tmp_path):
+    """One writer per folder: an export holds its target while it writes (the lock sits beside --out,
+    so an empty --out stays empty); a second one to that target exits 2 naming the holder."""
+    from lock_holder import Holder
+
+    from comipn_model.export import export_lock_name
+
+    out = tmp_path / "models" / "sample"
+    out.mkdir(parents=True)
+    holder = Holder(out.parent, export_lock_name(out))
+    try:
+        result = CliRunner().invoke(main, ["export", "--load-path", str(models["run"]), "--out", str(out)])
+        assert result.exit_code == 2 and f"pid {holder.pid}" in one_error_line(result.output)
+        assert list(out.iterdir()) == []
+    finally:
+        holder.stop()
+    result = CliRunner().invoke(main, ["export", "--load-path", str(models["run"]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.parent.iterdir()) == ["sample"]  # the lock went with its holder
+
+
 def test_hub_conventions(models, tmp_path, monkeypatch):
     """from_pretrained("user/name") downloads the repository with huggingface_hub; push_to_hub uploads the
     exported folder. Offline here: the hub calls are replaced by local stand-ins."""
