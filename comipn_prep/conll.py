@@ -277,7 +277,7 @@ class EmptyInputError(ValueError):
 def require_tweets(path: str | os.PathLike, count: int, what: str = "file", hint: str = "") -> None:
     """Raise :class:`EmptyInputError` naming ``path`` when ``count`` is 0 (``hint``: the way out)."""
     if count == 0:
-        raise EmptyInputError(f"{path}: the {what} holds no tweet (an empty file){'; ' + hint if hint else ''}")
+        raise EmptyInputError(f"{path}: the {what} holds no tweet{'; ' + hint if hint else ''}")
 
 
 def read_utf8_text(path: str | os.PathLike) -> str:
