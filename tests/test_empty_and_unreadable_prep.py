@@ -11,12 +11,15 @@ import torch
 from click.testing import CliRunner
 
 from comipn_prep.cli import main
-from comipn_prep.conll import read_conll
+from comipn_prep.conll import read_conll, write_conll
+from comipn_prep.grounding import GroundConfig, Grounder, ground_split, read_ground_items
 from comipn_prep.grounding.manifest import read_split_manifests
 from comipn_prep.layout import DatasetLayout
 
 SAMPLE_ROOT = Path(__file__).resolve().parents[1] / "data" / "sample"
 RANDOM = ["--detector", "yolov8n.yaml", "--clip-pretrained", "none", "--conf", "0", "--device", "cpu"]
+# The smallest models and one candidate box: fast enough for a test.
+SMALL = [*RANDOM, "--clip-model", "ViT-S-32", "--top-k", "1", "--max-candidates", "1"]
 
 
 @pytest.fixture()
@@ -28,6 +31,13 @@ def sample(tmp_path):
 
 def _invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _two_test_tweets(root: Path) -> DatasetLayout:
+    """The sample with a test split of two tweets (grounding them is quick)."""
+    lay = DatasetLayout(root, "sample")
+    write_conll(lay.text_path("test"), read_conll(lay.text_path("test")).tweets[:2])
+    return lay
 
 
 @pytest.mark.parametrize("command", ["extract-nps", "stats", "run", "verify"])
@@ -60,42 +70,43 @@ def test_ground_on_an_empty_noun_phrase_file_exits_2(sample, tmp_path):
 
 def test_a_resumed_ground_tries_an_unreadable_image_again(sample, tmp_path):
     """Corrupt image -> manifest says unreadable; the image fixed -> the next run grounds it, and the
-    manifest says ok, with no row of the old status left (no duplicate)."""
-    lay = DatasetLayout(sample, "sample")
+    manifest says ok, with no row of the old status left (no duplicate). One grounder for every run."""
+    lay = _two_test_tweets(sample)
     imgid = read_conll(lay.text_path("test")).tweets[0].imgid
     image = lay.images_dir / f"{imgid}.jpg"
     good = image.read_bytes()
     image.write_bytes(b"not a jpeg")
     nps, aux = tmp_path / "nps", tmp_path / "aux"
     assert _invoke("extract-nps", lay.text_dir, "--out", nps, "--split", "test", "--backend", "textblob").exit_code == 0
-    ground = ["ground", "--nps", nps, "--images", lay.images_dir, "--out", aux, "--split", "test", *RANDOM]
-    first = _invoke(*ground)
-    assert first.exit_code == 0, first.output
-    rows = read_split_manifests(aux / "test")
+    items = read_ground_items(nps / "test.nps.jsonl")
+    grounder = Grounder.from_config(GroundConfig(detector="yolov8n.yaml", clip_model="ViT-S-32", clip_pretrained=None,
+                                                 conf=0, top_k=1, max_candidates=1, device="cpu"))
+
+    def run():
+        summary = ground_split(grounder, items, lay.images_dir, aux, "test", progress=False)
+        return summary, read_split_manifests(aux / "test")
+
+    first, rows = run()
+    assert first.processed == 2 and first.statuses["unreadable"] == 1
     assert set(rows.loc[rows["imgid"] == imgid, "status"]) == {"unreadable"}
-    assert "unreadable 1" in first.output
-    # still unreadable: tried again, still one row, still counted
-    again = _invoke(*ground)
-    assert again.exit_code == 0 and "1 images grounded" in again.output and "unreadable 1" in again.output
-    rows = read_split_manifests(aux / "test")
+    again, rows = run()  # still unreadable: tried again, still one row, still counted
+    assert (again.processed, again.skipped, again.statuses["unreadable"]) == (1, 1, 1)
     assert (rows["imgid"] == imgid).sum() == 1
     image.write_bytes(good)  # fixed
-    fixed = _invoke(*ground)
-    assert fixed.exit_code == 0, fixed.output
-    assert "1 images grounded" in fixed.output and "unreadable 0" in fixed.output
-    rows = read_split_manifests(aux / "test")
+    fixed, rows = run()
+    assert (fixed.processed, fixed.statuses["unreadable"], fixed.statuses["ok"]) == (1, 0, 2)
     mine = rows[rows["imgid"] == imgid]
-    assert set(mine["status"]) == {"ok"} and len(mine) == len(set(mine["crop_file"])) >= 1
+    assert set(mine["status"]) == {"ok"} and len(mine) == 1 and mine["crop_file"].iloc[0]
     assert not rows.duplicated(["imgid", "crop_file"]).any()
-    assert _invoke(*ground).output.count("0 images grounded") == 1  # done now: not tried again
+    assert run()[0].processed == 0  # done now: not tried again
 
 
 def test_a_run_over_a_still_unreadable_image_stays_a_no_op(sample):
     """Retrying an unreadable image must not make a rerun refuse its own, unchanged dict."""
-    lay = DatasetLayout(sample, "sample")
+    lay = _two_test_tweets(sample)
     imgid = read_conll(lay.text_path("test")).tweets[0].imgid
     (lay.images_dir / f"{imgid}.jpg").write_bytes(b"not a jpeg")
-    args = ["run", sample, "--dataset", "sample", "--split", "test", *RANDOM]
+    args = ["run", sample, "--dataset", "sample", "--split", "test", *SMALL]
     r = _invoke(*args)
     assert r.exit_code == 0 and "unreadable 1" in r.output, r.output
     before = torch.load(lay.dict_path("test"), weights_only=True)
