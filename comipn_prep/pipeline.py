@@ -10,8 +10,8 @@ Every check runs before the first write (:func:`plan_run`): text readable, image
 (:mod:`comipn_prep.image_coverage`), nothing comipn did not write in the way
 (:mod:`comipn_prep.output_guard`), NP files and dicts replaceable, weights loadable, device present.
 A refused run writes nothing. Every stage resumes: extract-nps keeps NP files made from the same input
-(unless ``force``), grounding skips images already in its manifest, and a dict identical to the one
-already there is left alone.
+(unless ``force``), grounding skips images already in its manifest (but tries an ``unreadable`` one
+again), and a dict identical to the one already there is left alone. A split without tweets is refused.
 """
 
 from __future__ import annotations
