@@ -105,7 +105,9 @@ def test_a_run_over_a_still_unreadable_image_stays_a_no_op(sample):
     """Retrying an unreadable image must not make a rerun refuse its own, unchanged dict."""
     lay = _two_test_tweets(sample)
     imgid = read_conll(lay.text_path("test")).tweets[0].imgid
-    (lay.images_dir / f"{imgid}.jpg").write_bytes(b"not a jpeg")
+    image = lay.images_dir / f"{imgid}.jpg"
+    good = image.read_bytes()
+    image.write_bytes(b"not a jpeg")
     args = ["run", sample, "--dataset", "sample", "--split", "test", *SMALL]
     r = _invoke(*args)
     assert r.exit_code == 0 and "unreadable 1" in r.output, r.output
@@ -113,3 +115,8 @@ def test_a_run_over_a_still_unreadable_image_stays_a_no_op(sample):
     again = _invoke(*args)
     assert again.exit_code == 0, again.output
     assert "unreadable 1" in again.output and torch.load(lay.dict_path("test"), weights_only=True) == before
+    # fixed: the image now opens, so the dict would change -- refused as for any new image, nothing written
+    image.write_bytes(good)
+    fixed = _invoke(*args)
+    assert fixed.exit_code == 2 and "--force" in fixed.output, fixed.output
+    assert torch.load(lay.dict_path("test"), weights_only=True) == before
