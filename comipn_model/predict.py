@@ -8,7 +8,13 @@ Input, one of:
   relative to ``--images-dir`` or else to the file's folder), ``"crops"`` (prepared crop paths) and ``"id"``.
 
 Output (CoNLL or JSONL) keeps the input's order and ids (a CoNLL tweet's IMGID; a raw tweet's ``id``, or
-else its line number).
+else its line number). JSONL output of a model with images says per tweet whether its image was used
+(``"image_used"``, and a ``"reason"`` when not: ``missing: ...``, ``unreadable: ...``, ``no image given``)
+and per crop likewise (``"used"``, ``"reason"``); unreadable files are masked, logged once each and counted.
+
+Order of the checks: the input is read and validated in full (UTF-8 and JSON with ``file:line``, the
+fields, an input without tweets) before the model loads; what needs the model (does it read images? are
+the ``--images-dir`` images there?) right after loading, before tagging.
 """
 
 from __future__ import annotations
@@ -18,10 +24,10 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from comipn_prep.conll import Tweet, atomic_write_bytes, format_conll, read_conll
+from comipn_prep.conll import Tweet, atomic_write_bytes, format_conll, read_conll, read_utf8_text, require_tweets
 from comipn_prep.jsonl import json_lines
 
-from .tagger import Tagger, TaggedTweet
+from .tagger import NO_IMAGE, Tagger, TaggedTweet
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,11 @@ class PredictOptions:
     force: bool = False
     from_hub: bool = False  # a load_path that is no local path is a Hub repository id to download
     trust_detector: bool = False  # load the model's recorded detector even if it is a pickle (.pt)
+    allow_empty: bool = False  # an input without tweets writes an empty output instead of exit 2
+    allow_missing_images: bool = False  # CoNLL: tag although --images-dir holds none (or under half) of its images
+
+
+EMPTY_HINT = "pass --allow-empty if an empty input is expected (e.g. a shard that may hold no tweet)"
 
 
 @dataclass
@@ -63,6 +74,9 @@ class InputRow:
     image: Path | None = None
     crops: list[Path] | None = None
     gold: list[str] | None = None
+    image_value: str | None = None  # JSONL: "image" and "crops" as written, resolved once the model is known
+    crop_values: list[str] | None = None
+    image_missing: str | None = None  # CoNLL: the image looked up in --images-dir and not found
 
 
 def output_format(opts: PredictOptions) -> str:
@@ -93,14 +107,17 @@ def _image_path(value: str, base: Path, where: str) -> Path:
 
 def read_text_rows(path: Path) -> list[InputRow]:
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for lineno, line in enumerate(read_utf8_text(path).splitlines(), start=1):
         if line.strip():
             rows.append(InputRow(id=str(lineno), line=lineno, text=line.strip()))
     return rows
 
 
-def read_jsonl_rows(path: Path, images_dir: Path | None, with_images: bool) -> list[InputRow]:
-    base = images_dir or path.parent
+def read_jsonl_rows(path: Path, images_dir: Path | None = None, with_images: bool | None = None) -> list[InputRow]:
+    """The rows of a JSONL input, every line checked (``path:line``). ``with_images`` True resolves the
+    image and crop paths (each must exist), False ignores them, None leaves them for
+    :func:`resolve_jsonl_images` (once the model says whether it reads images)."""
+    read_utf8_text(path)  # a byte that is not UTF-8 is named path:line here, before any JSON is parsed
     rows = []
     for lineno, where, obj in json_lines(path):
         if not isinstance(obj, dict):
@@ -121,24 +138,44 @@ def read_jsonl_rows(path: Path, images_dir: Path | None, with_images: bool) -> l
             raise ValueError(f"{where}: \"image\" must be a path (a string)")
         if crops is not None and (not isinstance(crops, list) or not all(isinstance(c, str) for c in crops)):
             raise ValueError(f"{where}: \"crops\" must be a list of paths")
-        if with_images:  # a text-only model reads no image: nothing to check
-            row.image = _image_path(image, base, where) if image else None
-            row.crops = [_image_path(c, base, where) for c in crops] if crops is not None else None
+        row.image_value, row.crop_values = image or None, crops
         rows.append(row)
+    if with_images is not None:
+        resolve_jsonl_images(rows, path, images_dir, with_images)
     return rows
 
 
-def read_conll_rows(path: Path, opts: PredictOptions, tagger: Tagger) -> tuple[list[InputRow], object]:
+def resolve_jsonl_images(rows: list[InputRow], path: Path, images_dir: Path | None, with_images: bool) -> None:
+    """JSONL rows' image and crop paths (relative to ``images_dir`` or else the file's folder); each must
+    exist. A text-only model reads no image: nothing is checked."""
+    if not with_images:
+        return
+    base = images_dir or path.parent
+    for row in rows:
+        where = f"{path}:{row.line}"
+        row.image = _image_path(row.image_value, base, where) if row.image_value else None
+        row.crops = [_image_path(c, base, where) for c in row.crop_values] if row.crop_values is not None else None
+
+
+def read_conll_rows(path: Path, opts: PredictOptions, tagger: Tagger, conll=None) -> tuple[list[InputRow], object]:
     """CoNLL tweets with their image (``--images-dir``) and prepared crops (``--aux-dict``): the same
-    pairing as training's (missing files are masked); without an aux dict the images are grounded."""
+    pairing as training's (missing files are masked); without an aux dict the images are grounded.
+    ``conll``: the file already read (else it is read here). An ``--images-dir`` holding none (or under
+    half) of the input's images is refused (:class:`~comipn_prep.image_coverage.MissingImagesError`)
+    unless ``opts.allow_missing_images``."""
+    from comipn_prep.image_coverage import check_images
+
     from .data import attach_images, load_aux_dict
 
-    conll = read_conll(path, labeled=None)
+    conll = conll if conll is not None else read_conll(path, labeled=None)
     config = tagger.config
     with_images = config.uses_images and opts.images_dir is not None
+    images_dir = Path(opts.images_dir) if opts.images_dir else None
+    if with_images:
+        check_images(images_dir, str(path), [t.imgid for t in conll.tweets], allow_missing=opts.allow_missing_images)
     aux = load_aux_dict(Path(opts.aux_dict)) if opts.aux_dict else {}
     examples, _ = attach_images(conll.tweets, None, None, aux_k=config.aux_k, with_images=with_images,
-                                images_dir=Path(opts.images_dir) if opts.images_dir else None, aux=aux,
+                                images_dir=images_dir, aux=aux,
                                 crops_dir=Path(opts.crops_dir) if opts.crops_dir else None)
     rows = []
     for tweet, ex in zip(conll.tweets, examples):
@@ -147,7 +184,26 @@ def read_conll_rows(path: Path, opts: PredictOptions, tagger: Tagger) -> tuple[l
         if with_images:
             row.image = ex.image_paths[0] if ex.image_paths else None
             row.crops = list(ex.image_paths[1:]) if opts.aux_dict else None
+            if row.image is None:
+                row.image_missing = f"missing: {tweet.image_name} not in {images_dir}"
         rows.append(row)
+    return rows, conll
+
+
+def read_input(source: Path, kind: str, opts: PredictOptions) -> tuple[list[InputRow], object]:
+    """Read and check the whole input before any model loads: UTF-8 and JSON named ``file:line``, the
+    JSONL fields, and an input without tweets (:class:`~comipn_prep.conll.EmptyInputError` unless
+    ``opts.allow_empty``). Returns the rows (CoNLL: paired with images later) and the CoNLL file, if any."""
+    conll = None
+    if kind == "conll":
+        conll = read_conll(source, labeled=None)
+        rows = [InputRow(id=t.imgid, line=t.line, tokens=t.tokens) for t in conll.tweets]
+    elif kind == "jsonl":
+        rows = read_jsonl_rows(source)
+    else:
+        rows = read_text_rows(source)
+    if not opts.allow_empty:
+        require_tweets(source, len(rows), f"{kind} input", EMPTY_HINT)
     return rows, conll
 
 
@@ -163,8 +219,7 @@ def predict_file(opts: PredictOptions) -> int:
     if opts.input_format not in INPUT_FORMATS:
         raise ValueError(f"unknown input format {opts.input_format!r}: choose {', '.join(INPUT_FORMATS)}")
     kind = detect_input_format(source) if opts.input_format == "auto" else opts.input_format
-    if kind == "conll":
-        read_conll(source, labeled=None)  # bad input is reported before any model loads
+    rows, conll = read_input(source, kind, opts)  # bad or empty input is reported before any model loads
     feature_cache = opts.feature_cache
     if feature_cache is None and kind == "conll" and opts.images_dir:
         from .training import default_feature_cache
@@ -177,18 +232,35 @@ def predict_file(opts: PredictOptions) -> int:
                                     grounding=opts.grounding, np_backend=opts.np_backend,
                                     feature_cache=feature_cache, precision=opts.precision, progress=True,
                                     from_hub=opts.from_hub, trust_detector=opts.trust_detector, **overrides)
-    conll = None
+    # What needs the model (does it read images at all?), still before tagging.
     if kind == "conll":
-        rows, conll = read_conll_rows(source, opts, tagger)
+        rows, conll = read_conll_rows(source, opts, tagger, conll)
     elif kind == "jsonl":
-        rows = read_jsonl_rows(source, Path(opts.images_dir) if opts.images_dir else None, tagger.uses_images)
-    else:
-        rows = read_text_rows(source)
+        resolve_jsonl_images(rows, source, Path(opts.images_dir) if opts.images_dir else None, tagger.uses_images)
     results = tag_rows(tagger, rows, source, opts.batch_size)
+    unreadable = report_unused(rows, results) if tagger.uses_images else 0
     text = format_output(rows, results, fmt, conll, with_crops=tagger.uses_images)
     atomic_write_bytes(out, text.encode("utf-8"))
-    log.info("tagged %d tweets of %s (%s) into %s (%s)", len(rows), source, kind, out, fmt)
+    log.info("tagged %d tweets of %s (%s) into %s (%s)%s", len(rows), source, kind, out, fmt,
+             f"; {unreadable} unreadable image or crop files masked (not used)" if unreadable else "")
     return len(rows)
+
+
+def report_unused(rows: list[InputRow], results: list[TaggedTweet]) -> int:
+    """Say why a tweet's image was not used (CoNLL: missing from --images-dir) and warn once per
+    unreadable file (a CoNLL output has no room for the marks); returns how many files were unreadable."""
+    unreadable: dict[str, str] = {}
+    for row, res in zip(rows, results):
+        if not res.image_used and row.image_missing and res.image_reason in (None, NO_IMAGE):
+            res.image_reason = row.image_missing
+        if not res.image_used and row.image is not None and (res.image_reason or "").startswith("unreadable"):
+            unreadable.setdefault(str(row.image), res.image_reason)
+        for crop in res.crops:
+            if crop.get("used") is False and str(crop.get("reason", "")).startswith("unreadable"):
+                unreadable.setdefault(str(crop.get("file")), crop["reason"])
+    for file, reason in unreadable.items():
+        log.warning("%s: %s: masked, not used", file, reason)
+    return len(unreadable)
 
 
 def tag_rows(tagger: Tagger, rows: list[InputRow], source: Path, batch_size: int) -> list[TaggedTweet]:
@@ -227,6 +299,9 @@ def format_output(rows: list[InputRow], results: list[TaggedTweet], fmt: str, co
             item["gold"] = row.gold
         if with_crops:
             item["image"] = str(row.image) if row.image is not None else None
+            item["image_used"] = bool(res.image_used)
+            if not res.image_used:
+                item["reason"] = res.image_reason or NO_IMAGE
             item["crops"] = res.crops
         lines.append(json.dumps(item, ensure_ascii=False))
     return "".join(line + "\n" for line in lines)

@@ -30,21 +30,27 @@ log = logging.getLogger(__name__)
 ImageLike = Union[str, os.PathLike, "Image.Image", None]  # noqa: F821 - PIL is imported lazily
 _UNSET: Any = object()
 PRECISIONS = ("auto", "fp32", "bf16")
+NO_IMAGE = "no image given"
 
 
 @dataclass
 class TaggedTweet:
     """One tweet's tags. ``crops``: what grounding chose (box, phrase, scores) or the prepared crop
-    files used; ``crop_images``: the crops themselves (PIL), when made in memory."""
+    files, each with ``"used"`` (False, with a ``"reason"``, for a missing or unreadable file: masked);
+    ``crop_images``: the crops themselves (PIL), when made in memory. ``image_used``: whether the tweet's
+    image reached the model (None for a text-only model), ``image_reason`` why not."""
 
     tokens: list[str]
     tags: list[str]
     entities: list[dict]  # {"type", "start", "end" (exclusive), "text"}
     crops: list[dict] = field(default_factory=list)
     crop_images: list = field(default_factory=list, repr=False)
+    image_used: bool | None = None
+    image_reason: str | None = None  # "no image given", "missing: ...", "unreadable: <status>: <reason>"
 
     def to_dict(self) -> dict:
-        return {"tokens": self.tokens, "tags": self.tags, "entities": self.entities, "crops": self.crops}
+        return {"tokens": self.tokens, "tags": self.tags, "entities": self.entities, "crops": self.crops,
+                "image_used": self.image_used, "image_reason": self.image_reason}
 
 
 def entities_of(tokens: Sequence[str], tags: Sequence[str]) -> list[dict]:
@@ -284,7 +290,8 @@ class Tagger:
         results: list[TaggedTweet | None] = [None] * len(items)
         for item in items:
             if not item.tokens:
-                results[item.index] = TaggedTweet([], [], [])
+                results[item.index] = TaggedTweet([], [], [], image_used=False if self.uses_images else None,
+                                                  image_reason="no token to tag" if self.uses_images else None)
         todo = [it for it in items if it.tokens]
         tokenised = self.batcher.tokenise([it.tokens for it in todo])  # once, for every batch
         order = batch_order([len(t.input_ids) for t in tokenised])
@@ -293,13 +300,13 @@ class Tagger:
                           disable=not self.progress or len(starts) < 2):
             picked = order[start:start + batch_size]
             batch = [todo[i] for i in picked]
-            visual, crop_info, crop_images = self._visual(batch)
+            visual, crop_info, crop_images, marks = self._visual(batch)
             encoded = self.batcher.collate([tokenised[i] for i in picked], visual=visual).to(self.device)
             with torch.inference_mode(), self._autocast():
                 tags = self.model.decode(encoded)
             for k, (it, row) in enumerate(zip(batch, tags)):
                 results[it.index] = TaggedTweet(it.tokens, row, entities_of(it.tokens, row), crop_info[k],
-                                                crop_images[k] if keep_pixels else [])
+                                                crop_images[k] if keep_pixels else [], *marks[k])
         return results  # type: ignore[return-value]
 
     def _autocast(self):
@@ -310,9 +317,13 @@ class Tagger:
 
     # -- the visual side ------------------------------------------------------------------------------
     def _visual(self, batch: Sequence[_Item]):
+        """The batch's visual inputs, each tweet's crop entries and crop pixels, and per tweet
+        ``(image_used, reason)``: a missing or unreadable file is masked and said so, never passed as used."""
         empty: list[list] = [[] for _ in batch]
-        if not self.uses_images or all(it.image is None and not it.crops for it in batch):
-            return None, [[] for _ in batch], empty
+        if not self.uses_images:
+            return None, [[] for _ in batch], empty, [(None, None)] * len(batch)
+        if all(it.image is None and not it.crops for it in batch):
+            return None, [[] for _ in batch], empty, [(False, NO_IMAGE)] * len(batch)
         from comipn_prep.images import load_image
 
         from .vision import stack_visual
@@ -344,9 +355,20 @@ class Tagger:
                                  "clip_score": None if s.clip_score != s.clip_score else round(s.clip_score, 6),
                                  "det_score": round(s.det_score, 6)} for s, _ in kept]
         flat = [src for pic, cs in zip(pictures, crop_sources) for src in [pic, *cs]]
-        feats = iter(self._features(flat))
-        per_example = [[next(feats) for _ in range(1 + len(cs))] for cs in crop_sources]
-        return stack_visual(per_example, num_images=self.config.num_images), crop_info, crop_images
+        reasons: dict[int, str] = {}
+        feats = self._features(flat, reasons)
+        per_example, marks, at = [], [], 0
+        for pic, cs, info in zip(pictures, crop_sources, crop_info):
+            row = feats[at:at + 1 + len(cs)]
+            per_example.append(row)
+            marks.append((True, None) if row[0] is not None else
+                         (False, NO_IMAGE if pic is None else reasons.get(at, "unreadable")))
+            for c, (src, feat, entry) in enumerate(zip(cs, row[1:], info), start=1):
+                entry["used"] = feat is not None
+                if feat is None:
+                    entry["reason"] = "missing" if src is None else reasons.get(at + c, "unreadable")
+            at += 1 + len(cs)
+        return stack_visual(per_example, num_images=self.config.num_images), crop_info, crop_images, marks
 
     def _ground_images(self, items: Sequence[_Item], pictures: Sequence) -> list:
         from comipn_prep.grounding import Loaded
@@ -365,10 +387,11 @@ class Tagger:
             results += grounder.ground_batch(loaded[start:start + size])
         return results
 
-    def _features(self, sources: Sequence) -> list:
+    def _features(self, sources: Sequence, reasons: dict[int, str] | None = None) -> list:
         """Tower features per image source (None -> None); files through the feature cache when one is
-        set. Features are rounded to fp16 as the cache stores them, so both paths give the same tags."""
-        from comipn_prep.images import load_image
+        set. Features are rounded to fp16 as the cache stores them, so both paths give the same tags.
+        The cache masks a file it cannot decode (None): ``reasons`` gets why, by position."""
+        from comipn_prep.images import ImageLoadError, load_image
 
         from .vision import ImageFeatures
 
@@ -378,6 +401,13 @@ class Tagger:
         if self._cache is not None and files:
             for i, feats in zip(files, self._cache.get_many([sources[i] for i in files])):
                 out[i] = feats
+                if feats is None and reasons is not None:
+                    try:  # decoded again only to say why: the cache logs and masks
+                        load_image(sources[i])
+                        reasons[i] = "unreadable"
+                    except ImageLoadError as err:
+                        reasons[i] = (f"missing: {err.path}" if err.status == "missing" else
+                                      f"unreadable: {err.status}: {err.reason}")
             pending = [i for i, s in enumerate(sources) if _is_pil(s)]
         else:
             pending = [i for i, s in enumerate(sources) if s is not None]

@@ -272,3 +272,27 @@ def entity_spans(labels: Sequence[str]) -> list[tuple[str, int, int]]:
         if prefix in ("B", "I") and not continues:
             etype, start = t, i
     return spans
+
+
+class EmptyInputError(ValueError):
+    """An input file or split that holds no tweet: almost always a wrong path or a failed copy, so every
+    command refuses it (exit 2) naming the file, unless the command offers an explicit option."""
+
+
+def require_tweets(path: str | os.PathLike, count: int, what: str = "file", hint: str = "") -> None:
+    """Raise :class:`EmptyInputError` naming ``path`` when ``count`` is 0 (``hint``: the way out)."""
+    if count == 0:
+        raise EmptyInputError(f"{path}: the {what} holds no tweet{'; ' + hint if hint else ''}")
+
+
+def read_utf8_text(path: str | os.PathLike) -> str:
+    """The text of ``path`` decoded as UTF-8 (a leading BOM dropped); a byte that is not UTF-8 raises
+    :class:`ConllFormatError` naming ``path:line``, as :func:`read_conll` does."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ConllFormatError([Problem(str(path), line, f"not UTF-8 (byte 0x{data[err.start]:02x})")]) from None
+    return text[1:] if text.startswith("\ufeff") else text

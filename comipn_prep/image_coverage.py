@@ -46,6 +46,14 @@ class ImageCoverage:
         return self.present / self.expected if self.expected else 1.0
 
 
+def _split_label(split: str) -> str:
+    """A split's canonical name; any other label (an input file's name, for predict) as it is."""
+    try:
+        return canonical_split(split)
+    except ValueError:
+        return split
+
+
 def _example(name: str | None) -> str:
     return name if name is not None else "none"
 
@@ -54,7 +62,7 @@ def image_coverage(images_dir: Path, split: str, image_ids: Sequence[str]) -> Im
     """Count, without judging, the distinct ``image_ids`` that have a file in ``images_dir``."""
     images_dir = Path(images_dir)
     ids = list(dict.fromkeys(image_ids))
-    cov = ImageCoverage(canonical_split(split), len(ids), 0)
+    cov = ImageCoverage(_split_label(split), len(ids), 0)
     if not images_dir.is_dir():
         cov.example_missing = f"{ids[0]}.jpg" if ids else None
         return cov

@@ -10,8 +10,8 @@ Every check runs before the first write (:func:`plan_run`): text readable, image
 (:mod:`comipn_prep.image_coverage`), nothing comipn did not write in the way
 (:mod:`comipn_prep.output_guard`), NP files and dicts replaceable, weights loadable, device present.
 A refused run writes nothing. Every stage resumes: extract-nps keeps NP files made from the same input
-(unless ``force``), grounding skips images already in its manifest, and a dict identical to the one
-already there is left alone.
+(unless ``force``), grounding skips images already in its manifest (but tries an ``unreadable`` one
+again), and a dict identical to the one already there is left alone. A split without tweets is refused.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Sequence
 
 from .aux_dicts import build_dicts, load_existing_dict, split_dict
-from .conll import read_conll
+from .conll import read_conll, require_tweets
 from .folder_lock import holding, lock_name
 from .grounding import GroundConfig, Grounder, Shard, SplitSummary, ground, read_ground_items
-from .grounding.manifest import read_split_manifests
+from .grounding.manifest import RECHECKED, read_split_manifests
 from .image_coverage import ImageCoverage, check_split_images
 from .layout import SPLIT_FOLDERS, SPLITS, DatasetLayout, canonical_split
 from .output_guard import check_crop_folders, check_dict_targets, claim_crop_folders
@@ -35,6 +35,7 @@ from .output_guard import check_crop_folders, check_dict_targets, claim_crop_fol
 logger = logging.getLogger(__name__)
 
 WAY_OUT = "--out DIR (a folder of its own)"
+EMPTY_SPLIT_HINT = "a split without tweets is almost always a wrong or half-copied file; leave it out with --split"
 
 
 def nps_dir(layout: DatasetLayout) -> Path:
@@ -74,12 +75,15 @@ def plan_run(root: Path, dataset: str, *, out: Path | None = None, splits: Seque
         raise FileNotFoundError(f"{source.images_dir}: no such image folder (the tweets' images go there; "
                                 f"see docs/data.md)")
     ids = {s: [t.imgid for t in read_conll(source.text_path(s), labeled=None)] for s in splits}
+    for s in splits:
+        require_tweets(source.text_path(s), len(ids[s]), "split", EMPTY_SPLIT_HINT)
     coverage = {s: check_split_images(source, s, ids[s], allow_missing=allow_missing_images) for s in splits}
     links = _plan_links(source, target)
     _check_nps(source, target, splits, np_backend, force)
     split_dirs = [target.aux_dir / target.split_folder(s) for s in splits]
     check_crop_folders(split_dirs, replace_foreign=replace_foreign, way_out=WAY_OUT)
-    unchanged = [] if force else [target.dict_path(s) for s in splits if _dict_unchanged(target, s, ids[s])]
+    unchanged = [] if force else [target.dict_path(s) for s in splits
+                                if _dict_unchanged(target, s, ids[s], source.images_dir)]
     check_dict_targets([target.dict_path(s) for s in splits], force=force, replace_foreign=replace_foreign,
                        way_out=WAY_OUT, unchanged=unchanged)
     return RunPlan(source, target, splits, coverage, links)
@@ -139,16 +143,30 @@ def _check_nps(source: DatasetLayout, target: DatasetLayout, splits: Sequence[st
                                   f"pass --force to redo it")
 
 
-def _dict_unchanged(target: DatasetLayout, split: str, imgids: Sequence[str]) -> bool:
+def _dict_unchanged(target: DatasetLayout, split: str, imgids: Sequence[str], images_dir: Path) -> bool:
     """True when the split's dict is there and a run would rebuild it byte for byte: every image is
     in the manifests already and the dict equals what they give."""
     path = target.dict_path(split)
     split_dir = target.aux_dir / target.split_folder(split)
     if not path.is_file() or not split_dir.is_dir():
         return False
-    if set(imgids) - set(read_split_manifests(split_dir)["imgid"]):
+    manifests = read_split_manifests(split_dir)
+    if set(imgids) - set(manifests["imgid"]):
         return False  # images left to ground: the dict would grow
-    return load_existing_dict(path) == split_dict(split_dir)
+    # An image once unreadable is tried again (RECHECKED): the dict changes only if it now opens.
+    retried = set(manifests["imgid"][manifests["status"].isin(RECHECKED)]) & set(imgids)
+    return not any(_opens(images_dir, i) for i in retried) and load_existing_dict(path) == split_dict(split_dir)
+
+
+def _opens(images_dir: Path, imgid: str) -> bool:
+    from .images import ImageLoadError, load_image
+    from .layout import find_image
+
+    path = find_image(images_dir, imgid)
+    try:
+        return path is not None and load_image(path) is not None
+    except ImageLoadError:
+        return False
 
 
 def _make_links(links: Sequence[tuple[Path, Path]]) -> None:
@@ -217,6 +235,7 @@ def ground_checked(nps_dir: Path, images_dir: Path, out_dir: Path, splits: Seque
         raise FileNotFoundError(f"{images_dir}: no such image folder")
     for split in splits:
         items = read_ground_items(nps_path(nps_dir, split))
+        require_tweets(nps_path(nps_dir, split), len(items), "noun-phrase file", EMPTY_SPLIT_HINT)
         check_images(images_dir, split, [it.imgid for it in items], allow_missing=allow_missing_images)
     split_dirs = [out_dir / SPLIT_FOLDERS[s] for s in splits]
     check_crop_folders(split_dirs, replace_foreign=replace_foreign, way_out="another --out AUX_DIR")

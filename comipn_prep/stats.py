@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from .conll import ENTITY_TYPES, ConllFile, read_conll
+from .conll import ENTITY_TYPES, ConllFile, read_conll, require_tweets
 from .layout import SPLITS, find_image
 
 
@@ -49,7 +49,10 @@ def dataset_stats(data_dir: str | Path, images_dir: str | Path | None = None) ->
         beside = default_images_dir(data_dir)
         images_dir = beside if beside.is_dir() else None
     images = Path(images_dir) if images_dir is not None else None
-    return {split: split_stats(read_conll(data_dir / f"{split}.txt"), images) for split in SPLITS}
+    data = {split: read_conll(data_dir / f"{split}.txt") for split in SPLITS}
+    for split, conll in data.items():
+        require_tweets(data_dir / f"{split}.txt", len(conll.tweets), "split")  # counts of nothing hide a bad copy
+    return {split: split_stats(conll, images) for split, conll in data.items()}
 
 
 def format_stats_table(stats: dict) -> str:

@@ -2,10 +2,12 @@
 
 Works on our output and on the dicts/crops the field distributes. Problems (exit 1): a split's dict
 missing or malformed, a dict key that is not an image of that split, a listed crop that is absent or
-does not open, a crop named for another image. Tweet images absent from the image folder or that do
-not open are listed without failing unless ``strict`` (the field's own releases lack a few). Too few
-images (none of a split, or under half; see :mod:`comipn_prep.image_coverage`), or a dict whose keys
-mostly name no image of the split, are errors of their own (exit 2) unless allowed.
+does not open, a crop named for another image, and a tweet image that is there but does not open
+(unreadable: always, with or without ``strict``: a file that is there but corrupt is never what was
+meant, and training would silently mask it). Tweet images absent from the image folder are listed
+without failing unless ``strict`` (the field's own releases lack a few). A split without tweets, too
+few images (none of a split, or under half; see :mod:`comipn_prep.image_coverage`), or a dict whose
+keys mostly name no image of the split, are errors of their own (exit 2), the last two unless allowed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .conll import ConllFormatError, read_conll
+from .conll import ConllFormatError, read_conll, require_tweets
 from .image_coverage import MissingImagesError, check_dict_keys, check_split_images
 from .images import ImageLoadError, load_image
 from .layout import CROP_NAME_RE, SPLITS, DatasetLayout, aux_entry_problem
@@ -72,8 +74,10 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        absent = any(s.missing_images or s.unreadable_images for s in self.splits)
-        return not self.problems and not self.image_errors and not (self.strict and absent)
+        # Unreadable images fail always; absent ones only under strict (see the module doc).
+        unreadable = any(s.unreadable_images for s in self.splits)
+        absent = any(s.missing_images for s in self.splits)
+        return not self.problems and not self.image_errors and not unreadable and not (self.strict and absent)
 
     def format(self, shown: int = 20) -> str:
         lines = [f"{self.dataset} under {self.root}:"]
@@ -114,6 +118,9 @@ def verify_dataset(root: Path, dataset: str, *, check_open: bool = True, strict:
         except ConllFormatError as err:
             report.problems.append(f"{text_path}: bad CoNLL: {str(err).splitlines()[0]}")
             continue
+        # A split without tweets would check nothing and pass: an error of its own (exit 2).
+        require_tweets(text_path, len(tweets.tweets), "split",
+                       "a split without tweets is almost always a wrong or half-copied file")
         sr = SplitReport(split)
         report.splits.append(sr)
         imgids = [t.imgid for t in tweets]

@@ -148,7 +148,10 @@ def test_conll_with_prepared_crops_matches_the_tagger(models, tmp_path):
     assert [r["imgid"] for r in tagged] == [t.imgid for t in tweets]
     assert [r["gold"] for r in tagged] == [t.labels for t in tweets]
     assert [len(r["crops"]) for r in tagged] == [1, 3, 3, 0]
-    assert tagged[1]["crops"][2] == {"file": None}  # the missing crop's slot
+    assert tagged[1]["crops"][2] == {"file": None, "used": False, "reason": "missing"}  # the missing crop's slot
+    assert all(c["used"] for r in tagged for c in r["crops"] if c["file"] is not None)
+    assert [r["image_used"] for r in tagged] == [True, True, True, False]
+    assert tagged[3]["reason"].startswith(f"missing: {tweets[3].imgid}.jpg not in")
     expected = Tagger.from_pretrained(models["all"], device="cpu")(
         [t.tokens for t in tweets], images=[images / f"{t.imgid}.jpg" for t in tweets[:3]] + [None],
         crops=[[crops / n if (crops / n).is_file() else None for n in aux[t.image_name]][:3] for t in tweets[:3]]

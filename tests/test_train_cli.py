@@ -114,6 +114,19 @@ def test_empty_or_label_less_train_split_has_its_own_message(tiny, tmp_path, no_
     assert not run_dir.exists()
 
 
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_an_empty_dev_or_test_split_is_refused_before_any_load(tiny, tmp_path, no_model_load, split):
+    """Issue 22: a split without tweets, whichever it is, stops training before the encoder loads."""
+    root = tmp_path / "root"
+    shutil.copytree(tiny["root"], root)
+    (root / "twitter2017" / f"{split}.txt").write_text("")
+    run_dir = tmp_path / "run"
+    result = invoke(with_value(tiny_args(tiny, run_dir), "--data-root", root))
+    line = error_line(result)
+    assert result.exit_code == 2 and "holds no tweet" in line and f"{split}.txt" in line
+    assert not run_dir.exists()
+
+
 def test_folder_with_only_config_json_counts_as_empty(tiny, tmp_path):
     """What a failed run of an older version left behind does not block the corrected rerun."""
     run_dir = tmp_path / "run"

@@ -135,9 +135,11 @@ def test_unreadable_tweet_images_are_reported(layout):
     report = verify_dataset(layout.root, NAME)
     valid = next(s for s in report.splits if s.split == "valid")
     assert valid.images_on_disk == 4 and len(valid.unreadable_images) == 1
-    assert report.ok  # like a missing image: masked in training, fails only with --strict
-    r = _run(layout, "--strict")
-    assert r.exit_code == 1 and f"unreadable images: {first}.jpg: unreadable" in r.output
+    assert not report.ok  # issue 22: an image that is there but does not open fails, --strict or not
+    for extra in ([], ["--strict"]):
+        r = _run(layout, *extra)
+        assert r.exit_code == 1 and f"unreadable images: {first}.jpg: unreadable" in r.output, r.output
+        assert "NOT consistent" in r.output
     assert _run(layout, "--strict", "--no-open").exit_code == 0  # without decoding it is not seen
 
 

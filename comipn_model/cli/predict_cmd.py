@@ -50,10 +50,20 @@ from . import _fail_fast
               help="auto: bf16 on CUDA, fp32 on CPU (training's evaluation, same tags); bf16 on a CPU is faster "
                    "where it has bf16 instructions, and a few tags may differ.")
 @click.option("--force", is_flag=True, help="Overwrite --out.")
+@click.option("--allow-empty", is_flag=True,
+              help="Write an empty --out for an input without tweets (e.g. a shard of a job array that may be "
+                   "empty); without it such an input is an error (exit 2), as it usually is a wrong file.")
+@click.option("--allow-missing-images", is_flag=True,
+              help="CoNLL: tag although --images-dir holds none, or under half, of the input's images (they are "
+                   "masked); without it that is an error (exit 2), as it usually is a wrong folder.")
 def predict(load_path, input_, input_format, out, fmt, text_model, images_dir, aux_dict, crops_dir, feature_cache,
             clip_pretrained, detector, ground_clip_pretrained, conf, np_backend, batch_size, device, precision,
-            force, from_hub, trust_detector) -> None:
-    """Tag new tweets with a saved model; images are optional, and raw ones are grounded on the fly."""
+            force, from_hub, trust_detector, allow_empty, allow_missing_images) -> None:
+    """Tag new tweets with a saved model; images are optional, and raw ones are grounded on the fly.
+
+    The input is read and checked before the model loads. JSONL output says per tweet whether its image
+    was used ("image_used", and a "reason" when not) and per crop likewise; unreadable files are masked
+    and logged."""
     from ..predict import PredictOptions, predict_file
 
     grounding = {}
@@ -70,5 +80,6 @@ def predict(load_path, input_, input_format, out, fmt, text_model, images_dir, a
                                         clip_pretrained=clip_pretrained, grounding=grounding,
                                         np_backend=np_backend, batch_size=batch_size, device=device,
                                         precision=precision, force=force, from_hub=from_hub,
-                                        trust_detector=trust_detector))
+                                        trust_detector=trust_detector, allow_empty=allow_empty,
+                                        allow_missing_images=allow_missing_images))
     click.echo(f"tagged {n} tweets -> {out}")

@@ -36,7 +36,7 @@ from ..layout import CROP_NAME_RE, SPLIT_FOLDERS, canonical_split, crop_name, fi
 from ..weights import load_clip, load_yolo
 from .clip_matcher import DEFAULT_PROMPT, ClipMatcher
 from .detector import Detections, Detector
-from .manifest import STATUSES, ManifestAppender, rows_to_frame, status_counts
+from .manifest import RECHECKED, STATUSES, ManifestAppender, rows_to_frame, status_counts
 from .nps_input import GroundItem, nps_path, read_ground_items
 from .selection import Selected, pixel_boxes, select_boxes
 from .shards import Shard
@@ -362,13 +362,16 @@ def ground_split(grounder: Grounder, items: Sequence[GroundItem], images_dir: Pa
     manifest_path = inside(split_dir, shard.manifest_name)
     mine = shard.take(items)
     manifest = ManifestAppender(manifest_path)  # reads it; cuts off a killed run's unfinished append
-    done = set() if force else set(manifest.existing["imgid"])
+    existing = manifest.existing
+    # An image once unreadable is tried again (RECHECKED): it may have been fixed since.
+    done = set() if force else set(existing["imgid"][~existing["status"].isin(RECHECKED)])
     todo = [it for it in mine if it.imgid not in done]
     skipped = len(mine) - len(todo)
     if limit is not None:
         todo = todo[:limit]
-    if force:  # the redone images' old rows go; rows of images not redone (e.g. past --limit) stay
-        manifest.drop({it.imgid for it in todo})
+    # The redone images' old rows go (--force, or rechecked); rows of images not redone (e.g. past
+    # --limit) stay.
+    manifest.drop({it.imgid for it in todo})
     cfg = grounder.config
     start = time.perf_counter()
     n_crops = 0

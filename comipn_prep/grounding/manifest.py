@@ -24,6 +24,9 @@ from ..layout import file_name_problem, imgid_problem, shown
 COLUMNS = ["imgid", "status", "crop_file", "rank", "x1", "y1", "x2", "y2", "phrase", "clip_score",
            "det_score", "image_width", "image_height", "detector", "clip_model", "random_weights"]
 STATUSES = ("ok", "no_boxes", "missing", "unreadable", "too_large")
+# Statuses a resumed run does not trust: the image is tried again (a fixed or re-copied file), its old
+# rows replaced, so the manifest's counts say what the files are now.
+RECHECKED = ("unreadable",)
 _DTYPES = {"imgid": str, "status": str, "crop_file": str, "phrase": str, "detector": str, "clip_model": str}
 
 

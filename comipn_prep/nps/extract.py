@@ -19,7 +19,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from ..conll import Tweet, atomic_write_bytes, read_conll
+from ..conll import Tweet, atomic_write_bytes, read_conll, require_tweets
 from ..layout import SPLITS, canonical_split
 from .backends import DEFAULT_SPACY_MODEL, Backend, load_backend, resolve_backend_name
 from .coverage import entity_coverage, merge_coverage, np_figures
@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 # Bump when the rules change what is extracted: outputs of an older version are not reused.
 RULES_VERSION = 1
 SUMMARY_NAME = "summary.json"
+EMPTY_SPLIT_HINT = "a split without tweets is almost always a wrong or half-copied file; leave it out with --split"
 
 
 @dataclass
@@ -227,6 +228,10 @@ def extract_nps(data_dir: str | Path, out_dir: str | Path, *, backend: str = "au
     missing = [str(p) for p in inputs.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"no such input file: {', '.join(missing)}")
+    # Every split read (and an empty one refused) before the backend loads.
+    read = {s: read_conll(path, labeled=None).tweets for s, path in inputs.items()}
+    for s, tweets in read.items():
+        require_tweets(inputs[s], len(tweets), "split", EMPTY_SPLIT_HINT)
     config = ExtractConfig(backend=backend, spacy_model=spacy_model, nltk_data=nltk_data, workers=workers)
     loaded = get_backend(backend, spacy_model, nltk_data)
     previous = _read_summary(out_dir)
@@ -251,7 +256,7 @@ def extract_nps(data_dir: str | Path, out_dir: str | Path, *, backend: str = "au
                 continue
             raise FileExistsError(f"{target} exists (made from other input or settings); "
                                   f"pass --force to overwrite it")
-        tweets = read_conll(inputs[split], labeled=None).tweets
+        tweets = read[split]
         items, entry = extract_split(tweets, loaded, config, desc=f"extract-nps {split}", progress=progress)
         write_nps_jsonl(target, items)
         entry = {"input": str(inputs[split]), "input_sha256": sha, "output": str(target), **entry}
