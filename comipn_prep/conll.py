@@ -203,13 +203,17 @@ def parse_conll(text: str, path: str = "<string>", labeled: bool | None = True) 
 def read_conll(path: str | os.PathLike, labeled: bool | None = True) -> ConllFile:
     """Read a Twitter CoNLL file; see :func:`parse_conll`."""
     path = Path(path)
+    return parse_conll(_decode_utf8(path), path=str(path), labeled=labeled)
+
+
+def _decode_utf8(path: Path) -> str:
+    """The file's text; a byte that is not UTF-8 raises :class:`ConllFormatError` naming ``path:line``."""
     data = path.read_bytes()
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         raise ConllFormatError([Problem(str(path), line, f"not UTF-8 (byte 0x{data[err.start]:02x})")]) from None
-    return parse_conll(text, path=str(path), labeled=labeled)
 
 
 def format_conll(tweets: Iterable[Tweet], newline: str = "\n", final_blank_line: bool = True,
@@ -288,11 +292,5 @@ def require_tweets(path: str | os.PathLike, count: int, what: str = "file", hint
 def read_utf8_text(path: str | os.PathLike) -> str:
     """The text of ``path`` decoded as UTF-8 (a leading BOM dropped); a byte that is not UTF-8 raises
     :class:`ConllFormatError` naming ``path:line``, as :func:`read_conll` does."""
-    path = Path(path)
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise ConllFormatError([Problem(str(path), line, f"not UTF-8 (byte 0x{data[err.start]:02x})")]) from None
+    text = _decode_utf8(Path(path))
     return text[1:] if text.startswith("\ufeff") else text

