@@ -19,7 +19,8 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from comipn_prep.conll import Tweet, read_conll
-from comipn_prep.layout import DatasetLayout, aux_entry_problem, canonical_split, find_image, inside
+from comipn_prep.aux_dicts import load_aux_dict
+from comipn_prep.layout import DatasetLayout, canonical_split, find_image, inside
 
 from .batch import ModelBatch, WordBatcher
 
@@ -57,30 +58,6 @@ class ImageCounts:
     @property
     def any_found(self) -> bool:
         return self.images_found + self.crops_found > 0
-
-
-def load_aux_dict(path: Path) -> dict[str, list[str]]:
-    """Read an aux dict (``{"<imgid>.jpg": ["<imgid>_pred_yolo_crop_0.png", ...]}``) safely.
-
-    A missing file gives ``{}`` (no crops); a file that is not such a dict raises ValueError naming it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is bad input
-        raise ValueError(f"{path}: not a readable aux dict ({type(err).__name__}: {err})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: an aux dict must be a dict of image name -> crop names, "
-                         f"found {type(data).__name__}")
-    for key, value in data.items():
-        if not isinstance(key, str) or not isinstance(value, (list, tuple)) or \
-                not all(isinstance(v, str) for v in value):
-            raise ValueError(f"{path}: entry {key!r} is not 'image name -> list of crop file names'")
-        if (why := aux_entry_problem(key, value)) is not None:  # names joined to the crop folder
-            raise ValueError(f"{path}: {why}; keys and crop names must be plain file names")
-    return {key: list(value) for key, value in data.items()}
 
 
 def subsample(tweets: list[Tweet], ratio: float, seed: int) -> list[Tweet]:
@@ -129,7 +106,7 @@ def attach_images(tweets: Sequence[Tweet], layout: DatasetLayout | None, split: 
         return [Example(t, []) for t in tweets], counts
     if layout is not None and split is not None:
         images_dir = images_dir or layout.images_dir
-        aux = load_aux_dict(layout.dict_path(split)) if aux is None else aux
+        aux = load_aux_dict(layout.dict_path(split), missing_ok=True) if aux is None else aux
         crops_dir = crops_dir or layout.crops_dir(split)
     aux = aux or {}
     k = min(aux_k, MAX_CROPS)

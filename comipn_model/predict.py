@@ -165,7 +165,9 @@ def read_conll_rows(path: Path, opts: PredictOptions, tagger: Tagger, conll=None
     unless ``opts.allow_missing_images``."""
     from comipn_prep.image_coverage import check_images
 
-    from .data import attach_images, load_aux_dict
+    from comipn_prep.aux_dicts import load_aux_dict
+
+    from .data import attach_images
 
     conll = conll if conll is not None else read_conll(path, labeled=None)
     config = tagger.config
@@ -202,6 +204,10 @@ def read_input(source: Path, kind: str, opts: PredictOptions) -> tuple[list[Inpu
         rows = read_jsonl_rows(source)
     else:
         rows = read_text_rows(source)
+    if opts.aux_dict and kind == "conll":
+        from comipn_prep.aux_dicts import load_aux_dict
+
+        load_aux_dict(Path(opts.aux_dict))  # missing or malformed: named now, not after the model loads
     if not opts.allow_empty:
         require_tweets(source, len(rows), f"{kind} input", EMPTY_HINT)
     return rows, conll

@@ -7,10 +7,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from comipn_prep.aux_dicts import load_aux_dict
 from comipn_prep.conll import Tweet
 from comipn_prep.layout import SPLITS, DatasetLayout
 
-from .data import Example, ImageCounts, attach_images, load_aux_dict, read_split, subsample
+from .data import Example, ImageCounts, attach_images, read_split, subsample
 from .train_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def load_run_data(cfg: TrainConfig) -> RunData:
         for split, split_tweets in tweets.items():
             ids = [t.imgid for t in split_tweets]
             check_split_images(layout, split, ids, allow_missing=cfg.allow_missing_images)
-            aux[split] = load_aux_dict(layout.dict_path(split))
+            aux[split] = load_aux_dict(layout.dict_path(split), missing_ok=True)
             if cfg.model.aux_k > 0 and layout.dict_path(split).is_file():
                 check_dict_keys(layout.dict_path(split), aux[split], ids, allow_missing=cfg.allow_missing_images)
     examples, counts = {}, {}

@@ -3,6 +3,8 @@
 A dict maps ``"<imgid>.jpg"`` to its crop file names, best (rank 0) first; an image grounded without
 crops maps to ``[]``; images that were missing or unreadable are absent. Written with ``torch.save``
 (plain dict of lists of str, so ``torch.load(path, weights_only=True)`` reads it) plus a ``.json`` twin.
+:func:`load_aux_dict` is the one reader of such dicts (ours or released ones), for verify, training and
+predict alike.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from .conll import atomic_write_bytes
 from .folder_lock import holding, lock_name
 from .grounding.manifest import manifest_paths, read_split_manifests
-from .layout import CROP_NAME_RE, SPLIT_FOLDERS, canonical_split, inside
+from .layout import CROP_NAME_RE, SPLIT_FOLDERS, aux_entry_problem, canonical_split, inside
 from .output_guard import check_dict_targets
 
 logger = logging.getLogger(__name__)
@@ -110,6 +112,38 @@ def build_dicts(aux_dir: Path, dataset: str, out_dir: Path, splits: Sequence[str
         n_crops = sum(len(v) for v in built[split].values())
         logger.info("wrote %s: %d images, %d crops", path, len(built[split]), n_crops)
     return targets
+
+
+class BadDictError(ValueError):
+    """A ``.pth`` that is not a plain dict of lists of plain file names."""
+
+
+def load_aux_dict(path: Path, *, missing_ok: bool = False) -> dict[str, list[str]]:
+    """Read an aux dict (``{"<imgid>.jpg": ["<imgid>_pred_yolo_crop_0.png", ...]}``) safely: with
+    ``torch.load(weights_only=True)`` (a pickle of anything else is refused, never run), then checked to
+    be a dict of lists of strings whose keys and crop names are plain file names (they are joined to
+    folders). Raises :class:`BadDictError` naming the file; a missing file gives ``{}`` when
+    ``missing_ok`` (a split prepared without crops), else FileNotFoundError."""
+    path = Path(path)
+    if not path.is_file():
+        if missing_ok:
+            return {}
+        raise FileNotFoundError(f"{path}: no such aux dict")
+    try:
+        obj = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # noqa: BLE001 - pickles of arbitrary objects are refused here
+        raise BadDictError(f"{path}: not loadable with torch.load(weights_only=True) "
+                           f"(only a plain dict of lists of strings is accepted): {err}") from None
+    if not isinstance(obj, dict):
+        raise BadDictError(f"{path}: holds a {type(obj).__name__}, expected a dict of lists of strings")
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise BadDictError(f"{path}: key {key!r} is a {type(key).__name__}, expected a string")
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise BadDictError(f"{path}: value of {key!r} is not a list of strings: {value!r:.80}")
+        if (why := aux_entry_problem(key, value)) is not None:  # names joined to the crop folder
+            raise BadDictError(f"{path}: {why}; keys and crop names must be plain file names")
+    return {k: list(v) for k, v in obj.items()}
 
 
 def load_existing_dict(path: Path):

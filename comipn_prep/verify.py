@@ -16,38 +16,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from .conll import ConllFormatError, read_conll, require_tweets
 from .image_coverage import MissingImagesError, check_dict_keys, check_split_images
 from .images import ImageLoadError, load_image
-from .layout import CROP_NAME_RE, SPLITS, DatasetLayout, aux_entry_problem
+from .aux_dicts import BadDictError, load_aux_dict
+from .layout import CROP_NAME_RE, SPLITS, DatasetLayout
 
 logger = logging.getLogger(__name__)
-
-
-class BadDictError(ValueError):
-    """A ``.pth`` that is not a plain dict of lists of strings."""
-
-
-def load_aux_dict(path: Path) -> dict[str, list[str]]:
-    """Load an aux dict safely (``weights_only=True``) and check its shape."""
-    path = Path(path)
-    try:
-        obj = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as err:  # noqa: BLE001 - pickles of arbitrary objects are refused here
-        raise BadDictError(f"{path}: not loadable with torch.load(weights_only=True) "
-                           f"(only a plain dict of lists of strings is accepted): {err}") from None
-    if not isinstance(obj, dict):
-        raise BadDictError(f"{path}: holds a {type(obj).__name__}, expected a dict of lists of strings")
-    for key, value in obj.items():
-        if not isinstance(key, str):
-            raise BadDictError(f"{path}: key {key!r} is a {type(key).__name__}, expected a string")
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise BadDictError(f"{path}: value of {key!r} is not a list of strings: {value!r:.80}")
-        if (why := aux_entry_problem(key, value)) is not None:  # names joined to the crop folder
-            raise BadDictError(f"{path}: {why}; keys and crop names must be plain file names")
-    return {k: list(v) for k, v in obj.items()}
 
 
 @dataclass

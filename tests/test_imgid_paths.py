@@ -166,13 +166,13 @@ def _escaping_dict(path: Path, which: str) -> None:
 
 
 @pytest.mark.parametrize("which", ["key", "crop"])
-def test_training_and_predict_refuse_a_dict_that_escapes(tmp_path, which):
-    from comipn_model.data import load_aux_dict
+def test_a_dict_that_escapes_is_refused(tmp_path, which):
+    from comipn_prep.aux_dicts import BadDictError, load_aux_dict
 
     path = tmp_path / "d" / "twitter2017_train_dict.pth"
     _escaping_dict(path, which)
-    with pytest.raises(ValueError) as err:
-        load_aux_dict(path)  # training's and predict's (--aux-dict) reader
+    with pytest.raises(BadDictError) as err:
+        load_aux_dict(path)  # the one reader of training, predict (--aux-dict) and verify (a problem: exit 1)
     assert str(path) in str(err.value) and "plain file name" in str(err.value)
 
 
@@ -188,17 +188,6 @@ def test_attach_images_never_joins_an_escaping_crop_name(tmp_path):
     with pytest.raises(OutsideFolderError):
         attach_images([Tweet("1", ["a"], ["O"])], None, None, aux_k=3, with_images=True,
                       images_dir=tmp_path, aux={"1.jpg": [f"../{outside.name}"]}, crops_dir=tmp_path / "crops")
-
-
-@pytest.mark.parametrize("which", ["key", "crop"])
-def test_verify_refuses_a_dict_that_escapes(tmp_path, which):
-    from comipn_prep.verify import BadDictError, load_aux_dict
-
-    path = tmp_path / "d" / "sample_test_dict.pth"
-    _escaping_dict(path, which)
-    with pytest.raises(BadDictError) as err:
-        load_aux_dict(path)  # verify reports it as a problem of the dataset (exit 1)
-    assert str(path) in str(err.value) and "plain file name" in str(err.value)
 
 
 def test_inside_keeps_every_name_in_its_folder(tmp_path):

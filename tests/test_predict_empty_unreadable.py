@@ -65,6 +65,23 @@ def test_bad_input_is_named_by_line_before_any_model_loads(tmp_path, no_model, n
     assert not (tmp_path / "o.jsonl").exists()
 
 
+@pytest.mark.parametrize("dict_content, message", [(None, "no such aux dict"),
+                                                    ({"1.jpg": "not a list"}, "not a list of strings")])
+def test_a_missing_or_malformed_aux_dict_is_named_before_any_model_loads(tmp_path, no_model, dict_content,
+                                                                          message):
+    """--aux-dict naming no file used to tag without any crop, silently; a bad one was named only after
+    the model had loaded."""
+    aux = tmp_path / "test_dict.pth"
+    if dict_content is not None:
+        torch.save(dict_content, aux)
+    result = predict("--load-path", tmp_path / "no-such-run", "--input", SAMPLE_TEST, "--aux-dict", aux,
+                     "--out", tmp_path / "o.txt")
+    assert result.exit_code == 2, result.output
+    line = error_line(result)
+    assert str(aux) in line and message in line
+    assert not (tmp_path / "o.txt").exists()
+
+
 # -- item 4: empty is an error --------------------------------------------------------------------------
 @pytest.mark.parametrize("name, content, fmt", [("empty.txt", "", "auto"), ("blank.txt", "\n  \n\n", "auto"),
                                                 ("empty.jsonl", "\n", "auto"), ("empty.conll", "", "conll")])

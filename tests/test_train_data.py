@@ -13,11 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
+from comipn_prep.aux_dicts import load_aux_dict
 from comipn_prep.conll import entity_spans, read_conll
 from comipn_prep.layout import DatasetLayout, crop_name
 from comipn_model import run_folder as rf
 from comipn_model.batch import WordBatcher
-from comipn_model.data import Collator, EpochBatches, load_aux_dict, load_split, subsample
+from comipn_model.data import Collator, EpochBatches, load_split, subsample
 from comipn_model.metrics import overall, report
 
 
@@ -75,7 +76,9 @@ def test_aux_dict_loaded_safely_and_bad_ones_named(tmp_path):
     good = tmp_path / "good.pth"
     torch.save({"1.jpg": ["1_pred_yolo_crop_0.png"], "2.jpg": []}, good)
     assert load_aux_dict(good) == {"1.jpg": ["1_pred_yolo_crop_0.png"], "2.jpg": []}
-    assert load_aux_dict(tmp_path / "absent.pth") == {}
+    assert load_aux_dict(tmp_path / "absent.pth", missing_ok=True) == {}  # a split prepared without crops
+    with pytest.raises(FileNotFoundError, match="absent.pth: no such aux dict"):
+        load_aux_dict(tmp_path / "absent.pth")
     bad = tmp_path / "bad.pth"
     torch.save({"1.jpg": "not a list"}, bad)
     with pytest.raises(ValueError, match="bad.pth"):

@@ -12,7 +12,8 @@ from PIL import Image
 from comipn_prep.cli import main
 from comipn_prep.conll import read_conll, write_conll
 from comipn_prep.layout import SPLITS, DatasetLayout, crop_name
-from comipn_prep.verify import BadDictError, load_aux_dict, verify_dataset
+from comipn_prep.aux_dicts import BadDictError, load_aux_dict
+from comipn_prep.verify import verify_dataset
 
 NAME = "twitter2017"
 
