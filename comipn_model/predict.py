@@ -213,6 +213,14 @@ def read_input(source: Path, kind: str, opts: PredictOptions) -> tuple[list[Inpu
     return rows, conll
 
 
+def grounds_on_the_fly(kind: str, rows: list[InputRow], opts: PredictOptions) -> bool:
+    """Whether some tweet of the input has a picture without prepared crops (grounded on the fly, if the
+    model reads images): then what the model names for grounding is checked before the model loads."""
+    if kind == "conll":
+        return opts.images_dir is not None and not opts.aux_dict
+    return any(row.image_value and row.crop_values is None for row in rows)
+
+
 def predict_file(opts: PredictOptions) -> int:
     """Tag ``opts.input`` into ``opts.out``; returns the number of tweets tagged."""
     fmt = output_format(opts)
@@ -237,7 +245,8 @@ def predict_file(opts: PredictOptions) -> int:
     tagger = Tagger.from_pretrained(opts.load_path, opts.device, text_model=opts.text_model,
                                     grounding=opts.grounding, np_backend=opts.np_backend,
                                     feature_cache=feature_cache, precision=opts.precision, progress=True,
-                                    from_hub=opts.from_hub, trust_detector=opts.trust_detector, **overrides)
+                                    from_hub=opts.from_hub, trust_detector=opts.trust_detector,
+                                    check_grounding=grounds_on_the_fly(kind, rows, opts), **overrides)
     # What needs the model (does it read images at all?), still before tagging.
     if kind == "conll":
         rows, conll = read_conll_rows(source, opts, tagger, conll)

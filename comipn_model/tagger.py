@@ -78,6 +78,64 @@ def build_network(loaded: LoadedModel, device: torch.device):
     return model.to(device).eval()
 
 
+def recorded_in(loaded: LoadedModel, field_name: str) -> str:
+    """Where a recorded setting was read from, for messages: the file and the field."""
+    from .export import CONFIG_NAME
+
+    source = Path(loaded.source).absolute()
+    if source.is_dir():
+        return f"{source / CONFIG_NAME}, field {field_name}"
+    prefix = "model_config" if field_name.startswith("model.") else "prep"
+    return f"{source}, field {prefix}.{field_name.removeprefix('model.')}"
+
+
+def grounding_config_of(loaded: LoadedModel, overrides: dict, device: str):
+    """The GroundConfig for raw images: the training's record, then the caller's ``overrides``."""
+    from comipn_prep.grounding import GroundConfig
+
+    known = {f.name for f in fields(GroundConfig)}
+    recorded = dict(loaded.prep.get("grounding") or {})
+    if not recorded:
+        # Crops made outside comipn-prep: the model's own CLIP and the default detector.
+        recorded = {"clip_model": loaded.config.clip_model, "clip_pretrained": loaded.config.clip_pretrained}
+    values = {k: v for k, v in {**recorded, **overrides}.items() if k in known}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown grounding settings {unknown}: use fields of GroundConfig")
+    values["device"] = device
+    return GroundConfig(**values)
+
+
+def check_recorded_tower_clip(loaded: LoadedModel) -> None:
+    """The vision tower's recorded CLIP weights may be loaded as recorded (UntrustedWeights if not)."""
+    from comipn_prep.weights import check_recorded_clip
+
+    check_recorded_clip(loaded.config.clip_model, loaded.config.clip_pretrained,
+                        recorded_in(loaded, "model.clip_pretrained"), "--clip-pretrained (Tagger: clip_pretrained=)")
+
+
+def check_grounding_sources(loaded: LoadedModel, overrides: dict, trust_detector: bool, device: str = "cpu"):
+    """``(GroundConfig, where its detector was recorded)`` for grounding raw images, after every check
+    loading would make of what the model's files name (:class:`~comipn_prep.weights.UntrustedWeights`);
+    loads nothing. The place is None where the caller named the detector or trusts the model's maker."""
+    from comipn_prep.weights import check_recorded_clip, check_recorded_detector
+
+    config = grounding_config_of(loaded, overrides, device)
+    recorded = dict(loaded.prep.get("grounding") or {})
+    detector_in = None
+    if "detector" not in overrides and not trust_detector:
+        detector_in = (recorded_in(loaded, "grounding.detector") if "detector" in recorded else
+                       f"{loaded.source} (no grounding recorded: comipn's default detector)")
+        check_recorded_detector(config.detector, detector_in, "--detector",
+                                "--trust-detector (Python: Tagger.from_pretrained(..., trust_detector=True))")
+    if "clip_pretrained" not in overrides:
+        where = (recorded_in(loaded, "grounding.clip_pretrained") if "clip_pretrained" in recorded
+                 else recorded_in(loaded, "model.clip_pretrained"))
+        check_recorded_clip(config.clip_model, config.clip_pretrained, where,
+                            "--ground-clip-pretrained (Tagger: grounding={'clip_pretrained': ...})")
+    return config, detector_in
+
+
 def batch_order(lengths: Sequence[int]) -> list[int]:
     """Tweet indices sorted by sub-token count (stable), so a batch pads little: the encoder's work
     is sub-tokens, and word counts order them poorly (on the Twitter-2017 test split, batches of 32
@@ -130,7 +188,7 @@ class Tagger:
                         clip_pretrained: Any = _UNSET, grounding: dict | None = None,
                         np_backend: str | None = None, feature_cache: str | os.PathLike | None = None,
                         precision: str = "auto", progress: bool = False, from_hub: bool = False,
-                        trust_detector: bool = False) -> "Tagger":
+                        trust_detector: bool = False, check_grounding: bool = False) -> "Tagger":
         """Load a run folder, a ``best.pt``, an exported folder or a Hub repository id.
 
         ``text_model``: the encoder's folder (config + tokenizer) when a checkpoint's has moved.
@@ -152,7 +210,9 @@ class Tagger:
         detector (``grounding={"detector": ...}``) or trusts the model's maker (``trust_detector=True``).
         Recorded CLIP weights are read with ``torch.load(weights_only=True)`` or safetensors by open_clip,
         and a recorded relative or ``~`` path is refused rather than looked up from the current folder.
-        The text encoder loads with ``trust_remote_code=False``."""
+        The text encoder loads with ``trust_remote_code=False``. ``check_grounding``: make those checks
+        now, before the network is built, rather than at the first raw image (predict sets it when its
+        input has pictures to ground)."""
         if text_model:
             from .text_encoder import check_text_model_ref
 
@@ -161,6 +221,11 @@ class Tagger:
         if text_model:
             loaded.config.text_model = text_model
         dev = resolve_device(device)
+        if check_grounding and loaded.config.uses_images:
+            # Before the network is built (the slow part): a refused recorded detector is said at once.
+            if clip_pretrained is _UNSET:
+                check_recorded_tower_clip(loaded)
+            check_grounding_sources(loaded, dict(grounding or {}), trust_detector, str(dev))
         model = build_network(loaded, dev)
         return cls(model, loaded, dev, clip_pretrained=clip_pretrained, grounding=grounding,
                    np_backend=np_backend, feature_cache=feature_cache, precision=precision, progress=progress,
@@ -172,40 +237,14 @@ class Tagger:
 
     def grounding_config(self):
         """The GroundConfig used for raw images: the training's record, then the overrides."""
-        from comipn_prep.grounding import GroundConfig
-
-        known = {f.name for f in fields(GroundConfig)}
-        recorded = dict(self.prep.get("grounding") or {})
-        if not recorded:
-            # Crops made outside comipn-prep: the model's own CLIP and the default detector.
-            recorded = {"clip_model": self.config.clip_model, "clip_pretrained": self.config.clip_pretrained}
-        values = {k: v for k, v in {**recorded, **self.grounding_overrides}.items() if k in known}
-        unknown = sorted(set(self.grounding_overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown grounding settings {unknown}: use fields of GroundConfig")
-        values["device"] = str(self.device)
-        return GroundConfig(**values)
-
-    def _recorded_in(self, field_name: str) -> str:
-        """Where a recorded setting was read from, for messages: the file and the field."""
-        from .export import CONFIG_NAME
-
-        source = Path(self.source).absolute()
-        if source.is_dir():
-            return f"{source / CONFIG_NAME}, field {field_name}"
-        prefix = "model_config" if field_name.startswith("model.") else "prep"
-        return f"{source}, field {prefix}.{field_name.removeprefix('model.')}"
+        return grounding_config_of(self._loaded, self.grounding_overrides, str(self.device))
 
     def _vision(self):
         if self._tower is None:
             from .vision import FeatureCache, VisionTower
 
             if self._clip_recorded:
-                from comipn_prep.weights import check_recorded_clip
-
-                check_recorded_clip(self.config.clip_model, self.clip_pretrained,
-                                    self._recorded_in("model.clip_pretrained"),
-                                    "--clip-pretrained (Tagger: clip_pretrained=)")
+                check_recorded_tower_clip(self._loaded)
 
             # Random tower weights (clip_pretrained None) from a fixed seed, as the grounder's: the same
             # model on every load, and the caller's random numbers untouched.
@@ -221,25 +260,14 @@ class Tagger:
         if self._grounder is None:
             from comipn_prep.grounding import Grounder
 
-            from comipn_prep.weights import UntrustedWeights, WeightsUnavailable, check_recorded_clip
+            from comipn_prep.weights import WeightsUnavailable
 
-            config = self.grounding_config()
-            recorded = dict(self.prep.get("grounding") or {})
-            detector_in = None
-            if "detector" not in self.grounding_overrides and not self.trust_detector:
-                detector_in = (self._recorded_in("grounding.detector") if "detector" in recorded else
-                               f"{self.source} (no grounding recorded: comipn's default detector)")
-            if "clip_pretrained" not in self.grounding_overrides:
-                where = (self._recorded_in("grounding.clip_pretrained") if "clip_pretrained" in recorded
-                         else self._recorded_in("model.clip_pretrained"))
-                check_recorded_clip(config.clip_model, config.clip_pretrained, where,
-                                    "--ground-clip-pretrained (Tagger: grounding={'clip_pretrained': ...})")
+            # What the model's files name is checked first (UntrustedWeights says what to pass instead).
+            config, detector_in = check_grounding_sources(self._loaded, self.grounding_overrides,
+                                                          self.trust_detector, str(self.device))
             try:
                 self._grounder = Grounder.from_config(config, detector_recorded_in=detector_in,
                                                       trust_flag="--trust-detector")
-            except UntrustedWeights as err:
-                raise UntrustedWeights(f"{err} [Tagger: grounding={{'detector': ...}} or trust_detector=True]") \
-                    from None
             except WeightsUnavailable as err:
                 raise WeightsUnavailable(f"{err} [Tagger: grounding={{'detector': ..., 'clip_pretrained': ...}}; "
                                          f"predict: --detector / --ground-clip-pretrained]") from None

@@ -282,25 +282,35 @@ def _recorded_detector(spec: str, recorded_in: str, flag: str, trust_flag: str) 
     ``YOLO("yolov8n.pt")`` would look first). Anything else (a ``.pt`` is a pickle: loading it runs
     whatever it holds; an ONNX file makes ultralytics install onnxruntime) is refused, and the value is
     never resolved against the current folder, the model's folder or ``~``."""
+    check_recorded_detector(spec, recorded_in, flag, trust_flag)
     packaged = _packaged_yaml(spec)
     if packaged is not None:
         return packaged, f"{Path(spec).stem}:random", True
-    if _official_asset(spec):
-        cached = _yolo_weights_dir() / spec
-        if not cached.is_absolute():
-            cached = cached.absolute()
-        if cached.is_file():
-            return str(cached), spec, False
-        if _offline("YOLO_OFFLINE", "HF_HUB_OFFLINE"):
-            raise WeightsUnavailable(
-                f"offline (YOLO_OFFLINE) and the detector {spec} named in {recorded_in} is not in ultralytics' "
-                f"weights folder {cached.parent}; pass a local .pt file with {flag} (or {flag} yolov8n.yaml for "
-                f"random weights)")
-        from ultralytics.utils.downloads import attempt_download_asset
+    # ultralytics' released weights by bare name
+    cached = _yolo_weights_dir() / spec
+    if not cached.is_absolute():
+        cached = cached.absolute()
+    if cached.is_file():
+        return str(cached), spec, False
+    if _offline("YOLO_OFFLINE", "HF_HUB_OFFLINE"):
+        raise WeightsUnavailable(
+            f"offline (YOLO_OFFLINE) and the detector {spec} named in {recorded_in} is not in ultralytics' "
+            f"weights folder {cached.parent}; pass a local .pt file with {flag} (or {flag} yolov8n.yaml for "
+            f"random weights)")
+    from ultralytics.utils.downloads import attempt_download_asset
 
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        # An absolute target: ultralytics downloads its released asset there, not into the current folder.
-        return attempt_download_asset(str(cached)), spec, False
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    # An absolute target: ultralytics downloads its released asset there, not into the current folder.
+    return attempt_download_asset(str(cached)), spec, False
+
+
+def check_recorded_detector(spec: str, recorded_in: str, flag: str = "--detector",
+                            trust_flag: str = "--trust-detector") -> None:
+    """Raise :class:`UntrustedWeights` when a detector named inside a file is not one of ultralytics' own
+    names (see :func:`_recorded_detector`); loads nothing, so it can run before any slow work."""
+    spec = str(spec)
+    if _packaged_yaml(spec) is not None or _official_asset(spec):
+        return
     raise UntrustedWeights(
         f"{recorded_in} names the detector {spec!r}, which is not one of ultralytics' own model names: loading "
         f"it would unpickle (or evaluate) a file that can run code on this machine. Pass the detector yourself "

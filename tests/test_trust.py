@@ -91,6 +91,26 @@ def test_exported_config_detector_is_not_unpickled_by_predict(models, tmp_path, 
     assert not marker.exists() and len((tmp_path / "o.jsonl").read_text().splitlines()) == 1
 
 
+def test_predict_refuses_a_recorded_detector_before_the_network_is_built(models, tmp_path, monkeypatch):
+    """Bad input before slow work: an input with pictures to ground meets the refusal before the text
+    encoder and the network are built (they took about 7 s for BERT-base)."""
+    import comipn_model.tagger as tagger_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network was built before the recorded detector was checked")
+
+    monkeypatch.setattr(tagger_module, "build_network", refuse)
+    folder = stranger_folder(models, tmp_path, str(tmp_path / "elsewhere" / "yolo.pt"))
+    result = predict("--load-path", str(folder), "--input", str(one_tweet(tmp_path)), "--out", str(tmp_path / "o.jsonl"))
+    assert result.exit_code == 2, result.output
+    assert "grounding.detector" in result.output and "--trust-detector" in result.output
+    # prepared crops need no detector: nothing is refused for it (the network is built: the stand-in fails)
+    crops = tmp_path / "crops.jsonl"
+    crops.write_text(json.dumps({"text": "Elon Musk", "image": "photo.jpg", "crops": []}) + "\n")
+    result = predict("--load-path", str(folder), "--input", str(crops), "--out", str(tmp_path / "o2.jsonl"))
+    assert isinstance(result.exception, AssertionError) and "network was built" in str(result.exception)
+
+
 def test_exported_config_detector_is_not_unpickled_by_the_tagger(models, tmp_path):
     marker = tmp_path / "marker"
     folder = stranger_folder(models, tmp_path, str(tmp_path / "stranger" / "yolo.pt"))
