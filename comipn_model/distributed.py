@@ -56,22 +56,6 @@ def init_distributed(kind: str) -> Dist:
                 local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name} was asked for but no CUDA device is available (use --device cpu)")
-        if name == "cuda":
-            return torch.device("cuda", local_rank)
-        index = torch.device(name).index
-        if index is not None and index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-    elif name not in ("cpu", "mps"):
-        raise ValueError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
-    return torch.device(name)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -3,7 +3,6 @@ after an epoch, and the one test scoring of the chosen checkpoint."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -19,18 +18,10 @@ from . import run_folder as rf
 from .data import Collator, Example
 from .distributed import Dist
 from .metrics import overall, report
+from .precision import autocast
 from .train_config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-
-def autocast(device: torch.device, amp: bool | None):
-    use = device.type == "cuda" if amp is None else amp
-    if use and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if use and device.type == "cpu":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @torch.no_grad()

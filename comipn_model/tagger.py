@@ -8,7 +8,6 @@ CLIP; models with images load them on first need only, so tagging with prepared 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -19,17 +18,20 @@ import torch
 from tqdm.auto import tqdm
 
 from comipn_prep.conll import entity_spans
+from comipn_prep.devices import resolve_device
 
 from .batch import WordBatcher
 from .config import CoMIPNConfig
 from .checkpoints import load_weights
 from .export import LoadedModel, load_source
+from .precision import autocast
 
 log = logging.getLogger(__name__)
 
 ImageLike = Union[str, os.PathLike, "Image.Image", None]  # noqa: F821 - PIL is imported lazily
 _UNSET: Any = object()
 PRECISIONS = ("auto", "fp32", "bf16")
+AMP_OF_PRECISION = {"auto": None, "fp32": False, "bf16": True}  # --precision as training's --amp
 NO_IMAGE = "no image given"
 
 
@@ -55,14 +57,6 @@ class TaggedTweet:
 
 def entities_of(tokens: Sequence[str], tags: Sequence[str]) -> list[dict]:
     return [{"type": t, "start": s, "end": e, "text": " ".join(tokens[s:e])} for t, s, e in entity_spans(tags)]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device")
-    return torch.device(name)
 
 
 def build_network(loaded: LoadedModel, device: torch.device):
@@ -339,9 +333,7 @@ class Tagger:
 
     def _autocast(self):
         # auto: bf16 on CUDA only, as training's evaluation runs (the same tags as its test predictions).
-        if self.precision == "bf16" or (self.precision == "auto" and self.device.type == "cuda"):
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, AMP_OF_PRECISION[self.precision])
 
     # -- the visual side ------------------------------------------------------------------------------
     def _visual(self, batch: Sequence[_Item]):

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from comipn_prep.devices import resolve_device
 from comipn_prep.folder_lock import holding, lock_name
 from comipn_prep.logs import progress_enabled
 
@@ -32,9 +33,9 @@ from .builders import build_model, default_feature_cache, fit_visual_norm, make_
 from .checkpoints import load_weights, model_from_checkpoint
 from .config import CoMIPNConfig
 from .data import EpochBatches, warn_missing
-from .distributed import (Dist, device_kind, get_rng_state, init_distributed, resolve_device,  # noqa: F401
-                          seed_everything, set_rng_state)
-from .evaluation import autocast, epoch_row, predict_examples, score_test  # noqa: F401 - re-exported
+from .distributed import Dist, device_kind, get_rng_state, init_distributed, seed_everything, set_rng_state
+from .evaluation import epoch_row, predict_examples, score_test  # noqa: F401 - re-exported
+from .precision import autocast
 from .optim import check_param_groups, group_learning_rates, make_optimizer, make_scheduler  # noqa: F401
 from .preflight import RunData, check_layout, check_weights, load_run_data
 from .prep_record import read_prep_record
@@ -42,7 +43,7 @@ from .signals import StopRequests
 from .train_config import PRESETS, TrainConfig, apply_preset  # noqa: F401 - re-exported
 
 __all__ = ["PRESETS", "TrainConfig", "TrainResult", "apply_preset", "build_model", "check_param_groups",
-           "default_feature_cache", "make_collator", "only_test", "predict_examples", "resolve_device", "train"]
+           "default_feature_cache", "make_collator", "only_test", "predict_examples", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +270,7 @@ def only_test(cfg: TrainConfig, load_path: str | os.PathLike, *, force: bool = F
     from .data import attach_images, read_split
     from .preflight import check_clip
 
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, 0)
     folder = rf.RunFolder(cfg.run_dir)
     for name in (rf.TEST_REPORT, rf.TEST_PREDICTIONS):
         if folder.file(name).exists() and not force:

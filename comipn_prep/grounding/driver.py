@@ -31,6 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..conll import atomic_write_bytes
+from ..devices import resolve_device
 from ..images import ImageLoadError, load_image
 from ..layout import CROP_NAME_RE, SPLIT_FOLDERS, canonical_split, crop_name, find_image, inside
 from ..weights import load_clip, load_yolo
@@ -76,14 +77,6 @@ class GroundConfig:
             raise ValueError(f"--conf must be within 0..1, got {self.conf}")
         if isinstance(self.clip_pretrained, str) and self.clip_pretrained.strip().lower() in ("", "none"):
             self.clip_pretrained = None
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
-    return device
 
 
 @dataclass
@@ -140,7 +133,7 @@ class Grounder:
         ``detector_recorded_in``: where ``config.detector`` was read from when the user did not give it
         (a model's recorded settings); then only ultralytics' own model names load, and anything else
         raises UntrustedWeights naming that place and ``trust_flag`` (see :func:`comipn_prep.weights.load_yolo`)."""
-        device = resolve_device(config.device)
+        device = str(resolve_device(config.device))  # ultralytics and open_clip take a name
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         # Random weights are drawn from a fixed seed (without touching the caller's RNG), so a
