@@ -32,10 +32,6 @@ class ModelRef:
     path: Path | None = None  # PATH: where it is (``~`` expanded)
 
     @property
-    def is_path(self) -> bool:
-        return self.kind == PATH
-
-    @property
     def is_hub(self) -> bool:
         return self.kind == HUB
 

@@ -11,23 +11,20 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from .logs import quiet_open_clip
+from .model_refs import hub_offline
 
 logger = logging.getLogger(__name__)
 
-_TRUE = ("1", "true", "yes", "on")
 
 
 class WeightsUnavailable(RuntimeError):
     """Weights could not be found or fetched; the message says which flag takes a local file."""
-
-
-def _offline(*names: str) -> bool:
-    return any(os.environ.get(n, "").strip().lower() in _TRUE for n in names)
 
 
 def _is_random_spec(value: str | None) -> bool:
@@ -123,7 +120,7 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", d
             quick_gelu = clip_quick_gelu(model_name, tag)
             if quick_gelu and not model_name.endswith("-quickgelu"):
                 weights_id += ":quickgelu"
-            if _offline("HF_HUB_OFFLINE") and not _in_hf_cache(model_name, pretrained):
+            if hub_offline("HF_HUB_OFFLINE") and not _in_hf_cache(model_name, pretrained):
                 raise WeightsUnavailable(
                     f"offline (HF_HUB_OFFLINE) and CLIP weights {model_name}/{pretrained} are not cached; "
                     f"pass a local weights file with {flag} (or {flag} none for random weights)")
@@ -152,7 +149,8 @@ def openai_weights_sign(path: Path) -> str | None:
     tensors: ``openai`` in the file's name or in the Hugging Face cache folder it sits in (the Hub
     repositories of OpenAI's weights are named so: ``models--timm--vit_base_patch32_clip_224.openai``), or
     an ``open_clip_config.json`` beside it (those repositories ship one) whose model config says
-    ``quick_gelu``. Other folder names are not read: ``/home/openai-fan/`` says nothing of a file."""
+    ``quick_gelu``. Other folder names are not read: a user's folder called ``openai-fan`` says
+    nothing of a file."""
     path = Path(path)
     names = [path.name] + [p.name for p in path.parents if p.name.startswith("models--")]
     for name in names:
@@ -245,8 +243,6 @@ def _packaged_yaml(name: str) -> str | None:
     a file of that name in the current folder."""
     if not name or Path(name).name != name or Path(name).suffix not in (".yaml", ".yml"):
         return None
-    import re
-
     from ultralytics.utils import ROOT
 
     models = Path(ROOT) / "cfg" / "models"
@@ -292,7 +288,7 @@ def _recorded_detector(spec: str, recorded_in: str, flag: str, trust_flag: str) 
         cached = cached.absolute()
     if cached.is_file():
         return str(cached), spec, False
-    if _offline("YOLO_OFFLINE", "HF_HUB_OFFLINE"):
+    if hub_offline("YOLO_OFFLINE", "HF_HUB_OFFLINE"):
         raise WeightsUnavailable(
             f"offline (YOLO_OFFLINE) and the detector {spec} named in {recorded_in} is not in ultralytics' "
             f"weights folder {cached.parent}; pass a local .pt file with {flag} (or {flag} yolov8n.yaml for "
@@ -348,7 +344,7 @@ def load_yolo(spec: str = "yolov8n.pt", flag: str = "--detector", *, recorded_in
     elif (cached := _yolo_weights_dir() / spec).is_file():
         source, weights_id = str(cached), spec  # downloaded earlier into ultralytics' weights folder
     else:
-        if _offline("YOLO_OFFLINE", "HF_HUB_OFFLINE"):
+        if hub_offline("YOLO_OFFLINE", "HF_HUB_OFFLINE"):
             raise WeightsUnavailable(
                 f"offline (YOLO_OFFLINE) and {spec} is not a local file; pass a local .pt file with {flag} "
                 f"(or {flag} yolov8n.yaml for random weights)")

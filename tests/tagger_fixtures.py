@@ -90,3 +90,11 @@ def picture(path: Path | None = None, seed: int = 0, size=(640, 480)) -> Image.I
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, quality=95)
     return path
+
+
+def text_and_image_checkpoints(base: Path, minilm_path: str) -> dict:
+    """A tiny encoder and two checkpoints on it: ``text`` (no switch: reads no image) and ``all`` (every
+    switch on)."""
+    encoder = make_tiny_encoder(base / "encoder", minilm_path)
+    return {"text": make_checkpoint(base / "text" / "best.pt", encoder, switches=False),
+            "all": make_checkpoint(base / "all" / "best.pt", encoder)}

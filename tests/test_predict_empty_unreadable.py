@@ -15,17 +15,14 @@ from comipn_prep.conll import read_conll, write_conll
 from comipn_prep.layout import crop_name
 from comipn_model.cli import main
 from comipn_model.tagger import Tagger
-from tagger_fixtures import make_checkpoint, make_tiny_encoder, picture
+from tagger_fixtures import picture, text_and_image_checkpoints
 
 SAMPLE_TEST = Path(__file__).resolve().parents[1] / "data" / "sample" / "sample" / "test.txt"
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, minilm_path):
-    base = tmp_path_factory.mktemp("predict-empty")
-    encoder = make_tiny_encoder(base / "encoder", minilm_path)
-    return {"text": make_checkpoint(base / "text" / "best.pt", encoder, switches=False),
-            "all": make_checkpoint(base / "all" / "best.pt", encoder)}
+    return text_and_image_checkpoints(tmp_path_factory.mktemp("predict-empty"), minilm_path)
 
 
 @pytest.fixture()

@@ -16,15 +16,12 @@ from comipn_prep.nps.tokenize import tokenize_tweet
 from comipn_model import Tagger
 from comipn_model.cli import main
 from comipn_model.predict import detect_input_format
-from tagger_fixtures import make_checkpoint, make_tiny_encoder, picture
+from tagger_fixtures import picture, text_and_image_checkpoints
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, minilm_path):
-    base = tmp_path_factory.mktemp("predict-input")
-    encoder = make_tiny_encoder(base / "encoder", minilm_path)
-    return {"text": make_checkpoint(base / "text" / "best.pt", encoder, switches=False),
-            "all": make_checkpoint(base / "all" / "best.pt", encoder)}
+    return text_and_image_checkpoints(tmp_path_factory.mktemp("predict-input"), minilm_path)
 
 
 def predict(*args: str):
