@@ -17,7 +17,7 @@ from comipn_prep.layout import DatasetLayout
 
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 CLIP = "ViT-S-32"  # the smallest ViT open_clip builds; random weights
-# What comipn-prep would have recorded for a random-weight grounding run (see comipn_model.prep_record).
+# What comipn-prep would have recorded for a random-weight grounding run (see comipn_model.data.prep_record).
 RANDOM_GROUNDING = {"detector": "yolov8n.yaml", "clip_model": CLIP, "clip_pretrained": None, "top_k": 3,
                     "conf": 1e-05, "iou": 0.5, "nms_iou": 0.7, "max_candidates": 10, "prompt": "a photo of {}",
                     "random_weights": True}

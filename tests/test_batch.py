@@ -8,7 +8,7 @@ import torch
 from transformers import AutoTokenizer
 
 from comipn_prep.conll import read_conll
-from comipn_model.batch import WordBatcher
+from comipn_model.data.batch import WordBatcher
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
 

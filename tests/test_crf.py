@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comipn_model.crf import BIOCRF, FORBIDDEN, allowed_transitions, is_valid_bio
+from comipn_model.network.crf import BIOCRF, FORBIDDEN, allowed_transitions, is_valid_bio
 from comipn_prep.conll import bio_labels
 
 LABELS = bio_labels()

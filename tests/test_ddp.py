@@ -12,9 +12,10 @@ import os
 import subprocess
 import sys
 
-from comipn_model import run_folder as rf
-from comipn_model.config import CoMIPNConfig
-from comipn_model.training import TrainConfig, train
+from comipn_model.saved import run_folder as rf
+from comipn_model.network.config import CoMIPNConfig
+from comipn_model.training.config import TrainConfig
+from comipn_model.training.loop import train
 
 from test_train import make_root, make_tiny_encoder
 

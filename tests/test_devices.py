@@ -1,4 +1,4 @@
-"""One reading of --device (comipn_prep.devices) and one bf16 autocast rule (comipn_model.precision), for
+"""One reading of --device (comipn_prep.devices) and one bf16 autocast rule (comipn_model.network.precision), for
 grounding, training and the Tagger alike."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from comipn_model.precision import autocast
+from comipn_model.network.precision import autocast
 from comipn_prep.devices import resolve_device
 
 

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from comipn_prep.conll import read_conll
 from comipn_model import Tagger
-from comipn_model import run_folder as rf
+from comipn_model.saved import run_folder as rf
 from comipn_model.cli import main
-from comipn_model.export import export_model
+from comipn_model.saved.export import export_model
 from tagger_fixtures import RANDOM_GROUNDING, make_checkpoint, make_tiny_encoder, picture, train_text_only
 
 RAW = ["Elon Musk visits Paris today", "RT @SpaceX : Falcon 9 lifts off from Cape Canaveral", "so happy"]
@@ -192,7 +192,7 @@ def test_a_second_export_to_the_same_folder_is_refused_at_once(models, tmp_path)
     so an empty --out stays empty); a second one to that target exits 2 naming the holder."""
     from lock_holder import Holder
 
-    from comipn_model.export import export_lock_name
+    from comipn_model.saved.exported import export_lock_name
 
     out = tmp_path / "models" / "sample"
     out.mkdir(parents=True)
@@ -258,7 +258,7 @@ def test_prep_record_reads_what_comipn_prep_left(tmp_path):
     """The grounding settings come from ground_run.json (or a shard's record) and the NP chunker from
     nps/summary.json; speed-only settings (device, batch sizes) are left out."""
     from comipn_prep.layout import DatasetLayout
-    from comipn_model.prep_record import read_prep_record
+    from comipn_model.data.prep_record import read_prep_record
 
     layout = DatasetLayout(tmp_path, "twitter2017")
     assert read_prep_record(layout) == {"grounding": None, "np_backend": None}

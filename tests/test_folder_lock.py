@@ -160,7 +160,7 @@ def test_train_refuses_a_run_folder_in_use_before_loading_a_model(tmp_path, hold
                                                                   monkeypatch):
     from test_train import make_root, make_tiny_encoder, tiny_args
 
-    from comipn_model import training
+    from comipn_model.training import loop as training
     from comipn_model.cli import main as train_main
 
     def refuse(*args, **kwargs):

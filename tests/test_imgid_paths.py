@@ -102,7 +102,7 @@ def test_verify_refuses_a_text_with_an_escaping_imgid(tmp_path):
 
 
 def test_training_refuses_a_split_with_an_escaping_imgid(tmp_path):
-    from comipn_model.data import read_split
+    from comipn_model.data.examples import read_split
     from comipn_prep.layout import DatasetLayout
 
     root = _sample(tmp_path)
@@ -113,7 +113,7 @@ def test_training_refuses_a_split_with_an_escaping_imgid(tmp_path):
 
 
 def test_predict_refuses_a_conll_input_with_an_escaping_imgid(tmp_path):
-    from comipn_model.predict import PredictOptions, predict_file
+    from comipn_model.inference.predict import PredictOptions, predict_file
 
     source = tmp_path / "in.txt"
     source.write_text(f"IMGID:1\nParis\n\nIMGID:{ESCAPE}\nRome\n", encoding="utf-8")
@@ -179,7 +179,7 @@ def test_a_dict_that_escapes_is_refused(tmp_path, which):
 def test_attach_images_never_joins_an_escaping_crop_name(tmp_path):
     from comipn_prep.layout import OutsideFolderError
 
-    from comipn_model.data import attach_images
+    from comipn_model.data.examples import attach_images
     from comipn_prep.conll import Tweet
 
     (tmp_path / "crops").mkdir()

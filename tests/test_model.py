@@ -8,15 +8,16 @@ import pytest
 import torch
 
 from comipn_model import CoMIPN, CoMIPNConfig, WordBatcher
-from comipn_model.contrastive import info_nce
-from comipn_model.crf import is_valid_bio
-from comipn_model.vision import ImageFeatures, stack_visual, vision_dims
+from comipn_model.network.contrastive import info_nce
+from comipn_model.network.crf import is_valid_bio
+from comipn_model.data.features import ImageFeatures, stack_visual
+from comipn_model.network.vision import vision_dims
 from comipn_prep.conll import read_conll
 
 
 @pytest.fixture(scope="module")
 def minilm(minilm_path):
-    from comipn_model.text_encoder import load_text_encoder
+    from comipn_model.network.text_encoder import load_text_encoder
 
     return load_text_encoder(minilm_path)
 
@@ -176,8 +177,8 @@ def test_text_encoder_loaders_fail_fast_and_build_random_configs(minilm_path, tm
     import json
     import time
 
-    from comipn_model.prompts import layer_to_block
-    from comipn_model.text_encoder import TextEncoderUnavailable, load_text_encoder, make_random_bert_base
+    from comipn_model.network.prompts import layer_to_block
+    from comipn_model.network.text_encoder import TextEncoderUnavailable, load_text_encoder, make_random_bert_base
 
     with pytest.raises(TextEncoderUnavailable, match="--text-model"):
         load_text_encoder(str(tmp_path / "no-such-folder"))
@@ -206,7 +207,7 @@ def test_text_encoder_loaders_fail_fast_and_build_random_configs(minilm_path, tm
 
 
 def test_masked_prefix_equals_no_prefix_and_an_open_one_learns(minilm, tweets):
-    from comipn_model.text_encoder import encode as run_encoder
+    from comipn_model.network.text_encoder import encode as run_encoder
 
     encoder, tokenizer = minilm
     encoder = copy.deepcopy(encoder).eval()
@@ -287,7 +288,7 @@ def test_an_image_irrelevant_to_the_text_fades_to_no_input_on_the_matched_path(m
 def test_relevance_bias_on_the_prefix_scales_its_attention(minilm, tweets):
     """A log-relevance bias equal for every prefix token of one image: log 1 = no change, a very
     negative one = the prefix masked."""
-    from comipn_model.text_encoder import encode as run_encoder
+    from comipn_model.network.text_encoder import encode as run_encoder
 
     encoder, tokenizer = minilm
     encoder = copy.deepcopy(encoder).eval()
@@ -320,7 +321,7 @@ def test_fresh_model_starts_with_open_matched_prompts(minilm, minilm_path, tweet
 def test_rows_whose_prefix_is_masked_need_no_prefix_states(minilm, tweets):
     """The one-call multi-path encoder gives prefix states for the visual paths' rows only: the text
     path's masked prefix is never projected, and its rows come out as with zero states."""
-    from comipn_model.text_encoder import encode as encode_text
+    from comipn_model.network.text_encoder import encode as encode_text
 
     encoder, tokenizer = minilm
     encoder = encoder.eval()
@@ -344,7 +345,7 @@ def test_prefix_reaches_an_encoder_whose_cache_argument_is_past_key_values(minil
     the attention fails (as it did on the GPU machine's transformers 5.17)."""
     import inspect
 
-    from comipn_model.text_encoder import encode as encode_text
+    from comipn_model.network.text_encoder import encode as encode_text
 
     encoder, tokenizer = minilm
     encoder = encoder.eval()

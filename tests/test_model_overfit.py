@@ -12,7 +12,8 @@ import torch
 from seqeval.metrics import f1_score
 
 from comipn_model import CoMIPN, CoMIPNConfig, WordBatcher
-from comipn_model.vision import ImageFeatures, stack_visual, vision_dims
+from comipn_model.data.features import ImageFeatures, stack_visual
+from comipn_model.network.vision import vision_dims
 from comipn_prep.conll import read_conll
 
 LRS = {"text_encoder": 1e-4, "new": 1e-3, "crf": 5e-2}

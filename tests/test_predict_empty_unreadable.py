@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from comipn_prep.conll import read_conll, write_conll
 from comipn_prep.layout import crop_name
 from comipn_model.cli import main
-from comipn_model.tagger import Tagger
+from comipn_model.inference.tagger import Tagger
 from tagger_fixtures import picture, text_and_image_checkpoints
 
 SAMPLE_TEST = Path(__file__).resolve().parents[1] / "data" / "sample" / "sample" / "test.txt"

@@ -15,7 +15,7 @@ from comipn_prep.layout import crop_name
 from comipn_prep.nps.tokenize import tokenize_tweet
 from comipn_model import Tagger
 from comipn_model.cli import main
-from comipn_model.predict import detect_input_format
+from comipn_model.inference.predict import detect_input_format
 from tagger_fixtures import picture, text_and_image_checkpoints
 
 

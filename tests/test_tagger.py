@@ -15,7 +15,7 @@ from comipn_prep.images import ImageLoadError
 from comipn_prep.nps.tokenize import tokenize_tweet
 from comipn_prep.weights import WeightsUnavailable
 from comipn_model import Tagger
-from comipn_model import run_folder as rf
+from comipn_model.saved import run_folder as rf
 from tagger_fixtures import make_checkpoint, make_tiny_encoder, picture, train_text_only
 
 RAW = ["Elon Musk visits Paris today", "RT @SpaceX : Falcon 9 lifts off from Cape Canaveral with NASA's DSCOVR",

@@ -7,7 +7,7 @@ import pytest
 
 from comipn_prep.conll import read_conll
 from comipn_model import Tagger
-from comipn_model.tagger import batch_order
+from comipn_model.inference.tagger import batch_order
 from tagger_fixtures import make_checkpoint, make_tiny_encoder, picture
 
 # One word of many sub-tokens, many words of one sub-token each: word counts and sub-token counts order

@@ -14,11 +14,13 @@ from PIL import Image
 
 from comipn_prep.conll import read_conll, write_conll
 from comipn_prep.layout import DatasetLayout, crop_name
-from comipn_model import run_folder as rf
+from comipn_model.saved import run_folder as rf
 from comipn_model.cli import main
-from comipn_model.config import CoMIPNConfig
-from comipn_model.metrics import report
-from comipn_model.training import TrainConfig, check_param_groups, train
+from comipn_model.network.config import CoMIPNConfig
+from comipn_model.training.metrics import report
+from comipn_model.training.config import TrainConfig
+from comipn_model.training.optim import check_param_groups
+from comipn_model.training.loop import train
 
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 TEXT_ONLY = ["--no-use-prompt", "--no-use-dynamic-matching", "--no-use-contrastive"]
@@ -154,7 +156,7 @@ def test_ctrl_c_mid_epoch_then_the_printed_resume_command_gives_the_same_run(tin
     import shlex
     import signal
 
-    from comipn_model import training
+    from comipn_model.training import loop as training
 
     whole = tmp_path / "whole"
     assert CliRunner().invoke(main, tiny_args(tiny, whole)).exit_code == 0

@@ -21,12 +21,12 @@ from click.testing import CliRunner
 from released_layout import make_released_layout
 from test_train import make_root, make_tiny_encoder, tiny_args, train_with_cli
 
-from comipn_model import run_folder as rf
-from comipn_model import training
-from comipn_model.checkpoints import CheckpointMismatch, load_weights
+from comipn_model.saved import run_folder as rf
+from comipn_model.training import loop as training
+from comipn_model.network.build import CheckpointMismatch, load_weights
 from comipn_model.cli import main
-from comipn_model.config import CoMIPNConfig
-from comipn_model.train_config import PRESETS, TrainConfig, apply_preset
+from comipn_model.network.config import CoMIPNConfig
+from comipn_model.training.config import PRESETS, TrainConfig, apply_preset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -167,7 +167,7 @@ def test_predict_with_another_encoder_is_one_line_exit_2(trained, tiny, tmp_path
 
 
 def test_checkpoint_switches_mismatch_names_both_sides(tiny):
-    from comipn_model.model import CoMIPN
+    from comipn_model.network.model import CoMIPN
 
     text_only = CoMIPN(CoMIPNConfig(text_model=tiny["encoder"], random_init=True, use_prompt=False,
                                     use_dynamic_matching=False, use_contrastive=False))
@@ -319,7 +319,7 @@ def test_cpu_small_uses_the_packaged_minilm_or_names_what_to_pass(minilm_path, m
     train, model = apply_preset("cpu-small", {}, {})
     assert model["text_model"] == minilm_path and train["batch_size"] == 16
     assert apply_preset("cpu-small", {}, {"text_model": "x"})[1]["text_model"] == "x"
-    monkeypatch.setattr("comipn_model.train_config.packaged_minilm", lambda: None)
+    monkeypatch.setattr("comipn_model.training.config.packaged_minilm", lambda: None)
     result = invoke(["--data-root", tiny["root"], "--dataset", "twitter2017", "--preset", "cpu-small",
                      "--run-dir", tmp_path / "run"])
     line = error_line(result)
@@ -341,7 +341,7 @@ def test_progress_bars_follow_no_progress_quiet_and_tqdm_disable(tiny, tmp_path,
         if extra == "-q":
             assert "INFO" not in result.stderr
         else:
-            assert "INFO comipn_model.training: training twitter2017" in result.stderr
+            assert "INFO comipn_model.training.loop: training twitter2017" in result.stderr
     monkeypatch.delenv("TQDM_DISABLE")
 
 

@@ -16,10 +16,11 @@ from PIL import Image
 from comipn_prep.aux_dicts import load_aux_dict
 from comipn_prep.conll import entity_spans, read_conll
 from comipn_prep.layout import DatasetLayout, crop_name
-from comipn_model import run_folder as rf
-from comipn_model.batch import WordBatcher
-from comipn_model.data import Collator, EpochBatches, load_split, subsample
-from comipn_model.metrics import overall, report
+from comipn_model.saved import run_folder as rf
+from comipn_model.data.batch import WordBatcher
+from comipn_model.data.batching import Collator, EpochBatches
+from comipn_model.data.examples import load_split, subsample
+from comipn_model.training.metrics import overall, report
 
 
 def _small_root(tmp_path: Path, twitter_data: Path, name: str = "twitter2017", n: int = 12) -> Path:
@@ -55,7 +56,7 @@ def test_missing_images_counted_with_one_warning(tmp_path, twitter_data, caplog)
            tweets[5].image_name: [crop_name(tweets[5].imgid, 0)]}
     Image.new("RGB", (8, 8)).save(layout.crops_dir("train") / crop_name(tweets[0].imgid, 0))
     torch.save(aux, layout.dict_path("train"))
-    with caplog.at_level(logging.WARNING, logger="comipn_model.data"):
+    with caplog.at_level(logging.WARNING, logger="comipn_model.data.examples"):
         examples, counts = load_split(layout, "train", aux_k=3, with_images=True)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1

@@ -21,8 +21,9 @@ from comipn_prep.layout import DatasetLayout
 from comipn_prep.weights import WeightsUnavailable
 from comipn_model import Tagger
 from comipn_model.cli import main
-from comipn_model.export import export_model, resolve_source
-from comipn_model.prep_record import read_prep_record
+from comipn_model.saved.export import export_model
+from comipn_model.saved.loader import resolve_source
+from comipn_model.data.prep_record import read_prep_record
 from tagger_fixtures import RANDOM_GROUNDING, make_checkpoint, make_tiny_encoder, picture
 
 
@@ -94,7 +95,7 @@ def test_exported_config_detector_is_not_unpickled_by_predict(models, tmp_path, 
 def test_predict_refuses_a_recorded_detector_before_the_network_is_built(models, tmp_path, monkeypatch):
     """Bad input before slow work: an input with pictures to ground meets the refusal before the text
     encoder and the network are built (they took about 7 s for BERT-base)."""
-    import comipn_model.tagger as tagger_module
+    import comipn_model.inference.tagger as tagger_module
 
     def refuse(*args, **kwargs):
         raise AssertionError("the network was built before the recorded detector was checked")

@@ -11,8 +11,8 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from comipn_model.vision import (CACHE_FORMAT, CACHE_SUFFIX, FeatureCache, ImageFeatures, VisionTower, stack_visual,
-                                 vision_dims)
+from comipn_model.network.vision import CACHE_FORMAT, CACHE_SUFFIX, FeatureCache, VisionTower, vision_dims
+from comipn_model.data.features import ImageFeatures, stack_visual
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_damaged_cache_entry_is_recomputed(tower, tmp_path, caplog, damage):
         save_file({"cls": torch.zeros(3)}, entry)
     else:  # an entry of the old format (torch.save, a pickle) under the new name: never unpickled
         torch.save({"cls": first.cls.half(), "patches": first.patches.half()}, entry)
-    with caplog.at_level("WARNING", logger="comipn_model.vision"):
+    with caplog.at_level("WARNING", logger="comipn_model.network.vision"):
         again = cache.get(path)
     assert again is not None and cache.tower_calls == 2
     assert torch.equal(again.cls, first.cls) and torch.equal(again.patches, first.patches)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from comipn_model.batch import VisualInputs
-from comipn_model.vision import ImageFeatures
-from comipn_model.visual_norm import VisualNorm
+from comipn_model.data.batch import VisualInputs
+from comipn_model.data.features import ImageFeatures
+from comipn_model.network.visual_norm import VisualNorm
 
 
 def shared_direction_features(n: int, blocks: int = 3, dim: int = 8, patches: int = 5) -> list[ImageFeatures]:
@@ -65,7 +65,7 @@ def test_statistics_are_part_of_the_state_dict():
 
 
 def test_configs_saved_before_the_standardisation_load_without_it():
-    from comipn_model.config import CoMIPNConfig
+    from comipn_model.network.config import CoMIPNConfig
 
     assert CoMIPNConfig().visual_norm is True
     older = {k: v for k, v in CoMIPNConfig().to_dict().items() if k != "visual_norm"}

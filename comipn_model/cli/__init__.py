@@ -16,8 +16,8 @@ import click
 
 from comipn_prep.cli.errors import EXIT_BAD_INPUT, bad_input_exits
 
-from .. import __version__
-from ..train_config import PRESETS, presets_help
+from comipn_model.version import __version__
+from comipn_model.training.config import PRESETS, presets_help
 
 _UNAVAILABLE = ("WeightsUnavailable", "TextEncoderUnavailable", "ImageLoadError")
 _MODEL_FLAGS = "--text-model (a local BERT folder) and --clip-pretrained (a local weights file, or none)"
@@ -147,13 +147,13 @@ def main(ctx: click.Context, **opts) -> None:
                                         main_process=int(os.environ.get("RANK", "0")) == 0))
     if ctx.invoked_subcommand is not None:
         return
-    from .train_cmd import run
+    from comipn_model.cli.train_cmd import run
 
     run(ctx, opts)
 
 
 def _register() -> None:
-    from . import export_cmd, predict_cmd
+    from comipn_model.cli import export_cmd, predict_cmd
 
     main.add_command(predict_cmd.predict)
     main.add_command(export_cmd.export)

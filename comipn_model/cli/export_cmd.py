@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import _fail_fast
+from comipn_model.cli import _fail_fast
 
 
 @click.command()
@@ -23,7 +23,8 @@ def export(load_path, out, text_model, force, from_hub) -> None:
     model.safetensors, the tokenizer files and a model card with the run's dev/test figures.
 
     Load it with Tagger.from_pretrained(OUT) or comipn-train predict --load-path OUT."""
-    from ..export import export_model, resolve_source
+    from comipn_model.saved.export import export_model
+    from comipn_model.saved.loader import resolve_source
 
     with _fail_fast():
         # Resolved here, so that a Hub id is downloaded only when asked for; export_model gets a local path.

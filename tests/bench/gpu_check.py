@@ -9,7 +9,7 @@ named; the others still run; the exit status is then 1):
   train_step  the paper-size training step: BERT-base (random weights from its config), ViT-B/32-shaped
               random features, every switch on, batch 8 and 32, bf16 autocast on CUDA; shared and separate
               path encoders. tweets/s, peak memory, loss finite, every parameter of every group updated
-  train_300   300 optimizer steps of real Twitter-2015 text at paper size through ``comipn_model.training.train``
+  train_300   300 optimizer steps of real Twitter-2015 text at paper size through ``comipn_model.training.loop.train``
               (3 epochs of 100 steps over a seeded 800-tweet share); the loss must fall; dev F1 reported
   ground      the grounding driver on 256 drawn 640x480 images, YOLOv8n + ViT-B/32 (random weights), 10
               candidates: images/s of the tensor crop path and of the Pillow path, peak memory; the crops
@@ -142,7 +142,7 @@ def tokenizer_folder(args) -> Path | None:
 
 def text_encoder_folder(args, sizes: Sizes, work: Path) -> Path:
     """A BERT-base config folder (random weights are drawn from it), or a 2-layer one for --tiny."""
-    from comipn_model.text_encoder import make_random_bert_base
+    from comipn_model.network.text_encoder import make_random_bert_base
 
     folder = make_random_bert_base(work / f"bert-{sizes.bert}", tokenizer_from=tokenizer_folder(args))
     if sizes.bert == "tiny":
@@ -211,7 +211,8 @@ def step_train_step(args, sizes: Sizes, work: Path) -> dict:
 
     from bench_model import batches, counts, make_optimizer
     from comipn_model import CoMIPN, CoMIPNConfig, WordBatcher
-    from comipn_model.vision import ImageFeatures, stack_visual, vision_dims
+    from comipn_model.data.features import ImageFeatures, stack_visual
+    from comipn_model.network.vision import vision_dims
     from comipn_prep.conll import read_conll
 
     device = torch.device(args.device)
@@ -293,8 +294,9 @@ def text_subset(root: Path, train: int, evaluate: int) -> Path:
 
 
 def step_train_300(args, sizes: Sizes, work: Path) -> dict:
-    from comipn_model.config import CoMIPNConfig
-    from comipn_model.training import TrainConfig, train
+    from comipn_model.network.config import CoMIPNConfig
+    from comipn_model.training.config import TrainConfig
+    from comipn_model.training.loop import train
     from comipn_prep.conll import read_conll
 
     epoch_tweets = sizes.long_batch * sizes.long_steps_per_epoch
@@ -443,7 +445,7 @@ def step_ground(args, sizes: Sizes, work: Path) -> dict:
 def step_cache_fill(args, sizes: Sizes, work: Path) -> dict:
     import torch
 
-    from comipn_model.vision import FeatureCache, VisionTower
+    from comipn_model.network.vision import FeatureCache, VisionTower
 
     items = draw_images(work / "img", sizes.cache_images)
     paths = [work / "img" / f"{it.imgid}.jpg" for it in items]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from comipn_model.prompts import PromptGenerator
+from comipn_model.network.prompts import PromptGenerator
 
 
 def patch_relevance(text: torch.Tensor, text_mask: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:

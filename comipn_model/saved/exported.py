@@ -19,18 +19,16 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from comipn_prep.conll import atomic_write_bytes
 from comipn_prep.folder_lock import hold_folder
 
-from . import __version__
-from . import run_folder as rf
-from .config import CoMIPNConfig
-from .multipath import PATH_TEXT
+from comipn_model.network.multipath import PATH_TEXT
+from comipn_model.saved import run_folder as rf
+from comipn_model.saved.loaded import LoadedModel, model_config_of
+from comipn_model.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -42,94 +40,8 @@ ENCODER_DIR = "text_encoder"
 CARD_NAME = "README.md"
 
 
-@dataclass
-class LoadedModel:
-    """What a checkpoint or an exported folder holds, before the network is built."""
-
-    config: CoMIPNConfig
-    state: dict[str, torch.Tensor]
-    prep: dict  # {"grounding": {...} | None, "np_backend": str | None}
-    source: Path
-    meta: dict  # epoch, dev_f1, test figures, ... (informational)
-
-
-def _model_config(data: dict, source: Path) -> CoMIPNConfig:
-    try:
-        return CoMIPNConfig.from_dict(data)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{source}: a model from another comipn version ({err}); this is comipn "
-                         f"{__version__}") from None
-
-
 def is_exported(folder: Path) -> bool:
     return (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file()
-
-
-def resolve_source(path: str | os.PathLike, *, from_hub: bool = False) -> Path:
-    """A local checkpoint / run folder / exported folder, or (only with ``from_hub``) a Hub repository id.
-
-    An existing path is local. One that looks like a path (``./x``, ``~/x``, ``/x``, ``a/b/c``) and is not
-    there is "no such file or folder". A bare ``owner/name`` is downloaded only when the caller asks for
-    the Hub (``--from-hub`` / ``from_hub=True``): a mistyped local folder must never fetch whatever a
-    stranger has put under that name."""
-    from comipn_prep.model_refs import HUB, PATH, classify, hub_offline, not_a_local_folder, offline_why
-
-    ref = classify(path)
-    if ref.kind == PATH:
-        return ref.path
-    text = ref.text
-    if ref.kind != HUB:
-        raise FileNotFoundError(f"{text}: no such checkpoint, run folder or exported model: no such folder or "
-                                f"file ({Path(text).expanduser().absolute()} does not exist)")
-    if not from_hub:
-        raise FileNotFoundError(f"{not_a_local_folder(text)}; to download the Hugging Face Hub repository {text} "
-                                f"pass --from-hub (Python: from_hub=True)")
-    try:
-        from huggingface_hub import snapshot_download
-
-        # Only the files an exported model is made of: nothing else of the repository reaches the disk.
-        return Path(snapshot_download(repo_id=text, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, f"{ENCODER_DIR}/*",
-                                                                    CARD_NAME]))
-    except Exception as err:  # noqa: BLE001 - offline, unknown repo, no access: all one answer
-        if hub_offline():
-            raise FileNotFoundError(f"{text} was read as a Hugging Face Hub id (--from-hub), but it is not in the "
-                                    f"local cache and the Hub is not reached ({offline_why()}); unset that to "
-                                    f"download it, or pass a local folder") from None
-        raise FileNotFoundError(f"{text} was read as a Hugging Face Hub id (--from-hub), and the Hub did not give "
-                                f"it ({type(err).__name__}: {err})") from None
-
-
-def load_source(path: str | os.PathLike, *, from_hub: bool = False) -> LoadedModel:
-    """Read a ``best.pt``, a run folder (its best.pt) or an exported folder (or, with ``from_hub``, a
-    Hub repository id: see :func:`resolve_source`); nothing is unpickled beyond
-    ``torch.load(weights_only=True)``, and an exported folder not even that.
-
-    The settings recorded in it (``prep.grounding`` / ``grounding``: detector, CLIP weights) are only
-    read here; :class:`comipn_model.Tagger` decides what of them may be loaded without the user's say-so."""
-    source = resolve_source(path, from_hub=from_hub)
-    if source.is_dir():
-        if is_exported(source):
-            return read_exported(source)
-        if (source / rf.BEST).is_file():
-            source = source / rf.BEST
-        else:
-            raise FileNotFoundError(f"{source}: neither a run folder (best.pt) nor an exported model "
-                                    f"({CONFIG_NAME} + {WEIGHTS_NAME})")
-    state = rf.load_checkpoint(source)
-    config = _model_config(state["model_config"], source)
-    meta = {"epoch": state.get("epoch"), "dev_f1": state.get("dev_f1")}
-    report = source.parent / rf.TEST_REPORT
-    if report.is_file():
-        try:
-            test = json.loads(report.read_text(encoding="utf-8"))
-            meta["test"] = {"overall": test.get("overall"), "per_type": test.get("per_type"),
-                            "dataset": test.get("dataset"), "tweets": test.get("tweets")}
-        except ValueError:
-            pass
-    train_config = state.get("train_config") or {}
-    meta["dataset"] = train_config.get("dataset")
-    prep = state.get("prep") or {"grounding": None, "np_backend": None}
-    return LoadedModel(config, state["model"], prep, source, meta)
 
 
 def read_exported(folder: Path) -> LoadedModel:
@@ -149,7 +61,7 @@ def read_exported(folder: Path) -> LoadedModel:
         raise ValueError(f"{config_path}: model folder format {version!r} (comipn {data.get('comipn_version')}); "
                          f"this comipn {__version__} reads format {FORMAT_VERSION}: upgrade comipn")
     model = dict(data.get("model") or {})
-    config = _model_config(model, config_path)
+    config = model_config_of(model, config_path)
     config.text_model = str(folder / data.get("text_encoder", ENCODER_DIR))
     config.random_init = True  # the weights come from model.safetensors
     try:
@@ -161,19 +73,6 @@ def read_exported(folder: Path) -> LoadedModel:
 
 
 # -- writing -----------------------------------------------------------------------------------------
-def export_model(load_path: str | os.PathLike, out_dir: str | os.PathLike, *, text_model: str | None = None,
-                 force: bool = False) -> Path:
-    """Write ``load_path`` (best.pt, a run folder, or an exported folder) as an exported folder."""
-    from .tagger import build_network
-
-    check_export_target(Path(out_dir), force)
-    loaded = load_source(load_path)
-    if text_model:
-        loaded.config.text_model = text_model
-    model = build_network(loaded, torch.device("cpu"))
-    return write_exported(model, loaded, out_dir, force=force)
-
-
 def made_by_export(folder: Path) -> bool:
     """Whether ``folder`` is one an export wrote: its ``config.json`` says ``"format": "comipn-tagger"``
     (the marker; a run folder's config.json is a TrainConfig and has no such key)."""

@@ -1,20 +1,29 @@
-"""A model from a checkpoint, for test scoring, tagging and resuming: the checkpoint's own config builds
-the network (its encoder from config only: the weights come from the file), and a checkpoint that does
-not fit the network is one clear line naming both sides, not a page of ``size mismatch``."""
+"""The one place that builds a Co-MIPN network from its config, and that loads weights into it: a
+state dict that does not fit the network is one clear line naming both sides, not a page of
+``size mismatch``."""
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 
 import torch
 
-from . import run_folder as rf
-from .builders import build_model
-from .config import CoMIPNConfig
+from comipn_prep.logs import quiet_transformers
 
-log = logging.getLogger(__name__)
+from comipn_model.network.config import CoMIPNConfig
+from comipn_model.network.model import CoMIPN
+from comipn_model.network.text_encoder import load_text_encoder
+
+
+def build_model(model_config: CoMIPNConfig, device: torch.device, weights: str | None = None) -> CoMIPN:
+    """The network on ``device``. ``weights``: where its weights will come from (a checkpoint), said in
+    the log instead of "random weights"."""
+    with quiet_transformers():
+        encoder, tokenizer = load_text_encoder(model_config.text_model, model_config.random_init, weights=weights)
+        model = CoMIPN(model_config, encoder=encoder, tokenizer=tokenizer)
+    return model.to(device)
+
 
 _LAYER = re.compile(r"^encoders\.text\.encoder\.layer\.(\d+)\.")
 _PARTS = ("prompts", "matching", "gate", "contrastive")
@@ -66,22 +75,3 @@ def load_weights(model: torch.nn.Module, weights: dict, path: str | os.PathLike,
         raise CheckpointMismatch(f"{path}: the weights do not fit the model config ({built_from}): the "
                                  f"checkpoint has {_side(theirs, keys)}, the model built here has "
                                  f"{_side(ours, keys)} (e.g. {first_difference(expected, weights)})") from None
-
-
-def model_from_checkpoint(path: str | os.PathLike, device: torch.device, text_model: str | None = None):
-    """``(model in eval mode, its CoMIPNConfig, the checkpoint dict)``. ``text_model``: where the encoder's
-    config and tokenizer are now, if not where training had them."""
-    from .preflight import check_text_encoder
-
-    state = rf.load_checkpoint(path)
-    config = CoMIPNConfig.from_dict(state["model_config"])
-    config.random_init = True  # the architecture from its config; the weights come from the checkpoint
-    built_from = f"the checkpoint's text encoder {config.text_model}"
-    if text_model:
-        config.text_model = text_model
-        built_from = f"--text-model {text_model}"
-    check_text_encoder(config.text_model, random_init=True)
-    model = build_model(config, device, weights=f"weights from checkpoint {path}")
-    load_weights(model, state["model"], path, built_from)
-    model.eval()
-    return model, config, state

@@ -27,7 +27,7 @@ from pathlib import Path
 from comipn_prep.conll import Tweet, atomic_write_bytes, format_conll, read_conll, read_utf8_text, require_tweets
 from comipn_prep.jsonl import json_lines
 
-from .tagger import NO_IMAGE, Tagger, TaggedTweet
+from comipn_model.inference.tagger import NO_IMAGE, Tagger, TaggedTweet
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def read_conll_rows(path: Path, opts: PredictOptions, tagger: Tagger, conll=None
 
     from comipn_prep.aux_dicts import load_aux_dict
 
-    from .data import attach_images
+    from comipn_model.data.examples import attach_images
 
     conll = conll if conll is not None else read_conll(path, labeled=None)
     config = tagger.config
@@ -236,7 +236,7 @@ def predict_file(opts: PredictOptions) -> int:
     rows, conll = read_input(source, kind, opts)  # bad or empty input is reported before any model loads
     feature_cache = opts.feature_cache
     if feature_cache is None and kind == "conll" and opts.images_dir:
-        from .training import default_feature_cache
+        from comipn_model.network.vision import default_feature_cache
 
         feature_cache = str(default_feature_cache())
     overrides = {}

@@ -17,6 +17,10 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
+# A folder made with save_pretrained: one of these holds its vocabulary, one of those its weights.
+VOCAB_FILES = ("tokenizer.json", "vocab.txt")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -42,6 +46,24 @@ def check_text_model_ref(name_or_path: str, flag: str = "--text-model"):
         raise TextEncoderUnavailable(
             "text encoder " + hub_unavailable(ref, f"it is not in the local cache ({offline_why()})", flag))
     return ref
+
+
+def check_text_encoder(name: str, random_init: bool, flag: str = "--text-model") -> None:
+    """The encoder's folder (config, tokenizer, weights unless ``random_init``) or hub name is usable,
+    without loading it."""
+    local = Path(name).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise TextEncoderUnavailable(f"text encoder folder {name} has no config.json; pass a folder made "
+                                         f"with save_pretrained to {flag}")
+        if not any((local / f).is_file() for f in VOCAB_FILES):
+            raise TextEncoderUnavailable(f"text encoder folder {name} has no tokenizer (tokenizer.json or "
+                                         f"vocab.txt); pass a folder made with save_pretrained to {flag}")
+        if not random_init and not any((local / f).is_file() for f in WEIGHT_FILES):
+            raise TextEncoderUnavailable(f"text encoder folder {name} has no weights file ({WEIGHT_FILES[0]} or "
+                                         f"{WEIGHT_FILES[1]}); pass --random-init to build it with random weights")
+        return
+    check_text_model_ref(name, flag)  # no such folder / a file / a Hub id not cached offline: said which
 
 
 def load_text_encoder(name_or_path: str, random_init: bool = False, flag: str = "--text-model",

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import torch
 
-from .train_config import TrainConfig
+from comipn_model.training.config import TrainConfig
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:

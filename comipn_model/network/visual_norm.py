@@ -19,7 +19,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .batch import VisualInputs
+from comipn_model.data.batch import VisualInputs
 
 EPS = 1e-5
 

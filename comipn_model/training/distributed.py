@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import run_folder as rf
+from comipn_model.saved import run_folder as rf
 
 
 @dataclass

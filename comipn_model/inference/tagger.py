@@ -20,11 +20,15 @@ from tqdm.auto import tqdm
 from comipn_prep.conll import entity_spans
 from comipn_prep.devices import resolve_device
 
-from .batch import WordBatcher
-from .config import CoMIPNConfig
-from .checkpoints import load_weights
-from .export import LoadedModel, load_source
-from .precision import autocast
+from comipn_model.data.batch import WordBatcher
+from comipn_model.data.features import ImageFeatures, stack_visual
+from comipn_model.network.config import CoMIPNConfig
+from comipn_model.network.precision import autocast
+from comipn_model.network.text_encoder import check_text_model_ref
+from comipn_model.network.vision import FeatureCache, VisionTower
+from comipn_model.saved.exported import CONFIG_NAME, write_exported
+from comipn_model.saved.loaded import LoadedModel
+from comipn_model.saved.loader import build_network, load_source
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +63,8 @@ def entities_of(tokens: Sequence[str], tags: Sequence[str]) -> list[dict]:
     return [{"type": t, "start": s, "end": e, "text": " ".join(tokens[s:e])} for t, s, e in entity_spans(tags)]
 
 
-def build_network(loaded: LoadedModel, device: torch.device):
-    """The CoMIPN network of a checkpoint / exported folder: the encoder is built from its config
-    (no second weights load), then every tensor is checked against the config and loaded."""
-    from .builders import build_model
-
-    config = CoMIPNConfig.from_dict(loaded.config.to_dict())
-    config.random_init = True
-    # Said as it is in the log: the weights are the checkpoint's, not random ones.
-    model = build_model(config, torch.device("cpu"), weights=f"weights from {loaded.source}")
-    load_weights(model, loaded.state, loaded.source, "the config saved with them")
-    return model.to(device).eval()
-
-
 def recorded_in(loaded: LoadedModel, field_name: str) -> str:
     """Where a recorded setting was read from, for messages: the file and the field."""
-    from .export import CONFIG_NAME
-
     source = Path(loaded.source).absolute()
     if source.is_dir():
         return f"{source / CONFIG_NAME}, field {field_name}"
@@ -208,8 +197,6 @@ class Tagger:
         now, before the network is built, rather than at the first raw image (predict sets it when its
         input has pictures to ground)."""
         if text_model:
-            from .text_encoder import check_text_model_ref
-
             check_text_model_ref(text_model, "--text-model (Tagger: text_model=)")  # before any loading
         loaded = load_source(path, from_hub=from_hub)
         if text_model:
@@ -235,8 +222,6 @@ class Tagger:
 
     def _vision(self):
         if self._tower is None:
-            from .vision import FeatureCache, VisionTower
-
             if self._clip_recorded:
                 check_recorded_tower_clip(self._loaded)
 
@@ -346,7 +331,6 @@ class Tagger:
             return None, [[] for _ in batch], empty, [(False, NO_IMAGE)] * len(batch)
         from comipn_prep.images import load_image
 
-        from .vision import stack_visual
 
         k = self.config.aux_k
         self._vision()  # the tower (and feature cache) first: a bad --clip-pretrained fails before grounding
@@ -413,7 +397,6 @@ class Tagger:
         The cache masks a file it cannot decode (None): ``reasons`` gets why, by position."""
         from comipn_prep.images import ImageLoadError, load_image
 
-        from .vision import ImageFeatures
 
         tower = self._vision()
         out: list = [None] * len(sources)
@@ -441,8 +424,6 @@ class Tagger:
     # -- saving ---------------------------------------------------------------------------------------
     def save_pretrained(self, out_dir: str | os.PathLike, *, force: bool = False) -> Path:
         """Write this model as an exported folder (config.json, model.safetensors, text_encoder/, README.md)."""
-        from .export import write_exported
-
         return write_exported(self.model, self._loaded, out_dir, force=force)
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .run_folder import TENSORBOARD
+from comipn_model.saved.run_folder import TENSORBOARD
 
 log = logging.getLogger(__name__)
 

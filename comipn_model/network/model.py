@@ -15,16 +15,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from comipn_model.batch import ModelBatch, VisualInputs
-from comipn_model.config import CoMIPNConfig
-from comipn_model.contrastive import ContrastiveAggregation
-from comipn_model.crf import BIOCRF
-from comipn_model.matching import DynamicMatching
-from comipn_model.multipath import PATH_MATCHED, PATH_PROMPT, PATH_TEXT, TokenGate
-from comipn_model.prompts import VisualPrefixPrompts
-from comipn_model.text_encoder import encode, encoder_dims, load_text_encoder, positions
-from comipn_model.vision import vision_dims
-from comipn_model.visual_norm import VisualNorm
+from comipn_model.data.batch import ModelBatch, VisualInputs
+from comipn_model.network.config import CoMIPNConfig
+from comipn_model.network.contrastive import ContrastiveAggregation
+from comipn_model.network.crf import BIOCRF
+from comipn_model.network.matching import DynamicMatching
+from comipn_model.network.multipath import PATH_MATCHED, PATH_PROMPT, PATH_TEXT, TokenGate
+from comipn_model.network.prompts import VisualPrefixPrompts
+from comipn_model.network.text_encoder import encode, encoder_dims, load_text_encoder, positions
+from comipn_model.network.vision import vision_dims
+from comipn_model.network.visual_norm import VisualNorm
 
 logger = logging.getLogger(__name__)
 

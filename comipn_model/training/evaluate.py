@@ -1,9 +1,10 @@
 """Tagging and scoring: every example tagged in input order (shared out over DDP ranks), dev scores
-after an epoch, and the one test scoring of the chosen checkpoint."""
+after an epoch, the one test scoring of the chosen checkpoint, and ``--only-test``."""
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -12,14 +13,22 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from comipn_prep.devices import resolve_device
+from comipn_prep.folder_lock import holding, lock_name
+from comipn_prep.image_coverage import check_split_images
 from comipn_prep.logs import progress_enabled
 
-from . import run_folder as rf
-from .data import Collator, Example
-from .distributed import Dist
-from .metrics import overall, report
-from .precision import autocast
-from .train_config import TrainConfig
+from comipn_model.data.batching import Collator
+from comipn_model.data.examples import Example, attach_images, read_split
+from comipn_model.network.config import CoMIPNConfig
+from comipn_model.network.precision import autocast
+from comipn_model.saved import run_folder as rf
+from comipn_model.saved.loader import load_model
+from comipn_model.training.config import TrainConfig
+from comipn_model.training.distributed import Dist
+from comipn_model.training.metrics import overall, report
+from comipn_model.training.preflight import check_clip, check_layout
+from comipn_model.training.setup import make_collator
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +86,15 @@ def epoch_row(model, cfg: TrainConfig, epoch: int, partial: dict, dev_ex, collat
     return row
 
 
-def score_test(folder: rf.RunFolder, model, test_ex: Sequence[Example], collate: Collator, cfg: TrainConfig,
-               device: torch.device, dinfo: Dist, checkpoint: Path | None = None, state: dict | None = None
-               ) -> dict | None:
-    """Load the chosen checkpoint (best.pt unless given; ``state``: already loaded into ``model``), tag
-    test once, write the report and predictions (rank 0)."""
-    from .checkpoints import load_weights
-
+def score_test(folder: rf.RunFolder, test_ex: Sequence[Example], collate: Collator, cfg: TrainConfig,
+               device: torch.device, dinfo: Dist, checkpoint: Path | None = None,
+               loaded: tuple | None = None) -> dict | None:
+    """Tag test once with the chosen checkpoint (best.pt unless given), write the report and predictions
+    (rank 0). The model comes from the one loader (:func:`comipn_model.saved.loader.load_model`);
+    ``loaded``: its ``(model, LoadedModel)`` when the caller has loaded it already."""
     path = checkpoint or folder.file(rf.BEST)
-    if state is None:
-        state = rf.load_checkpoint(path)
-        load_weights(model, state["model"], path, "this run's config.json")
+    model, source = loaded or load_model(path, device)
+    state = source.checkpoint or {}
     pred = predict_examples(model, test_ex, collate, cfg.eval_batch_size, device, cfg.amp, dinfo, desc="test")
     if not dinfo.main:
         return None
@@ -99,3 +106,40 @@ def score_test(folder: rf.RunFolder, model, test_ex: Sequence[Example], collate:
     log.info("test (epoch %s checkpoint): P %.4f R %.4f F1 %.4f", result["epoch"],
              result["overall"]["precision"], result["overall"]["recall"], result["overall"]["f1"])
     return result
+
+
+def run_folder_lock(a: dict) -> list:
+    """The run folder's lock (:func:`comipn_prep.folder_lock.holding`), held by the process that writes
+    it: under torchrun only rank 0 (RANK is set before the process group is joined)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return []
+    return [(Path(a["cfg"].run_dir), lock_name(), "run folder")]
+
+
+@holding(run_folder_lock)
+def only_test(cfg: TrainConfig, load_path: str | os.PathLike, *, force: bool = False,
+              text_model: str | None = None) -> dict:
+    """Score a saved checkpoint on test (``--only-test --load-path``); writes into cfg.run_dir. The model is
+    the checkpoint's (``text_model``: where its encoder's config and tokenizer are now, if moved)."""
+    device = resolve_device(cfg.device, 0)
+    folder = rf.RunFolder(cfg.run_dir)
+    for name in (rf.TEST_REPORT, rf.TEST_PREDICTIONS):
+        if folder.file(name).exists() and not force:
+            raise FileExistsError(f"{folder.file(name)} exists: pass --force to overwrite it")
+    layout = check_layout(cfg.data_root, cfg.dataset)
+    tweets = read_split(layout, "test")
+    state = rf.load_checkpoint(load_path)
+    model_config = CoMIPNConfig.from_dict(state["model_config"])
+    if model_config.uses_images:
+        check_split_images(layout, "test", [t.imgid for t in tweets], allow_missing=cfg.allow_missing_images)
+    test_ex, counts = attach_images(tweets, layout, "test", aux_k=model_config.aux_k,
+                                    with_images=model_config.uses_images)
+    if model_config.uses_images and counts.any_found:
+        check_clip(model_config.clip_model, model_config.clip_pretrained)
+    model, loaded = load_model(load_path, device, text_model=text_model)
+    collate = make_collator(model, loaded.config, [test_ex], [counts], cfg.feature_cache, device)
+    run_cfg = TrainConfig(data_root=cfg.data_root, dataset=cfg.dataset, run_dir=cfg.run_dir, model=loaded.config,
+                          eval_batch_size=cfg.eval_batch_size, amp=cfg.amp, device=cfg.device)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    return score_test(folder, test_ex, collate, run_cfg, device, Dist(), checkpoint=Path(load_path),
+                      loaded=(model, loaded))

@@ -1,5 +1,5 @@
-"""The frozen CLIP vision tower, its on-disk feature cache, and the stacking of cached features into a
-batch's :class:`~comipn_model.batch.VisualInputs`.
+"""The frozen CLIP vision tower and its on-disk feature cache (see :mod:`comipn_model.data.features` for
+how a batch's features are stacked).
 
 The tower's outputs are a pure function of (model, weights, preprocessing, image bytes), so they are
 computed once per image and read back afterwards: a second epoch never runs the tower.
@@ -11,7 +11,6 @@ import hashlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +19,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from tqdm import tqdm
 
-from comipn_model.batch import VisualInputs
+from comipn_model.data.features import ImageFeatures
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +31,10 @@ CACHE_FORMAT = "comipn-vision-features-v3"
 CACHE_SUFFIX = ".safetensors"
 
 
-@dataclass
-class ImageFeatures:
-    """One image's tower outputs: the class token after every block and the last block's patches."""
-
-    cls: torch.Tensor  # (Lv, Dv)
-    patches: torch.Tensor  # (P, Dv)
+def default_feature_cache() -> Path:
+    """Where the tower's features are cached when no folder is given: ``$COMIPN_FEATURE_CACHE``, else
+    ``~/.cache/comipn/features``."""
+    return Path(os.environ.get("COMIPN_FEATURE_CACHE", Path.home() / ".cache" / "comipn" / "features"))
 
 
 def vision_dims(clip_model: str) -> tuple[int, int, int]:
@@ -237,33 +234,3 @@ class FeatureCache:
                         results[i] = stored
             for w in writes:
                 w.result()  # a failed write is raised here, not lost
-
-
-def stack_visual(per_example: Sequence[Sequence[ImageFeatures | None]], num_images: int,
-                 dims: tuple[int, int, int] | None = None) -> VisualInputs | None:
-    """Stack each example's images (global image first, then crops; cut or padded to ``num_images``)
-    into a batch. A ``None`` is a masked slot of zeros. Returns None when no example has any image and
-    ``dims`` = ``(Lv, P, Dv)`` is not given (the model reads that as every image missing)."""
-    first = next((f for row in per_example for f in row[:num_images] if f is not None), None)
-    if first is not None:
-        lv, dv = first.cls.shape
-        p = first.patches.shape[0]
-    elif dims is not None:
-        lv, p, dv = dims
-    else:
-        return None
-    batch = len(per_example)
-    cls = torch.zeros(batch, num_images, lv, dv)
-    patches = torch.zeros(batch, num_images, p, dv)
-    mask = torch.zeros(batch, num_images, dtype=torch.bool)
-    for b, row in enumerate(per_example):
-        for m, feats in enumerate(list(row)[:num_images]):
-            if feats is None:
-                continue
-            if feats.cls.shape != (lv, dv) or feats.patches.shape != (p, dv):
-                raise ValueError(f"example {b} image {m}: features {tuple(feats.cls.shape)} / "
-                                 f"{tuple(feats.patches.shape)} do not match {(lv, dv)} / {(p, dv)}")
-            cls[b, m] = feats.cls
-            patches[b, m] = feats.patches
-            mask[b, m] = True
-    return VisualInputs(cls=cls, patches=patches, mask=mask)

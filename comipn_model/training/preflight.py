@@ -11,17 +11,15 @@ from comipn_prep.aux_dicts import load_aux_dict
 from comipn_prep.conll import Tweet
 from comipn_prep.layout import SPLITS, DatasetLayout
 
-from .data import Example, ImageCounts, attach_images, read_split, subsample
-from .train_config import TrainConfig
+from comipn_model.network.text_encoder import check_text_encoder
+from comipn_model.data.examples import Example, ImageCounts, attach_images, read_split, subsample
+from comipn_model.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 # HVPNeT's scripts name the datasets twitter15 / twitter17; their folders are twitter2015 / twitter2017.
 DATASET_ALIASES = {"twitter15": "twitter2015", "twitter17": "twitter2017", "twitter-2015": "twitter2015",
                    "twitter-2017": "twitter2017"}
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-                "pytorch_model.bin.index.json")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 
 
 @dataclass
@@ -112,37 +110,12 @@ def load_run_data(cfg: TrainConfig) -> RunData:
 
 
 # -- weights ----------------------------------------------------------------------------------------
-def _offline() -> bool:
-    from comipn_prep.weights import _offline as offline
-
-    return offline("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-
-
-def check_text_encoder(name: str, random_init: bool, flag: str = "--text-model") -> None:
-    """The encoder's folder (config, tokenizer, weights unless ``random_init``) or hub name is usable,
-    without loading it."""
-    from .text_encoder import TextEncoderUnavailable, check_text_model_ref
-
-    local = Path(name).expanduser()
-    if local.is_dir():
-        if not (local / "config.json").is_file():
-            raise TextEncoderUnavailable(f"text encoder folder {name} has no config.json; pass a folder made "
-                                         f"with save_pretrained to {flag}")
-        if not any((local / f).is_file() for f in TOKENIZER_FILES):
-            raise TextEncoderUnavailable(f"text encoder folder {name} has no tokenizer (tokenizer.json or "
-                                         f"vocab.txt); pass a folder made with save_pretrained to {flag}")
-        if not random_init and not any((local / f).is_file() for f in WEIGHT_FILES):
-            raise TextEncoderUnavailable(f"text encoder folder {name} has no weights file ({WEIGHT_FILES[0]} or "
-                                         f"{WEIGHT_FILES[1]}); pass --random-init to build it with random weights")
-        return
-    check_text_model_ref(name, flag)  # no such folder / a file / a Hub id not cached offline: said which
-
-
 def check_clip(model_name: str, pretrained: str | None, flag: str = "--clip-pretrained") -> None:
     """The CLIP model is known to open_clip and its weights are a local file, 'none', or a tag that can
     be had (cached, or online), without building it."""
     import open_clip
 
+    from comipn_prep.model_refs import hub_offline
     from comipn_prep.weights import WeightsUnavailable, _in_hf_cache, _is_random_spec, _looks_like_path
 
     if model_name not in open_clip.list_models():
@@ -157,7 +130,7 @@ def check_clip(model_name: str, pretrained: str | None, flag: str = "--clip-pret
     if pretrained not in tags:
         raise WeightsUnavailable(f"{pretrained!r} is neither a local file nor an open_clip tag of {model_name} "
                                  f"({', '.join(tags[:6])}...); pass a local weights file with {flag}")
-    if _offline() and not _in_hf_cache(model_name, str(pretrained)):
+    if hub_offline() and not _in_hf_cache(model_name, str(pretrained)):
         raise WeightsUnavailable(f"offline (HF_HUB_OFFLINE) and CLIP weights {model_name}/{pretrained} are not "
                                  f"cached; pass a local weights file with {flag} (or {flag} none for random weights)")
 
