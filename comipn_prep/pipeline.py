@@ -26,7 +26,9 @@ from typing import Sequence
 from .aux_dicts import build_dicts, load_existing_dict, split_dict
 from .conll import read_conll, require_tweets
 from .folder_lock import holding, lock_name
-from .grounding import GroundConfig, Grounder, Shard, SplitSummary, ground, read_ground_items
+from comipn_prep.grounding.driver import GroundConfig, Grounder, SplitSummary, ground
+from comipn_prep.grounding.shards import Shard
+from comipn_prep.grounding.nps_input import read_ground_items
 from .grounding.manifest import RECHECKED, read_split_manifests
 from .image_coverage import ImageCoverage, check_split_images
 from .layout import SPLIT_FOLDERS, SPLITS, DatasetLayout, canonical_split
@@ -119,7 +121,7 @@ def _check_nps(source: DatasetLayout, target: DatasetLayout, splits: Sequence[st
     import hashlib
     import json
 
-    from .nps import nps_path
+    from comipn_prep.nps.extract import nps_path
     from .nps.extract import RULES_VERSION, SUMMARY_NAME, get_backend
 
     out = nps_dir(target)
@@ -202,7 +204,7 @@ def run_pipeline(root: Path, dataset: str, *, out: Path | None = None, splits: S
     source, target = plan.source, plan.target
     _make_links(plan.links)
     claim_crop_folders(target.aux_dir / target.split_folder(s) for s in plan.splits)
-    from .nps import extract_nps
+    from comipn_prep.nps.extract import extract_nps
 
     npdir = nps_dir(target)
     logger.info("extract-nps -> %s", npdir)

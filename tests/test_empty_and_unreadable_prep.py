@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from comipn_prep.cli import main
 from comipn_prep.conll import read_conll, write_conll
-from comipn_prep.grounding import GroundConfig, Grounder, ground_split, read_ground_items
+from comipn_prep.grounding.driver import GroundConfig, Grounder, ground_split
+from comipn_prep.grounding.nps_input import read_ground_items
 from comipn_prep.grounding.manifest import read_split_manifests
 from comipn_prep.layout import DatasetLayout
 

@@ -44,7 +44,7 @@ def _names_the_holder(output: str, folder: Path, holder: Holder) -> bool:
 
 
 def _nps(folder: Path, imgids) -> None:
-    from comipn_prep.nps import NounPhrase, TweetNPs, write_nps_jsonl
+    from comipn_prep.nps.io import NounPhrase, TweetNPs, write_nps_jsonl
 
     write_nps_jsonl(folder / "train.nps.jsonl",
                     [TweetNPs(i, ["a", "red", "car"], [NounPhrase(1, 3, "red car")]) for i in imgids])

@@ -20,7 +20,10 @@ from pictures import ellipses_picture
 from comipn_prep.aux_dicts import build_dicts
 from comipn_prep.cli import main
 from comipn_prep.conll import entity_spans, read_conll
-from comipn_prep.grounding import GroundConfig, GroundItem, Grounder, Shard, ground_split, load_item, read_manifest
+from comipn_prep.grounding.driver import GroundConfig, Grounder, ground_split, load_item
+from comipn_prep.grounding.nps_input import GroundItem
+from comipn_prep.grounding.shards import Shard
+from comipn_prep.grounding.manifest import read_manifest
 from comipn_prep.grounding.detector import Detections, Detector
 from comipn_prep.grounding.manifest import (COLUMNS, ManifestAppender, committed_path, read_split_manifests,
                                            write_manifest)
@@ -342,7 +345,7 @@ def test_shards_merge_into_one_dict(tmp_path, grounder, tweets):
 # -- CLI --------------------------------------------------------------------------------------------------
 def _nps_file(folder: Path, split: str, items) -> None:
     """An extract-nps file whose NPs are the items' phrases (tokens: the phrases one after another)."""
-    from comipn_prep.nps import NounPhrase, TweetNPs, write_nps_jsonl
+    from comipn_prep.nps.io import NounPhrase, TweetNPs, write_nps_jsonl
 
     out = []
     for it in items:

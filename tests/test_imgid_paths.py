@@ -125,7 +125,7 @@ def test_predict_refuses_a_conll_input_with_an_escaping_imgid(tmp_path):
 
 
 def test_ground_refuses_an_escaping_imgid_in_an_np_file(tmp_path):
-    from comipn_prep.nps import TweetNPs, write_nps_jsonl
+    from comipn_prep.nps.io import TweetNPs, write_nps_jsonl
 
     write_nps_jsonl(tmp_path / "nps" / "train.nps.jsonl",
                     [TweetNPs("9100001", ["a"], []), TweetNPs(ESCAPE, ["b"], [])])

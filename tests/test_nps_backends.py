@@ -8,7 +8,8 @@ import json
 import pytest
 
 from comipn_prep.conll import read_conll
-from comipn_prep.nps import BackendUnavailable, extract_tweet_nps
+from comipn_prep.nps.backends import BackendUnavailable
+from comipn_prep.nps.extract import extract_tweet_nps
 from comipn_prep.nps import backends as B
 from comipn_prep.nps.extract import extract_batch
 from comipn_prep.nps.normalise import tagger_token

@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from comipn_prep.conll import Tweet, entity_spans, read_conll, write_conll
-from comipn_prep.nps import ExtractConfig, extract_nps, read_nps_jsonl
+from comipn_prep.nps.extract import ExtractConfig, extract_nps
+from comipn_prep.nps.io import read_nps_jsonl
 from comipn_prep.nps.backends import TextBlobBackend, spans_from_iob
 from comipn_prep.nps.coverage import entity_coverage, np_figures
 from comipn_prep.nps.extract import extract_tweets

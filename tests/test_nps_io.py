@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from comipn_prep.nps import NounPhrase, NPFormatError, TweetNPs, read_nps_jsonl, write_nps_jsonl
+from comipn_prep.nps.io import NounPhrase, NPFormatError, TweetNPs, read_nps_jsonl, write_nps_jsonl
 
 
 def _items():

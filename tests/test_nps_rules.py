@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comipn_prep.nps import extract_tweet_nps
+from comipn_prep.nps.extract import extract_tweet_nps
 from comipn_prep.nps.normalise import (BLANK, HASHTAG, MARK, MENTION, RT, SYMBOL, URL, WORD, tagger_token,
                                        token_kinds)
 from comipn_prep.nps.rules import capitalised_runs, merge_overlapping, refine, split_at_barriers, trim

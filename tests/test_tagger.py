@@ -119,7 +119,7 @@ def test_all_switches_ground_raw_pictures_on_the_fly(all_switches, tmp_path, mon
 
 
 def test_prepared_crops_never_load_the_detector(models, tmp_path, monkeypatch):
-    from comipn_prep.grounding import Grounder
+    from comipn_prep.grounding.driver import Grounder
 
     def refuse(*_a, **_k):
         raise AssertionError("the grounder was loaded")

@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 from pictures import ellipses_picture
 
-from comipn_prep.grounding import GroundConfig, GroundItem, Grounder, ground_split, load_item, read_manifest
+from comipn_prep.grounding.driver import GroundConfig, Grounder, ground_split, load_item
+from comipn_prep.grounding.nps_input import GroundItem
+from comipn_prep.grounding.manifest import read_manifest
 from comipn_prep.grounding.tensor_crops import TensorPreprocess, cut, image_tensor, pillow_coefficients
 
 CFG = dict(detector="yolov8n.yaml", clip_pretrained="none", conf=0.0, max_candidates=6, batch_size=3,

@@ -1,7 +1,7 @@
 """Tag raw tweets (and their pictures) in one call: ``Tagger.from_pretrained(path)(texts, images)``.
 
 Behind the call, in memory and batched: the tweet tokenizer, noun phrases, YOLO + CLIP grounding into
-crops (``comipn_prep.grounding.Grounder``, with the settings recorded at training time unless
+crops (``comipn_prep.grounding.driver.Grounder``, with the settings recorded at training time unless
 overridden), the frozen CLIP tower's features, and the model. Text-only models never load YOLO or
 CLIP; models with images load them on first need only, so tagging with prepared crops never loads YOLO.
 """
@@ -74,7 +74,7 @@ def recorded_in(loaded: LoadedModel, field_name: str) -> str:
 
 def grounding_config_of(loaded: LoadedModel, overrides: dict, device: str):
     """The GroundConfig for raw images: the training's record, then the caller's ``overrides``."""
-    from comipn_prep.grounding import GroundConfig
+    from comipn_prep.grounding.driver import GroundConfig
 
     known = {f.name for f in fields(GroundConfig)}
     recorded = dict(loaded.prep.get("grounding") or {})
@@ -177,7 +177,7 @@ class Tagger:
         ``text_model``: the encoder's folder (config + tokenizer) when a checkpoint's has moved.
         ``clip_pretrained``: the vision tower's weights, if not the training's (a file, or None: random).
         ``grounding``: overrides of the recorded grounding settings (``detector``, ``clip_model``,
-        ``clip_pretrained``, ``conf``, ``top_k``, ... of :class:`comipn_prep.grounding.GroundConfig`).
+        ``clip_pretrained``, ``conf``, ``top_k``, ... of :class:`comipn_prep.grounding.driver.GroundConfig`).
         ``feature_cache``: a folder caching the tower's features of image *files* (crops made in memory
         are not cached). ``precision``: ``auto`` (bf16 autocast on CUDA, fp32 on CPU: as training's
         evaluation, the same tags as its test predictions), ``fp32``, or ``bf16`` (the model under bf16
@@ -237,7 +237,7 @@ class Tagger:
 
     def _ground(self):
         if self._grounder is None:
-            from comipn_prep.grounding import Grounder
+            from comipn_prep.grounding.driver import Grounder
 
             from comipn_prep.weights import WeightsUnavailable
 
@@ -375,7 +375,7 @@ class Tagger:
         return stack_visual(per_example, num_images=self.config.num_images), crop_info, crop_images, marks
 
     def _ground_images(self, items: Sequence[_Item], pictures: Sequence) -> list:
-        from comipn_prep.grounding import Loaded
+        from comipn_prep.grounding.driver import Loaded
         from comipn_prep.grounding.nps_input import GroundItem
         from comipn_prep.nps.extract import extract_batch
 

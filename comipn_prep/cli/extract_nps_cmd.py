@@ -47,7 +47,7 @@ def extract_nps_command(data_dir: str, out_dir: str, backend: str, spacy_model: 
     Writes OUT_DIR/<split>.nps.jsonl (one JSON line per tweet, file order) and OUT_DIR/summary.json
     (sizes, speed and, for labelled input, the share of gold entities lying inside one NP)."""
     from ..folder_lock import hold_folder
-    from ..nps import extract_nps
+    from comipn_prep.nps.extract import extract_nps
 
     with bad_input_exits(), hold_folder(out_dir, what="noun-phrase folder"):
         splits = expand_splits(split)

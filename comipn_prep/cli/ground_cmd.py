@@ -64,7 +64,7 @@ def safety_options(f):
 
 
 def config_from(kwargs: dict):
-    from ..grounding import GroundConfig
+    from comipn_prep.grounding.driver import GroundConfig
 
     return GroundConfig(detector=kwargs["detector"], clip_model=kwargs["clip_model"],
                         clip_pretrained=kwargs["clip_pretrained"], top_k=kwargs["top_k"], conf=kwargs["conf"],
@@ -102,7 +102,7 @@ def ground(nps_dir, images_dir, out_dir, split, shard, force, replace_foreign, a
 
     Checks run before the first crop is written: images present, no crops comipn did not write in
     AUX_DIR (see --replace-foreign), models loadable."""
-    from ..grounding import Shard
+    from comipn_prep.grounding.shards import Shard
     from ..pipeline import ground_checked
 
     with model_input_exits():

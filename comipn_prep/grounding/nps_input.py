@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..nps import nps_path, read_nps_jsonl
+from comipn_prep.nps.extract import nps_path
+from comipn_prep.nps.io import read_nps_jsonl
 
 __all__ = ["GroundItem", "nps_path", "read_ground_items"]
 

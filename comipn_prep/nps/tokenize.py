@@ -2,7 +2,7 @@
 
 NLTK's ``TweetTokenizer`` keeps URLs, @mentions, #hashtags and emoticons whole; on top of it the
 English possessive clitic is split off (``NASA's`` -> ``NASA 's``), as in both Twitter datasets.
-Tokens of the result feed the noun-phrase stage (:func:`comipn_prep.nps.extract_tweet_nps`) unchanged.
+Tokens of the result feed the noun-phrase stage (:func:`comipn_prep.nps.extract.extract_tweet_nps`) unchanged.
 """
 
 from __future__ import annotations

@@ -29,7 +29,9 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from comipn_prep.conll import read_conll  # noqa: E402
-from comipn_prep.grounding import GroundConfig, GroundItem, Grounder, ground_split, read_manifest  # noqa: E402
+from comipn_prep.grounding.driver import GroundConfig, Grounder, ground_split  # noqa: E402
+from comipn_prep.grounding.nps_input import GroundItem  # noqa: E402
+from comipn_prep.grounding.manifest import read_manifest  # noqa: E402
 from comipn_prep.grounding.clip_matcher import ClipMatcher  # noqa: E402
 
 

@@ -347,7 +347,8 @@ def step_ground(args, sizes: Sizes, work: Path) -> dict:
     import torch
     from PIL import Image
 
-    from comipn_prep.grounding import GroundConfig, Grounder, ground_split, load_item, read_manifest
+    from comipn_prep.grounding.driver import GroundConfig, Grounder, ground_split, load_item
+    from comipn_prep.grounding.manifest import read_manifest
     from comipn_prep.grounding.driver import candidate_boxes
     from comipn_prep.grounding.tensor_crops import cut, image_tensor
 
