@@ -1,4 +1,5 @@
-"""The group's own command: train, resume or score a checkpoint from the command-line options."""
+"""``comipn-train`` itself (the group's own command): train, resume or score a checkpoint from the
+command-line options."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Turn tweets (words + labels) and their cached visual features into padded model batches.
+"""The model's batch (``ModelBatch``, ``VisualInputs``) and ``WordBatcher``: words -> WordPiece ids, one
+position per word (its first sub-token), labels aligned.
 
 Words are represented by their first sub-token. Padding is dynamic: to the longest tweet of the batch.
 A word cut off by ``max_seq`` has no sub-token in the batch: it is decoded as O and counted.

@@ -1,4 +1,5 @@
-"""From the field's folder layout to examples.
+"""From the field's folder layout to ``Example`` lists: each tweet with its image and crop paths, images
+missing on disk masked and counted.
 
 read: CoNLL splits (``comipn_prep.conll``), the aux dicts (``torch.load(weights_only=True)``) and the image
 and crop paths (``comipn_prep.layout``) -> :class:`Example` lists (batched by :mod:`comipn_model.data.batching`).

@@ -1,4 +1,5 @@
-"""Where a run executes: the device, the process group under ``torchrun``, and seeding."""
+"""Where a run executes: the process group under ``torchrun`` (NCCL on CUDA, gloo on CPU), seeding, and the
+RNG states a resumed run restores."""
 
 from __future__ import annotations
 

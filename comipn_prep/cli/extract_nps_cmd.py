@@ -1,4 +1,5 @@
-"""``comipn-prep extract-nps DATA_DIR --out OUT_DIR``."""
+"""``comipn-prep extract-nps DATA_DIR --out OUT_DIR``: the noun phrases of every tweet, one
+``<split>.nps.jsonl`` per split."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``comipn-prep stats DATA_DIR``."""
+"""``comipn-prep stats DATA_DIR``: tweets, tokens, images and entities per split, as a table or JSON."""
 
 from __future__ import annotations
 
