@@ -1,4 +1,4 @@
-"""Are a split's images really there? One check for every command that reads images.
+"""Whether a split's images are really there: one check for every command that reads images.
 
 A folder of tweet images that is empty, misnamed or only partly copied used to pass silently: grounding
 wrote "missing" rows, ``verify`` said consistent, and training ran text-only. Here a split whose images

@@ -2,7 +2,7 @@
 tokens, pool each image's relevant patches into prompts, and let the image's relevance to the text and a
 per-layer softmax gate over the images (global + crops) decide how much attention each image's prompts
 get: both enter as an additive log-weight on the prefix's attention logits (see
-:func:`comipn_model.text_encoder.encode`), so an unrelated image fades out exactly like a masked one."""
+:func:`comipn_model.network.text_encoder.encode`), so an unrelated image fades out exactly like a masked one."""
 
 from __future__ import annotations
 
