@@ -228,8 +228,8 @@ def ground_checked(nps_dir: Path, images_dir: Path, out_dir: Path, splits: Seque
                    replace_foreign: bool = False, allow_missing_images: bool = False) -> list[SplitSummary]:
     """The ``ground`` command with its checks first: NP files readable, images present, no foreign crops
     under ``out_dir``, models loadable; only then the first crop is written."""
-    from .grounding.nps_input import nps_path
     from .image_coverage import check_images
+    from .nps.extract import nps_path
 
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     splits = [canonical_split(s) for s in splits]

@@ -34,11 +34,12 @@ from ..conll import atomic_write_bytes
 from ..devices import resolve_device
 from ..images import ImageLoadError, load_image
 from ..layout import CROP_NAME_RE, SPLIT_FOLDERS, canonical_split, crop_name, find_image, inside
+from ..nps.extract import nps_path
 from ..weights import load_clip, load_yolo
 from .clip_matcher import DEFAULT_PROMPT, ClipMatcher
 from .detector import Detections, Detector
 from .manifest import RECHECKED, STATUSES, ManifestAppender, rows_to_frame, status_counts
-from .nps_input import GroundItem, nps_path, read_ground_items
+from .nps_input import GroundItem, read_ground_items
 from .selection import Selected, pixel_boxes, select_boxes
 from .shards import Shard
 from .tensor_crops import TensorPreprocess, UnsupportedPreprocess, cut, image_tensor

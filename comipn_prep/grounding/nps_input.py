@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from comipn_prep.nps.extract import nps_path
 from comipn_prep.nps.io import read_nps_jsonl
 
-__all__ = ["GroundItem", "nps_path", "read_ground_items"]
+__all__ = ["GroundItem", "read_ground_items"]
 
 
 @dataclass
