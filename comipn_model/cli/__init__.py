@@ -8,33 +8,12 @@ under ``torchrun --nproc_per_node N`` trains with DDP.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 
 import click
 
-from comipn_prep.cli.errors import EXIT_BAD_INPUT, bad_input_exits
-
 from comipn_model.version import __version__
 from comipn_model.training.config import PRESETS, presets_help
-
-_UNAVAILABLE = ("WeightsUnavailable", "TextEncoderUnavailable", "ImageLoadError")
-_MODEL_FLAGS = "--text-model (a local BERT folder) and --clip-pretrained (a local weights file, or none)"
-
-
-@contextlib.contextmanager
-def _fail_fast():
-    """Bad input and unavailable weights -> a clear message and exit 2, no traceback."""
-    try:
-        with bad_input_exits():
-            yield
-    except Exception as err:  # noqa: BLE001 - only the weights errors are turned into exit 2 here
-        if type(err).__name__ in _UNAVAILABLE or isinstance(err, OSError):
-            click.echo(f"error: {err}\n(offline? {_MODEL_FLAGS} take local files)", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        raise
-
 
 def _default(name: str, default) -> str:
     """The option's default without a preset, then each preset's value where it differs."""

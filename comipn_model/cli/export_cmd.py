@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from comipn_model.cli import _fail_fast
+from comipn_model.cli.errors import fail_fast
 
 
 @click.command()
@@ -26,7 +26,7 @@ def export(load_path, out, text_model, force, from_hub) -> None:
     from comipn_model.saved.export import export_model
     from comipn_model.saved.loader import resolve_source
 
-    with _fail_fast():
+    with fail_fast():
         # Resolved here, so that a Hub id is downloaded only when asked for; export_model gets a local path.
         source = resolve_source(load_path, from_hub=from_hub)
         folder = export_model(source, out, text_model=text_model, force=force)

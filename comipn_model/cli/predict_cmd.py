@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from comipn_model.cli import _fail_fast
+from comipn_model.cli.errors import fail_fast
 
 
 @click.command()
@@ -73,7 +73,7 @@ def predict(load_path, input_, input_format, out, fmt, text_model, images_dir, a
         grounding["clip_pretrained"] = ground_clip_pretrained
     if conf is not None:
         grounding["conf"] = conf
-    with _fail_fast():
+    with fail_fast():
         n = predict_file(PredictOptions(load_path=load_path, input=input_, out=out, fmt=fmt,
                                         input_format=input_format, text_model=text_model, images_dir=images_dir,
                                         aux_dict=aux_dict, crops_dir=crops_dir, feature_cache=feature_cache,

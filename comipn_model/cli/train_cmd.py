@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from comipn_model.cli import _fail_fast
+from comipn_model.cli.errors import fail_fast
 
 log = logging.getLogger("comipn_model.cli")
 
@@ -45,7 +45,7 @@ def run(ctx: click.Context, opts: dict) -> None:
     if opts["resume"]:
         if not opts["run_dir"]:
             raise click.UsageError("--resume needs --run-dir (the run to continue)")
-        with _fail_fast():
+        with fail_fast():
             cfg = resume_config(ctx, opts)
         _train(cfg, opts, resume=True)
         return
@@ -56,7 +56,7 @@ def run(ctx: click.Context, opts: dict) -> None:
             raise click.UsageError("--only-test needs --load-path CKPT")
         _only_test(ctx, opts)
         return
-    with _fail_fast():
+    with fail_fast():
         cfg = build_config(ctx, opts)
     _train(cfg, opts, resume=False)
 
@@ -100,7 +100,7 @@ def _train(cfg, opts: dict, *, resume: bool) -> None:
     from comipn_model.training.loop import train
 
     try:
-        with _fail_fast():
+        with fail_fast():
             result = train(cfg, resume=resume, force=opts["force"])
     except KeyboardInterrupt:
         # Before training started (no handler yet), or a second Ctrl-C: last.pt, if any, is the last save.
@@ -140,7 +140,7 @@ def _only_test(ctx: click.Context, opts: dict) -> None:
     from comipn_model.training.config import TrainConfig, default_run_dir
     from comipn_model.training.evaluate import only_test
 
-    with _fail_fast():
+    with fail_fast():
         state = rf.load_checkpoint(opts["load_path"])
         saved = CoMIPNConfig.from_dict(state["model_config"])
         model_given = given(ctx, MODEL_FIELDS)

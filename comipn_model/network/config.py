@@ -23,7 +23,7 @@ class CoMIPNConfig:
     use_prompt: bool = True  # idea 1: visual prefix prompts
     use_dynamic_matching: bool = True  # idea 2: dynamic similarity matching
     use_contrastive: bool = True  # idea 4: contrastive aggregation
-    # Centre and scale the tower's features by the training images' statistics (comipn_model.visual_norm).
+    # Centre and scale the tower's features by the training images' statistics (comipn_model.network.visual_norm).
     visual_norm: bool = True
     separate_path_encoders: bool = False  # idea 3, paper-faithful: one encoder copy per path
     contrastive_weight: float = 0.2  # lambda in (1 - lambda) * CRF NLL + lambda * InfoNCE

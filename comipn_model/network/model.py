@@ -2,7 +2,7 @@
 matching (idea 2), token-wise multi-path fusion (idea 3), contrastive aggregation (idea 4), and a
 BIO-constrained CRF over words. docs/model.md describes each part and what it measured.
 
-The vision tower is not part of the module: features come from :class:`comipn_model.vision.FeatureCache`
+The vision tower is not part of the module: features come from :class:`comipn_model.network.vision.FeatureCache`
 through ``batch.visual``; only the dimensions of the vision side are read from open_clip's config.
 """
 

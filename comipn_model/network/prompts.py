@@ -1,6 +1,6 @@
 """Idea 1, visual prefix prompts: per text layer, ``prompt_len`` virtual-token states per image made
 from that image's class tokens (HVPNeT's mechanism). The encoder turns them into keys / values with
-the layer's own projections (see :func:`comipn_model.text_encoder.encode`)."""
+the layer's own projections (see :func:`comipn_model.network.text_encoder.encode`)."""
 
 from __future__ import annotations
 
