@@ -113,17 +113,6 @@ def peak_memory(device) -> dict:
     return {"peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
 
 
-def autocast(device):
-    """bf16 autocast on CUDA (the trainer's default there); nothing on the CPU."""
-    import contextlib
-
-    import torch
-
-    if str(device).startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def tokenizer_folder(args) -> Path | None:
     """Where the BERT vocabulary comes from: --tokenizer, else MiniLM's package (same vocabulary), else
     .gpu/tokenizer (carried to machines without that package)."""
@@ -212,6 +201,7 @@ def step_train_step(args, sizes: Sizes, work: Path) -> dict:
     from bench_model import batches, counts, make_optimizer
     from comipn_model import CoMIPN, CoMIPNConfig, WordBatcher
     from comipn_model.data.features import ImageFeatures, stack_visual
+    from comipn_model.network.precision import autocast
     from comipn_model.network.vision import vision_dims
     from comipn_prep.conll import read_conll
 
@@ -246,7 +236,7 @@ def step_train_step(args, sizes: Sizes, work: Path) -> dict:
                 start = time.perf_counter()
                 batch = batch.to(device)
                 optimizer.zero_grad(set_to_none=True)
-                with autocast(device):
+                with autocast(device, None):  # the trainer's rule: bf16 on CUDA, none on the CPU
                     out = model(batch)
                 out.loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
