@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
-import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from comipn_prep.conll import atomic_write_bytes
 
 DOCS = Path(__file__).resolve().parent
 REPO = DOCS.parent
@@ -410,9 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"\n{args.output} is out of date: run python docs/gen_architecture.py\n")
             return 1
         return 0
-    tmp = args.output.with_name(f".{args.output.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, args.output)
+    atomic_write_bytes(args.output, text.encode("utf-8"))
     sys.stderr.write(f"wrote {args.output}\n")
     return 0
 

@@ -10,12 +10,13 @@ depend on the terminal; tests/test_docs.py checks that docs/cli.md equals it.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
+
+from comipn_prep.conll import atomic_write_bytes
 
 DOCS = Path(__file__).resolve().parent
 CLI_MD = DOCS / "cli.md"
@@ -107,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"{args.output} is out of date: run bin/gen-cli-docs\n")
             return 1
         return 0
-    tmp = args.output.with_name(f".{args.output.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, args.output)
+    atomic_write_bytes(args.output, text.encode("utf-8"))
     sys.stderr.write(f"wrote {args.output}\n")
     return 0
 
