@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from pictures import ellipses_picture
 
 from comipn_prep.grounding.driver import GroundConfig, Grounder, ground_split, load_item
 from comipn_prep.grounding.nps_input import GroundItem
@@ -35,14 +34,19 @@ def tensor_grounder(pillow_grounder) -> Grounder:
                     g.random_weights, tensor_pre=TensorPreprocess(g.matcher.bundle.preprocess))
 
 
-def _picture(seed: int, size=(320, 240)) -> Image.Image:
-    return ellipses_picture(seed, size, count=5, max_extent=(200, 150))
+@pytest.fixture(scope="module")
+def picture(ellipses_picture):
+    """``picture(seed, size=(320, 240))``: 5 ellipses up to 200x150 pixels on noise."""
+    def draw(seed: int, size=(320, 240)) -> Image.Image:
+        return ellipses_picture(seed, size, count=5, max_extent=(200, 150))
+
+    return draw
 
 
-def test_tensor_preprocess_gives_pillows_pixels(pillow_grounder):
+def test_tensor_preprocess_gives_pillows_pixels(pillow_grounder, picture):
     preprocess = pillow_grounder.matcher.bundle.preprocess
     tp = TensorPreprocess(preprocess)
-    im = _picture(3, (640, 480))
+    im = picture(3, (640, 480))
     image = image_tensor(np.asarray(im), "cpu")
     rng = np.random.default_rng(1)
     boxes = [(0, 0, 640, 480), (10, 20, 11, 21), (5, 5, 6, 300), (100, 50, 600, 60), (3, 4, 227, 228),
@@ -66,12 +70,12 @@ def test_pillow_coefficients_sum_to_one_in_fixed_point():
         assert np.all(np.abs(weight.sum(axis=1) - (1 << 22)) <= weight.shape[1])  # each coefficient rounded
 
 
-def test_tensor_path_grounds_like_the_pillow_path(tmp_path, pillow_grounder, tensor_grounder):
+def test_tensor_path_grounds_like_the_pillow_path(tmp_path, pillow_grounder, tensor_grounder, picture):
     phrases = [["a red car", "the man"], [], ["Kentucky"], ["a dog", "EU", "New York"]]
     sizes = [(320, 240), (320, 240), (200, 300), (97, 61)]
     items = []
     for k, (ph, size) in enumerate(zip(phrases, sizes)):
-        _picture(10 + k, size).save(tmp_path / f"{k}.jpg", quality=92)
+        picture(10 + k, size).save(tmp_path / f"{k}.jpg", quality=92)
         items.append(GroundItem(str(k), ph))
     pil = pillow_grounder.ground_batch([load_item(tmp_path, it) for it in items])
     ten = tensor_grounder.ground_batch([load_item(tmp_path, it, as_array=True) for it in items])
@@ -98,11 +102,11 @@ def test_tensor_path_grounds_like_the_pillow_path(tmp_path, pillow_grounder, ten
     assert np.abs(text @ emb_pil.T - text @ emb_ten.T).max() < 1e-3
 
 
-def test_tensor_path_writes_the_same_crops_and_manifest(tmp_path, pillow_grounder, tensor_grounder):
+def test_tensor_path_writes_the_same_crops_and_manifest(tmp_path, pillow_grounder, tensor_grounder, picture):
     items = [GroundItem(str(k), ["a thing", "people"] if k % 3 else []) for k in range(7)]
     (tmp_path / "img").mkdir()
     for k, it in enumerate(items):
-        _picture(20 + k).save(tmp_path / "img" / f"{it.imgid}.jpg", quality=90)
+        picture(20 + k).save(tmp_path / "img" / f"{it.imgid}.jpg", quality=90)
     assert tensor_grounder.write_threads > 0 and pillow_grounder.write_threads == 0
     a = ground_split(pillow_grounder, items, tmp_path / "img", tmp_path / "pil", "train", progress=False)
     b = ground_split(tensor_grounder, items, tmp_path / "img", tmp_path / "ten", "train", progress=False)

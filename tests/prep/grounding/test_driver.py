@@ -15,7 +15,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
-from pictures import ellipses_picture
 
 from comipn_prep.aux_dicts import build_dicts
 from comipn_prep.cli import main
@@ -52,15 +51,25 @@ def tweets(twitter_data):
     return items
 
 
-def _picture(seed: int, size=(320, 240)) -> Image.Image:
-    return ellipses_picture(seed, size, count=4, max_extent=(120, 100))
+@pytest.fixture(scope="module")
+def picture(ellipses_picture):
+    """``picture(seed, size=(320, 240))``: 4 ellipses on noise."""
+    def draw(seed: int, size=(320, 240)) -> Image.Image:
+        return ellipses_picture(seed, size, count=4, max_extent=(120, 100))
+
+    return draw
 
 
-def _write_images(folder: Path, items, sizes=None) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for k, it in enumerate(items):
-        size = sizes[k % len(sizes)] if sizes else (320, 240)
-        _picture(k, size).save(folder / f"{it.imgid}.jpg", quality=92)
+@pytest.fixture(scope="module")
+def write_images(picture):
+    """``write_images(folder, items, sizes=None)``: a picture ``<imgid>.jpg`` for each item in ``folder``."""
+    def write(folder: Path, items, sizes=None) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for k, it in enumerate(items):
+            size = sizes[k % len(sizes)] if sizes else (320, 240)
+            picture(k, size).save(folder / f"{it.imgid}.jpg", quality=92)
+
+    return write
 
 
 def _crops_of(df):
@@ -126,8 +135,8 @@ def test_phrase_cache_keeps_the_most_recently_used_phrases_only(grounder):
 
 
 # -- batched = naive --------------------------------------------------------------------------------------
-def test_batched_equals_naive(tmp_path, grounder, tweets):
-    _write_images(tmp_path / "img", tweets, sizes=[(320, 240), (320, 240), (200, 300)])
+def test_batched_equals_naive(tmp_path, grounder, tweets, write_images):
+    write_images(tmp_path / "img", tweets, sizes=[(320, 240), (320, 240), (200, 300)])
     loaded = [load_item(tmp_path / "img", it) for it in tweets]
     batched = []
     for k in range(0, len(loaded), 3):
@@ -145,9 +154,9 @@ def test_batched_equals_naive(tmp_path, grounder, tweets):
             assert np.array_equal(np.asarray(ca), np.asarray(cb))
 
 
-def test_detector_batches_give_the_boxes_of_single_calls(grounder):
+def test_detector_batches_give_the_boxes_of_single_calls(grounder, picture):
     """A batch groups equal-sized images (ultralytics pads them as it pads a lone image)."""
-    ims = [_picture(k, size) for k, size in enumerate([(320, 240), (320, 240), (200, 300), (320, 240)])]
+    ims = [picture(k, size) for k, size in enumerate([(320, 240), (320, 240), (200, 300), (320, 240)])]
     single = grounder.detector  # on CPU: one image per call
     assert single.max_batch == 1
     batched = Detector(single.model, conf=single.conf, max_candidates=single.max_candidates, max_batch=8)
@@ -156,8 +165,8 @@ def test_detector_batches_give_the_boxes_of_single_calls(grounder):
         assert np.allclose(a.boxes, b.boxes, atol=1e-2) and np.allclose(a.scores, b.scores, rtol=1e-3)
 
 
-def test_crops_are_the_boxes_of_the_image(tmp_path, grounder, tweets):
-    _write_images(tmp_path / "img", tweets[:3])
+def test_crops_are_the_boxes_of_the_image(tmp_path, grounder, tweets, write_images):
+    write_images(tmp_path / "img", tweets[:3])
     s = ground_split(grounder, tweets[:3], tmp_path / "img", tmp_path / "aux", "valid", progress=False)
     df = read_manifest(Path(s.manifest))
     assert Path(s.manifest) == tmp_path / "aux" / "val" / "manifest.csv"
@@ -178,8 +187,8 @@ class _FixedDetector:
         return [Detections(self.boxes.copy(), np.linspace(0.9, 0.1, len(self.boxes))) for _ in images]
 
 
-def test_zero_area_and_no_boxes(tmp_path, grounder):
-    _picture(1).save(tmp_path / "a.jpg")
+def test_zero_area_and_no_boxes(tmp_path, grounder, picture):
+    picture(1).save(tmp_path / "a.jpg")
     item = GroundItem("a", ["a dog"])
     loaded = load_item(tmp_path, item)
     g = Grounder(_FixedDetector([[5, 5, 5, 50], [10, 10, 60, 10.2], [7, 7, 7, 7]]), grounder.matcher,
@@ -200,10 +209,10 @@ def _png_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
 
 
-def test_odd_images_never_stop_the_run(tmp_path, grounder):
+def test_odd_images_never_stop_the_run(tmp_path, grounder, picture):
     img = tmp_path / "img"
     img.mkdir()
-    base = _picture(3, (160, 120))
+    base = picture(3, (160, 120))
     base.convert("L").save(img / "gray.jpg")
     base.convert("CMYK").save(img / "cmyk.jpg")
     base.convert("P").save(img / "pal.png")
@@ -212,7 +221,7 @@ def test_odd_images_never_stop_the_run(tmp_path, grounder):
     exif = Image.Exif()
     exif[0x0112] = 8
     base.save(img / "rot.jpeg", exif=exif)
-    base.save(img / "anim.gif", save_all=True, append_images=[_picture(4, (160, 120))])
+    base.save(img / "anim.gif", save_all=True, append_images=[picture(4, (160, 120))])
     Image.new("RGB", (1, 1), (9, 9, 9)).save(img / "tiny.jpg")
     (img / "trunc.jpg").write_bytes((img / "gray.jpg").read_bytes()[:300])
     (img / "bomb.png").write_bytes(_png_claiming(30000, 30000))
@@ -230,8 +239,8 @@ def test_odd_images_never_stop_the_run(tmp_path, grounder):
 
 
 # -- resume, crash safety, force, shards ------------------------------------------------------------------
-def test_resume_after_limit_and_after_a_kill(tmp_path, grounder, tweets, monkeypatch):
-    _write_images(tmp_path / "img", tweets)
+def test_resume_after_limit_and_after_a_kill(tmp_path, grounder, tweets, monkeypatch, write_images):
+    write_images(tmp_path / "img", tweets)
     ref = ground_split(grounder, tweets, tmp_path / "img", tmp_path / "ref", "test", progress=False)
     ref_df = read_manifest(Path(ref.manifest))
 
@@ -313,8 +322,8 @@ def test_manifest_of_another_layout_is_normalised_and_a_stale_sidecar_ignored(tm
     assert list(read_manifest(path).imgid) == ["7", "7", "8", "8"]
 
 
-def test_force_redoes_and_removes_stale_crops(tmp_path, grounder, tweets):
-    _write_images(tmp_path / "img", tweets[:2])
+def test_force_redoes_and_removes_stale_crops(tmp_path, grounder, tweets, write_images):
+    write_images(tmp_path / "img", tweets[:2])
     ground_split(grounder, tweets[:2], tmp_path / "img", tmp_path / "aux", "train", progress=False)
     stale = tmp_path / "aux" / "train" / "crops" / f"{tweets[0].imgid}_pred_yolo_crop_7.png"
     Image.new("RGB", (2, 2)).save(stale)
@@ -325,8 +334,8 @@ def test_force_redoes_and_removes_stale_crops(tmp_path, grounder, tweets):
     assert df.imgid.nunique() == 2 and len(df) == len(df.drop_duplicates(["imgid", "rank"]))  # no duplicate rows
 
 
-def test_shards_merge_into_one_dict(tmp_path, grounder, tweets):
-    _write_images(tmp_path / "img", tweets)
+def test_shards_merge_into_one_dict(tmp_path, grounder, tweets, write_images):
+    write_images(tmp_path / "img", tweets)
     for i in range(2):
         ground_split(grounder, tweets, tmp_path / "img", tmp_path / "aux", "train", shard=Shard(i, 2),
                      progress=False)
@@ -378,9 +387,9 @@ def test_cli_offline_default_weights_exit_2(tmp_path, tweets):
         assert r.exit_code == 2 and "CUDA" in r.output
 
 
-def test_cli_ground_then_build_dict(tmp_path, tweets):
+def test_cli_ground_then_build_dict(tmp_path, tweets, write_images):
     _nps_file(tmp_path / "nps", "valid", tweets[:3])
-    _write_images(tmp_path / "img", tweets[:2])  # the third image is missing
+    write_images(tmp_path / "img", tweets[:2])  # the third image is missing
     args = ["ground", "--nps", str(tmp_path / "nps"), "--images", str(tmp_path / "img"), "--out",
             str(tmp_path / "aux"), "--split", "val", "--detector", "yolov8n.yaml", "--clip-pretrained", "none",
             "--conf", "0.0", "--max-candidates", "5", "--device", "cpu"]
@@ -402,7 +411,7 @@ def test_cli_ground_then_build_dict(tmp_path, tweets):
     assert CliRunner().invoke(main, bd + ["--force"]).exit_code == 0
 
 
-def test_detecting_leaves_torch_threads_as_they_were(grounder):
+def test_detecting_leaves_torch_threads_as_they_were(grounder, picture):
     """ultralytics sets torch's threads to cpu_count - 1 (capped at 8) on a CPU predict: on 2 cores the
     rest of the process (CLIP, the tower, the tagger) ran on one thread after the first detection."""
     from ultralytics.utils import NUM_THREADS
@@ -411,7 +420,7 @@ def test_detecting_leaves_torch_threads_as_they_were(grounder):
     wanted = NUM_THREADS + 1  # whatever the machine, not what ultralytics would set
     torch.set_num_threads(wanted)
     try:
-        grounder.detector.detect([_picture(7)])
+        grounder.detector.detect([picture(7)])
         assert torch.get_num_threads() == wanted
     finally:
         torch.set_num_threads(before)
