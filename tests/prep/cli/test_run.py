@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,16 +11,13 @@ from click.testing import CliRunner
 from comipn_prep.cli import main
 from comipn_prep.layout import SPLITS, DatasetLayout
 
-SAMPLE_ROOT = Path(__file__).resolve().parents[1] / "data" / "sample"
-
 RANDOM = ["--detector", "yolov8n.yaml", "--clip-pretrained", "none", "--conf", "0", "--device", "cpu"]
 
 
 @pytest.fixture()
-def sample(tmp_path):
-    assert (SAMPLE_ROOT / "sample" / "train.txt").is_file(), "data/sample is expected in the repository"
+def sample(tmp_path, sample_root):
     root = tmp_path / "root"
-    shutil.copytree(SAMPLE_ROOT, root, ignore=shutil.ignore_patterns("*.py", "NOTICE"))
+    shutil.copytree(sample_root, root, ignore=shutil.ignore_patterns("*.py", "NOTICE"))
     return root
 
 

@@ -12,7 +12,6 @@ import os
 import pytest
 import torch
 from click.testing import CliRunner
-from released_layout import make_released_layout
 
 from comipn_prep.cli import main
 from comipn_prep.grounding.manifest import rows_to_frame, write_manifest
@@ -34,8 +33,8 @@ def _one_error_line(result) -> str:
 
 
 @pytest.fixture()
-def released(tmp_path, twitter_data):
-    return make_released_layout(tmp_path / "released", twitter_data, tweets_per_split=3)
+def released(tmp_path, make_released_layout):
+    return make_released_layout(tmp_path / "released", tweets_per_split=3)
 
 
 @pytest.mark.parametrize("extra", [[], ["--force"]])
@@ -135,9 +134,8 @@ def test_verify_accepts_the_released_layout(released):
 
 
 @pytest.mark.parametrize("missing,expected", [(3, "only 0 of 3"), (2, "only 1 of 3")])
-def test_run_with_too_few_images_exits_2_and_runs_with_the_flag(tmp_path, twitter_data, missing, expected):
-    released = make_released_layout(tmp_path / "released", twitter_data, tweets_per_split=3,
-                                    missing_images=missing)
+def test_run_with_too_few_images_exits_2_and_runs_with_the_flag(tmp_path, make_released_layout, missing, expected):
+    released = make_released_layout(tmp_path / "released", tweets_per_split=3, missing_images=missing)
     before = released.snapshot()
     out = tmp_path / "work"
     r = _invoke("run", released.data_root, "--dataset", NAME, "--out", out, "--split", "test", *RANDOM)

@@ -17,16 +17,15 @@ from comipn_prep.grounding.nps_input import read_ground_items
 from comipn_prep.grounding.manifest import read_split_manifests
 from comipn_prep.layout import DatasetLayout
 
-SAMPLE_ROOT = Path(__file__).resolve().parents[1] / "data" / "sample"
 RANDOM = ["--detector", "yolov8n.yaml", "--clip-pretrained", "none", "--conf", "0", "--device", "cpu"]
 # The smallest models and one candidate box: fast enough for a test.
 SMALL = [*RANDOM, "--clip-model", "ViT-S-32", "--top-k", "1", "--max-candidates", "1"]
 
 
 @pytest.fixture()
-def sample(tmp_path):
+def sample(tmp_path, sample_root):
     root = tmp_path / "root"
-    shutil.copytree(SAMPLE_ROOT, root, ignore=shutil.ignore_patterns("*.py", "NOTICE"))
+    shutil.copytree(sample_root, root, ignore=shutil.ignore_patterns("*.py", "NOTICE"))
     return root
 
 
