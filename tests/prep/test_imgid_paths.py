@@ -20,7 +20,6 @@ from comipn_prep.cli import main
 from comipn_prep.conll import ConllFormatError, parse_conll
 from comipn_prep.layout import crop_name
 
-SAMPLE_ROOT = Path(__file__).resolve().parents[1] / "data" / "sample"
 RANDOM = ["--detector", "yolov8n.yaml", "--clip-pretrained", "none", "--conf", "0", "--device", "cpu"]
 # Built from pieces: tests/test_standalone.py flags any literal path that climbs out of the repository.
 UP4 = "/".join([".."] * 4)
@@ -32,10 +31,10 @@ def _files(base: Path) -> set[Path]:
     return set(base.rglob("*"))
 
 
-def _sample(base: Path) -> Path:
+def _sample(base: Path, sample_root: Path) -> Path:
     """data/sample copied four folders deep, so that four ``..`` up from it land inside ``base``."""
     root = base / "w" / "x" / "y" / "root"
-    shutil.copytree(SAMPLE_ROOT, root, ignore=shutil.ignore_patterns("*.py", "NOTICE"))
+    shutil.copytree(sample_root, root, ignore=shutil.ignore_patterns("*.py", "NOTICE"))
     return root
 
 
@@ -57,8 +56,8 @@ def _plant(images_dir: Path, imgid: str) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["relative", "absolute"])
-def test_run_refuses_an_imgid_that_leaves_the_dataset_and_writes_nothing(tmp_path, kind):
-    root = _sample(tmp_path)
+def test_run_refuses_an_imgid_that_leaves_the_dataset_and_writes_nothing(tmp_path, kind, sample_root):
+    root = _sample(tmp_path, sample_root)
     split, imgid = ("test", ESCAPE) if kind == "relative" else ("train", str(tmp_path / "elsewhere" / "abs_train"))
     line = _replace_first_imgid(root / "sample" / f"{split}.txt", imgid)
     planted = _plant(root / "sample_images", imgid)
@@ -71,10 +70,10 @@ def test_run_refuses_an_imgid_that_leaves_the_dataset_and_writes_nothing(tmp_pat
     assert not any("esc_test" in p.name or "abs_train" in p.name for p in _files(tmp_path) - {planted})
 
 
-def test_every_imgid_of_the_shipped_data_is_a_plain_stem():
+def test_every_imgid_of_the_shipped_data_is_a_plain_stem(repo_root):
     from comipn_prep.layout import imgid_problem
 
-    data = Path(__file__).resolve().parents[1] / "data"
+    data = repo_root / "data"
     ids = [line[6:].rstrip("\r\n") for path in data.rglob("*.txt")
            for line in path.read_text(encoding="utf-8-sig").splitlines() if line.startswith("IMGID:")]
     assert len(ids) > 10000
@@ -92,8 +91,8 @@ def test_the_reader_lists_each_bad_imgid_with_its_line(imgid):
     assert "plain file stem" in str(err.value)
 
 
-def test_verify_refuses_a_text_with_an_escaping_imgid(tmp_path):
-    root = _sample(tmp_path)
+def test_verify_refuses_a_text_with_an_escaping_imgid(tmp_path, sample_root):
+    root = _sample(tmp_path, sample_root)
     line = _replace_first_imgid(root / "sample" / "valid.txt", ESCAPE)
     _plant(root / "sample_images", ESCAPE)
     r = CliRunner().invoke(main, ["verify", str(root), "--dataset", "sample", "--allow-missing-images"])
@@ -101,11 +100,11 @@ def test_verify_refuses_a_text_with_an_escaping_imgid(tmp_path):
     assert f"valid.txt:{line}:" in r.output
 
 
-def test_training_refuses_a_split_with_an_escaping_imgid(tmp_path):
+def test_training_refuses_a_split_with_an_escaping_imgid(tmp_path, sample_root):
     from comipn_model.data.examples import read_split
     from comipn_prep.layout import DatasetLayout
 
-    root = _sample(tmp_path)
+    root = _sample(tmp_path, sample_root)
     line = _replace_first_imgid(root / "sample" / "train.txt", ESCAPE)
     with pytest.raises(ConllFormatError) as err:
         read_split(DatasetLayout(root, "sample"), "train")  # what comipn-train reads, before any model

@@ -21,25 +21,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from comipn_prep.cli import main as prep_main
-from lock_holder import Holder
 
 RANDOM = ["--detector", "yolov8n.yaml", "--clip-pretrained", "none", "--conf", "0", "--device", "cpu"]
 
 
-@pytest.fixture()
-def holders():
-    started: list[Holder] = []
-
-    def start(folder: Path, name: str = ".comipn.lock") -> Holder:
-        started.append(Holder(folder, name))
-        return started[-1]
-
-    yield start
-    for h in started:
-        h.stop(signal.SIGKILL)
-
-
-def _names_the_holder(output: str, folder: Path, holder: Holder) -> bool:
+def _names_the_holder(output: str, folder: Path, holder) -> bool:
     return str(folder) in output and f"pid {holder.pid}" in output and socket.gethostname() in output
 
 
@@ -56,14 +42,14 @@ def _images(folder: Path, imgids) -> None:
         Image.new("RGB", (96, 64), (40 * k % 255, 90, 160)).save(folder / f"{i}.jpg")
 
 
-def test_ground_refuses_a_shard_another_process_is_grounding(tmp_path, holders):
+def test_ground_refuses_a_shard_another_process_is_grounding(tmp_path, lock_holder):
     ids = ["101", "102", "103", "104"]
     _nps(tmp_path / "nps", ids)
     _images(tmp_path / "img", ids)
     out = tmp_path / "aux"
     args = ["ground", "--nps", str(tmp_path / "nps"), "--images", str(tmp_path / "img"), "--out", str(out),
             "--split", "train", *RANDOM]
-    holder = holders(out, ".comipn.shard-1-of-2.lock")  # a process grounding shard 1/2 into out
+    holder = lock_holder(out, ".comipn.shard-1-of-2.lock")  # a process grounding shard 1/2 into out
     r = CliRunner().invoke(prep_main, args + ["--shard", "1/2"])
     assert r.exit_code == 2, r.output
     assert _names_the_holder(r.output, out, holder)
@@ -74,15 +60,15 @@ def test_ground_refuses_a_shard_another_process_is_grounding(tmp_path, holders):
     assert (out / "train" / "manifest.shard-0-of-2.csv").is_file()
 
 
-def test_run_and_extract_nps_refuse_a_folder_in_use(tmp_path, holders):
+def test_run_and_extract_nps_refuse_a_folder_in_use(tmp_path, lock_holder):
     root = tmp_path / "root"
     (root / "d").mkdir(parents=True)
     (root / "d" / "train.txt").write_text("IMGID:1\nParis\tB-LOC\n\n", encoding="utf-8")
     _images(root / "d_images", ["1"])
-    holder = holders(root / "d_aux_images")
+    holder = lock_holder(root / "d_aux_images")
     r = CliRunner().invoke(prep_main, ["run", str(root), "--dataset", "d", "--split", "train", *RANDOM])
     assert r.exit_code == 2 and _names_the_holder(r.output, root / "d_aux_images", holder), r.output
-    holder = holders(tmp_path / "nps")
+    holder = lock_holder(tmp_path / "nps")
     r = CliRunner().invoke(prep_main, ["extract-nps", str(root / "d"), "--out", str(tmp_path / "nps"),
                                        "--split", "train", "--backend", "textblob"])
     assert r.exit_code == 2 and _names_the_holder(r.output, tmp_path / "nps", holder), r.output
@@ -113,10 +99,10 @@ def test_build_dict_lists_each_crop_once_whatever_the_manifests_hold(tmp_path, c
     assert "more than once" in caplog.text
 
 
-def test_build_dict_refuses_a_folder_in_use(tmp_path, holders):
+def test_build_dict_refuses_a_folder_in_use(tmp_path, lock_holder):
     (tmp_path / "aux" / "train" / "crops").mkdir(parents=True)
     (tmp_path / "t").mkdir()
-    holder = holders(tmp_path / "t")
+    holder = lock_holder(tmp_path / "t")
     args = ["build-dict", "--aux", str(tmp_path / "aux"), "--dataset", "d", "--out", str(tmp_path / "t"),
             "--split", "train"]
     r = CliRunner().invoke(prep_main, args)
@@ -124,11 +110,11 @@ def test_build_dict_refuses_a_folder_in_use(tmp_path, holders):
     assert not (tmp_path / "t" / "d_train_dict.pth").exists()
 
 
-def test_a_killed_holders_lock_is_taken_over(tmp_path, holders):
+def test_a_killed_holders_lock_is_taken_over(tmp_path, lock_holder):
     from comipn_prep.folder_lock import FolderBusyError, hold_folder
 
     folder = tmp_path / "out"
-    holder = holders(folder)
+    holder = lock_holder(folder)
     with pytest.raises(FolderBusyError):
         with hold_folder(folder):
             pass
@@ -156,10 +142,8 @@ def test_a_refused_lock_leaves_no_folder_behind(tmp_path):
     assert (tmp_path / "a" / "b" / "out.txt").is_file() and not lock.exists()  # no lock file left
 
 
-def test_train_refuses_a_run_folder_in_use_before_loading_a_model(tmp_path, holders, minilm_path, twitter_data,
-                                                                  monkeypatch):
-    from test_train import make_root, make_tiny_encoder, tiny_args
-
+def test_train_refuses_a_run_folder_in_use_before_loading_a_model(tmp_path, lock_holder, make_tiny_encoder, make_root,
+                                                                  tiny_args, monkeypatch):
     from comipn_model.training import loop as training
     from comipn_model.cli import main as train_main
 
@@ -167,10 +151,9 @@ def test_train_refuses_a_run_folder_in_use_before_loading_a_model(tmp_path, hold
         raise AssertionError("a model was loaded although the run folder is in use")
 
     monkeypatch.setattr(training, "build_model", refuse)
-    tiny = {"encoder": str(make_tiny_encoder(tmp_path / "encoder", minilm_path)),
-            "root": make_root(tmp_path / "root", twitter_data)}
+    tiny = {"encoder": str(make_tiny_encoder(tmp_path / "encoder")), "root": make_root(tmp_path / "root")}
     run_dir = tmp_path / "run"
-    holder = holders(run_dir)  # another `comipn-train --run-dir run` training now
+    holder = lock_holder(run_dir)  # another `comipn-train --run-dir run` training now
     for extra in ([], ["--force"]):
         r = CliRunner().invoke(train_main, tiny_args(tiny, run_dir, *extra))
         assert r.exit_code == 2, r.output

@@ -1,12 +1,10 @@
-"""One reading of --device (comipn_prep.devices) and one bf16 autocast rule (comipn_model.network.precision), for
-grounding, training and the Tagger alike."""
+"""One reading of --device (comipn_prep.devices) for grounding, training and the Tagger alike."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from comipn_model.network.precision import autocast
 from comipn_prep.devices import resolve_device
 
 
@@ -30,13 +28,3 @@ def test_cuda_is_this_processs_device(monkeypatch):
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
     with pytest.raises(ValueError, match="only 2 CUDA device"):
         resolve_device("cuda:2")
-
-
-@pytest.mark.parametrize("amp, on", [(None, False), (False, False), (True, True)])
-def test_autocast_on_the_cpu_only_when_asked(amp, on):
-    with autocast(torch.device("cpu"), amp):
-        assert torch.is_autocast_enabled("cpu") is on
-        if on:
-            assert torch.get_autocast_dtype("cpu") == torch.bfloat16
-            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
-    assert not torch.is_autocast_enabled("cpu")
