@@ -295,7 +295,3 @@ def lock_holder():
     yield start
     for holder in started:
         holder.stop(signal.SIGKILL)
-
-
-# TEMPORARY while the tests move into folders: the old helper modules stay importable.
-sys.path.insert(0, str(Path(__file__).resolve().parent))

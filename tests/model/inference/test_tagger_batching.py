@@ -8,7 +8,6 @@ import pytest
 from comipn_prep.conll import read_conll
 from comipn_model import Tagger
 from comipn_model.inference.tagger import batch_order
-from tagger_fixtures import make_checkpoint, make_tiny_encoder, picture
 
 # One word of many sub-tokens, many words of one sub-token each: word counts and sub-token counts order
 # these two apart.
@@ -17,12 +16,12 @@ SHORT_WORDS = "a b c d e f g h i j k l m n o p"
 
 
 @pytest.fixture(scope="module")
-def encoder(tmp_path_factory, minilm_path):
-    return make_tiny_encoder(tmp_path_factory.mktemp("batching") / "encoder", minilm_path)
+def encoder(tmp_path_factory, make_tiny_encoder):
+    return make_tiny_encoder(tmp_path_factory.mktemp("batching") / "encoder")
 
 
 @pytest.fixture(scope="module")
-def text_only(encoder, tmp_path_factory):
+def text_only(encoder, tmp_path_factory, make_checkpoint):
     path = make_checkpoint(tmp_path_factory.mktemp("text") / "best.pt", encoder, switches=False, seed=3)
     return Tagger.from_pretrained(path, device="cpu")
 
@@ -89,7 +88,7 @@ def test_batch_order_is_a_stable_sort():
     assert batch_order([]) == []
 
 
-def test_images_and_crops_follow_their_tweets(encoder, tmp_path, tweets):
+def test_images_and_crops_follow_their_tweets(encoder, tmp_path, tweets, picture, make_checkpoint):
     """All switches, prepared crop files: reordered batches keep each tweet's picture and crops."""
     tagger = Tagger.from_pretrained(make_checkpoint(tmp_path / "all" / "best.pt", encoder), device="cpu",
                                     feature_cache=tmp_path / "fc")

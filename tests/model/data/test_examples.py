@@ -1,26 +1,21 @@
-"""The trainer's data side: splits from the field's layout, aux dicts, masked images, seeded batches,
-seqeval scores and the run folder's files (no model needed)."""
+"""The trainer's data side: splits from the field's layout, aux dicts, masked images, seeded batches (no
+model needed)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from comipn_prep.aux_dicts import load_aux_dict
-from comipn_prep.conll import entity_spans, read_conll
+from comipn_prep.conll import read_conll
 from comipn_prep.layout import DatasetLayout, crop_name
-from comipn_model.saved import run_folder as rf
 from comipn_model.data.batch import WordBatcher
 from comipn_model.data.batching import Collator, EpochBatches
 from comipn_model.data.examples import load_split, subsample
-from comipn_model.training.metrics import overall, report
 
 
 def _small_root(tmp_path: Path, twitter_data: Path, name: str = "twitter2017", n: int = 12) -> Path:
@@ -145,75 +140,3 @@ def test_length_bucketing_pads_less_same_tweets(tmp_path, twitter_data, batcher)
         return sum(b.attention_mask.numel() for b in loader.epoch(0))
 
     assert padded(bucketed) < 0.85 * padded(plain)
-
-
-def test_metrics_match_conlleval_counts(twitter_data):
-    gold = [t.labels for t in read_conll(twitter_data / "twitter2015" / "valid.txt").tweets]
-    rng = random.Random(0)
-    labels = sorted({lab for seq in gold for lab in seq})
-    pred = [[lab if rng.random() < 0.9 else rng.choice(labels) for lab in seq] for seq in gold]
-    g = {(i, *s) for i, seq in enumerate(gold) for s in entity_spans(seq)}
-    p = {(i, *s) for i, seq in enumerate(pred) for s in entity_spans(seq)}
-    precision, recall = len(g & p) / len(p), len(g & p) / len(g)
-    scores = overall(gold, pred)
-    assert scores.precision == pytest.approx(precision)
-    assert scores.recall == pytest.approx(recall)
-    assert scores.f1 == pytest.approx(2 * precision * recall / (precision + recall))
-    rep = report(gold, pred)
-    assert set(rep["per_type"]) == {"PER", "LOC", "ORG", "MISC"}
-    for etype, row in rep["per_type"].items():
-        assert row["support"] == sum(1 for s in g if s[1] == etype)
-    assert rep["overall"]["f1"] == pytest.approx(scores.f1)
-    with pytest.raises(ValueError):
-        overall(gold, pred[:-1])
-
-
-def test_run_folder_refuses_to_overwrite(tmp_path):
-    folder = rf.RunFolder(tmp_path / "run")
-    folder.prepare(resume=False, force=False)
-    folder.write_json(rf.CONFIG, {"a": 1})
-    # a lone config.json (a run that never started) does not block a new run
-    rf.RunFolder(tmp_path / "run").prepare(resume=False, force=False)
-    folder.write_metrics([{"epoch": 1}])
-    with pytest.raises(FileExistsError, match="--force"):
-        rf.RunFolder(tmp_path / "run").prepare(resume=False, force=False)
-    with pytest.raises(FileNotFoundError, match="last.pt"):
-        rf.RunFolder(tmp_path / "run").prepare(resume=True, force=False)
-    user_file = folder.file("notes.txt")
-    user_file.write_text("mine")
-    rf.RunFolder(tmp_path / "run").prepare(resume=False, force=True)
-    assert not folder.file(rf.CONFIG).exists() and not folder.file(rf.METRICS).exists()
-    assert user_file.read_text() == "mine"
-
-
-def test_checkpoint_round_trip_weights_only_with_rng(tmp_path):
-    folder = rf.RunFolder(tmp_path)
-    random.seed(5)
-    np.random.seed(5)
-    torch.manual_seed(5)
-    state = {"model": {"w": torch.randn(3)}, "model_config": {"labels": ["O"]}, "rng": rf.rng_state(),
-             "epoch": 2, "partial": {"loss_sum": 1.5}}
-    expected = (random.random(), float(np.random.rand()), torch.rand(2))
-    folder.save_checkpoint(rf.LAST, state)
-    # plain tensors and primitives: loadable with weights_only=True
-    loaded = torch.load(folder.file(rf.LAST), weights_only=True)
-    assert torch.equal(loaded["model"]["w"], state["model"]["w"]) and loaded["epoch"] == 2
-    random.seed(99), np.random.seed(99), torch.manual_seed(99)
-    rf.set_rng_state(folder.load_checkpoint(rf.LAST)["rng"])
-    got = (random.random(), float(np.random.rand()), torch.rand(2))
-    assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
-    bad = tmp_path / "bad.pt"
-    bad.write_bytes(b"nope")
-    with pytest.raises(ValueError, match="bad.pt"):
-        rf.load_checkpoint(bad)
-
-
-def test_metrics_jsonl_and_curves(tmp_path):
-    folder = rf.RunFolder(tmp_path)
-    rows = [{"epoch": 1, "train_loss": 3.0, "dev_f1": 0.4}, {"epoch": 2, "train_loss": 1.0, "dev_f1": 0.6}]
-    folder.write_metrics(rows)
-    assert folder.read_metrics() == rows
-    assert [json.loads(line) for line in folder.file(rf.METRICS).read_text().splitlines()] == rows
-    folder.plot_curves(rows)
-    with Image.open(folder.file(rf.CURVES)) as im:
-        assert im.format == "PNG" and im.size[0] > 100

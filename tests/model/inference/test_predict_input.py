@@ -16,12 +16,11 @@ from comipn_prep.nps.tokenize import tokenize_tweet
 from comipn_model import Tagger
 from comipn_model.cli import main
 from comipn_model.inference.predict import detect_input_format
-from tagger_fixtures import picture, text_and_image_checkpoints
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, minilm_path):
-    return text_and_image_checkpoints(tmp_path_factory.mktemp("predict-input"), minilm_path)
+def models(tmp_path_factory, text_and_image_checkpoints):
+    return text_and_image_checkpoints(tmp_path_factory.mktemp("predict-input"))
 
 
 def predict(*args: str):
@@ -90,7 +89,7 @@ def test_bad_jsonl_rows_exit_2(models, tmp_path, line, message):
     assert not (tmp_path / "o.jsonl").exists()
 
 
-def test_jsonl_pictures_are_grounded_on_the_fly(models, tmp_path):
+def test_jsonl_pictures_are_grounded_on_the_fly(models, tmp_path, picture):
     pics = tmp_path / "pics"
     picture(pics / "one.jpg", seed=1)
     picture(pics / "two.jpg", seed=2)
@@ -120,10 +119,10 @@ def test_jsonl_pictures_are_grounded_on_the_fly(models, tmp_path):
     assert result.exit_code == 2 and "in.jsonl:3: image" in result.output and "unreadable" in result.output
 
 
-def test_conll_with_prepared_crops_matches_the_tagger(models, tmp_path):
+def test_conll_with_prepared_crops_matches_the_tagger(models, tmp_path, picture, sample_root):
     """Prepared input as today (CoNLL + images + aux dict + crops): the grounder is never needed, and the
     tags are the Tagger's on the same files."""
-    tweets = read_conll(Path(__file__).resolve().parents[1] / "data" / "sample" / "sample" / "test.txt").tweets[:4]
+    tweets = read_conll(sample_root / "sample" / "test.txt").tweets[:4]
     conll = tmp_path / "test.txt"
     write_conll(conll, tweets)
     images, crops = tmp_path / "images", tmp_path / "crops"

@@ -17,16 +17,15 @@ from comipn_model import Tagger
 from comipn_model.saved import run_folder as rf
 from comipn_model.cli import main
 from comipn_model.saved.export import export_model
-from tagger_fixtures import RANDOM_GROUNDING, make_checkpoint, make_tiny_encoder, picture, train_text_only
 
 RAW = ["Elon Musk visits Paris today", "RT @SpaceX : Falcon 9 lifts off from Cape Canaveral", "so happy"]
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, minilm_path, twitter_data):
+def models(tmp_path_factory, make_tiny_encoder, train_text_only, make_checkpoint):
     base = tmp_path_factory.mktemp("export")
-    encoder = make_tiny_encoder(base / "encoder", minilm_path)
-    run = train_text_only(base, encoder, twitter_data)
+    encoder = make_tiny_encoder(base / "encoder")
+    run = train_text_only(base, encoder)
     out = base / "exported"
     result = CliRunner().invoke(main, ["export", "--load-path", str(run / rf.BEST), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -34,7 +33,7 @@ def models(tmp_path_factory, minilm_path, twitter_data):
             "all": make_checkpoint(base / "all" / "best.pt", encoder, separate_path_encoders=True)}
 
 
-def test_folder_contents(models):
+def test_folder_contents(models, random_grounding):
     out, run = models["exported"], models["run"]
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors", "text_encoder"]
     assert not [p for p in out.rglob("*") if p.suffix in (".pt", ".pth", ".bin", ".pkl")]
@@ -45,7 +44,7 @@ def test_folder_contents(models):
     assert {k: v for k, v in config["model"].items()} == \
         {k: v for k, v in saved.items() if k not in ("text_model", "random_init")}
     # the grounding settings recorded by comipn-prep beside the training data travelled with the model
-    assert config["grounding"] == {k: v for k, v in RANDOM_GROUNDING.items()}
+    assert config["grounding"] == {k: v for k, v in random_grounding.items()}
     assert torch.load(run / rf.BEST, weights_only=True)["prep"]["grounding"] == config["grounding"]
     encoder = out / "text_encoder"
     assert (encoder / "config.json").is_file() and (encoder / "tokenizer.json").is_file()
@@ -67,7 +66,7 @@ def test_round_trip_gives_the_checkpoints_tags(models):
     assert sum(len(r.entities) for r in got) > 0
 
 
-def test_round_trip_with_images_and_grounding(models, tmp_path):
+def test_round_trip_with_images_and_grounding(models, tmp_path, picture):
     """All switches, separate path encoders: the exported folder grounds and tags like best.pt."""
     out = tmp_path / "all"
     assert export_model(models["all"], out) == out
@@ -187,16 +186,14 @@ def test_force_replaces_only_an_earlier_export(models, tmp_path):
     tagger.save_pretrained(tmp_path / "fresh", force=True)
 
 
-def test_a_second_export_to_the_same_folder_is_refused_at_once(models, tmp_path):
+def test_a_second_export_to_the_same_folder_is_refused_at_once(models, tmp_path, lock_holder):
     """One writer per folder: an export holds its target while it writes (the lock sits beside --out,
     so an empty --out stays empty); a second one to that target exits 2 naming the holder."""
-    from lock_holder import Holder
-
     from comipn_model.saved.exported import export_lock_name
 
     out = tmp_path / "models" / "sample"
     out.mkdir(parents=True)
-    holder = Holder(out.parent, export_lock_name(out))
+    holder = lock_holder(out.parent, export_lock_name(out))
     try:
         result = CliRunner().invoke(main, ["export", "--load-path", str(models["run"]), "--out", str(out)])
         assert result.exit_code == 2 and f"pid {holder.pid}" in one_error_line(result.output)
@@ -254,7 +251,7 @@ def test_unknown_repository_offline_is_a_clear_error(monkeypatch):
         Tagger.from_pretrained("no-one/no-model", device="cpu", from_hub=True)
 
 
-def test_prep_record_reads_what_comipn_prep_left(tmp_path):
+def test_prep_record_reads_what_comipn_prep_left(tmp_path, random_grounding):
     """The grounding settings come from ground_run.json (or a shard's record) and the NP chunker from
     nps/summary.json; speed-only settings (device, batch sizes) are left out."""
     from comipn_prep.layout import DatasetLayout
@@ -263,12 +260,12 @@ def test_prep_record_reads_what_comipn_prep_left(tmp_path):
     layout = DatasetLayout(tmp_path, "twitter2017")
     assert read_prep_record(layout) == {"grounding": None, "np_backend": None}
     (layout.aux_dir / "nps").mkdir(parents=True)
-    config = {**RANDOM_GROUNDING, "device": "cuda", "batch_size": 64, "threads": 4}
+    config = {**random_grounding, "device": "cuda", "batch_size": 64, "threads": 4}
     config.pop("random_weights")
     (layout.aux_dir / "ground_run.shard-0-of-2.json").write_text(json.dumps({"config": config, "random_weights": True}))
     (layout.aux_dir / "nps" / "summary.json").write_text(json.dumps({"backend": "textblob"}))
     record = read_prep_record(layout)
-    assert record == {"grounding": RANDOM_GROUNDING, "np_backend": "textblob"}
+    assert record == {"grounding": random_grounding, "np_backend": "textblob"}
     whole = {**config, "detector": "yolov8s.pt"}
     (layout.aux_dir / "ground_run.json").write_text(json.dumps({"config": whole, "random_weights": False}))
     assert read_prep_record(layout)["grounding"]["detector"] == "yolov8s.pt"  # the whole run's record first

@@ -226,10 +226,8 @@ def test_masked_prefix_equals_no_prefix_and_an_open_one_learns(minilm, tweets):
 
 
 @pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory, minilm_path):
-    from test_train import make_tiny_encoder
-
-    return str(make_tiny_encoder(tmp_path_factory.mktemp("tiny") / "encoder", minilm_path, dropout=0.0))
+def tiny_encoder(tmp_path_factory, make_tiny_encoder):
+    return str(make_tiny_encoder(tmp_path_factory.mktemp("tiny") / "encoder", dropout=0.0))
 
 
 @pytest.mark.parametrize("switches", [ALL_ON, dict(ALL_ON, use_dynamic_matching=False)],

@@ -5,7 +5,6 @@ and JSON errors name file:line, and all input errors come before any model loads
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,14 +14,11 @@ from comipn_prep.conll import read_conll, write_conll
 from comipn_prep.layout import crop_name
 from comipn_model.cli import main
 from comipn_model.inference.tagger import Tagger
-from tagger_fixtures import picture, text_and_image_checkpoints
-
-SAMPLE_TEST = Path(__file__).resolve().parents[1] / "data" / "sample" / "sample" / "test.txt"
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, minilm_path):
-    return text_and_image_checkpoints(tmp_path_factory.mktemp("predict-empty"), minilm_path)
+def models(tmp_path_factory, text_and_image_checkpoints):
+    return text_and_image_checkpoints(tmp_path_factory.mktemp("predict-empty"))
 
 
 @pytest.fixture()
@@ -65,14 +61,14 @@ def test_bad_input_is_named_by_line_before_any_model_loads(tmp_path, no_model, n
 @pytest.mark.parametrize("dict_content, message", [(None, "no such aux dict"),
                                                     ({"1.jpg": "not a list"}, "not a list of strings")])
 def test_a_missing_or_malformed_aux_dict_is_named_before_any_model_loads(tmp_path, no_model, dict_content,
-                                                                          message):
+                                                                          message, sample_root):
     """--aux-dict naming no file used to tag without any crop, silently; a bad one was named only after
     the model had loaded."""
     aux = tmp_path / "test_dict.pth"
     if dict_content is not None:
         torch.save(dict_content, aux)
-    result = predict("--load-path", tmp_path / "no-such-run", "--input", SAMPLE_TEST, "--aux-dict", aux,
-                     "--out", tmp_path / "o.txt")
+    result = predict("--load-path", tmp_path / "no-such-run", "--input", sample_root / "sample" / "test.txt",
+                     "--aux-dict", aux, "--out", tmp_path / "o.txt")
     assert result.exit_code == 2, result.output
     line = error_line(result)
     assert str(aux) in line and message in line
@@ -101,8 +97,8 @@ def test_allow_empty_writes_an_empty_output(models, tmp_path):
     assert (tmp_path / "o.jsonl").read_text() == ""
 
 
-def test_an_images_dir_without_the_inputs_images_exits_2(models, tmp_path):
-    tweets = read_conll(SAMPLE_TEST).tweets[:4]
+def test_an_images_dir_without_the_inputs_images_exits_2(models, tmp_path, sample_root):
+    tweets = read_conll(sample_root / "sample" / "test.txt").tweets[:4]
     conll = tmp_path / "test.txt"
     write_conll(conll, tweets)
     images = tmp_path / "images"
@@ -122,8 +118,8 @@ def test_an_images_dir_without_the_inputs_images_exits_2(models, tmp_path):
 
 
 # -- item 5: unreadable images and crops are marked as not used ------------------------------------------
-def test_unreadable_image_and_crop_are_marked_not_used(models, tmp_path):
-    tweets = read_conll(SAMPLE_TEST).tweets[:3]
+def test_unreadable_image_and_crop_are_marked_not_used(models, tmp_path, picture, sample_root):
+    tweets = read_conll(sample_root / "sample" / "test.txt").tweets[:3]
     conll = tmp_path / "test.txt"
     write_conll(conll, tweets)
     images, crops = tmp_path / "images", tmp_path / "crops"

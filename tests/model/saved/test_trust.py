@@ -24,7 +24,6 @@ from comipn_model.cli import main
 from comipn_model.saved.export import export_model
 from comipn_model.saved.loader import resolve_source
 from comipn_model.data.prep_record import read_prep_record
-from tagger_fixtures import RANDOM_GROUNDING, make_checkpoint, make_tiny_encoder, picture
 
 
 class Payload:
@@ -44,9 +43,9 @@ def payload_file(path: Path, marker: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, minilm_path):
+def models(tmp_path_factory, make_tiny_encoder, make_checkpoint):
     base = tmp_path_factory.mktemp("trust")
-    encoder = make_tiny_encoder(base / "encoder", minilm_path)
+    encoder = make_tiny_encoder(base / "encoder")
     checkpoint = make_checkpoint(base / "all" / "best.pt", encoder)  # uses images; grounding recorded
     exported = export_model(checkpoint, base / "exported")
     return {"base": base, "encoder": encoder, "checkpoint": checkpoint, "exported": exported}
@@ -62,18 +61,23 @@ def stranger_folder(models, where: Path, detector: str) -> Path:
     return folder
 
 
-def one_tweet(where: Path) -> Path:
-    picture(where / "photo.jpg", seed=1)
-    path = where / "t.jsonl"
-    path.write_text(json.dumps({"text": "Elon Musk visits Paris today", "image": "photo.jpg"}) + "\n")
-    return path
+@pytest.fixture(scope="module")
+def one_tweet(picture):
+    """``one_tweet(where)``: ``where/t.jsonl``, one tweet whose picture is ``where/photo.jpg``."""
+    def write(where: Path) -> Path:
+        picture(where / "photo.jpg", seed=1)
+        path = where / "t.jsonl"
+        path.write_text(json.dumps({"text": "Elon Musk visits Paris today", "image": "photo.jpg"}) + "\n")
+        return path
+
+    return write
 
 
 def predict(*args: str):
     return CliRunner().invoke(main, ["predict", "--device", "cpu", *args])
 
 
-def test_exported_config_detector_is_not_unpickled_by_predict(models, tmp_path, monkeypatch):
+def test_exported_config_detector_is_not_unpickled_by_predict(models, tmp_path, monkeypatch, one_tweet):
     """The issue's row: `predict --load-path stranger` ran the pickle named in stranger/config.json."""
     monkeypatch.chdir(tmp_path)
     marker = tmp_path / "marker"
@@ -92,7 +96,7 @@ def test_exported_config_detector_is_not_unpickled_by_predict(models, tmp_path, 
     assert not marker.exists() and len((tmp_path / "o.jsonl").read_text().splitlines()) == 1
 
 
-def test_predict_refuses_a_recorded_detector_before_the_network_is_built(models, tmp_path, monkeypatch):
+def test_predict_refuses_a_recorded_detector_before_the_network_is_built(models, tmp_path, monkeypatch, one_tweet):
     """Bad input before slow work: an input with pictures to ground meets the refusal before the text
     encoder and the network are built (they took about 7 s for BERT-base)."""
     import comipn_model.inference.tagger as tagger_module
@@ -102,7 +106,8 @@ def test_predict_refuses_a_recorded_detector_before_the_network_is_built(models,
 
     monkeypatch.setattr(tagger_module, "build_network", refuse)
     folder = stranger_folder(models, tmp_path, str(tmp_path / "elsewhere" / "yolo.pt"))
-    result = predict("--load-path", str(folder), "--input", str(one_tweet(tmp_path)), "--out", str(tmp_path / "o.jsonl"))
+    result = predict("--load-path", str(folder), "--input", str(one_tweet(tmp_path)),
+                     "--out", str(tmp_path / "o.jsonl"))
     assert result.exit_code == 2, result.output
     assert "grounding.detector" in result.output and "--trust-detector" in result.output
     # prepared crops need no detector: nothing is refused for it (the network is built: the stand-in fails)
@@ -112,7 +117,7 @@ def test_predict_refuses_a_recorded_detector_before_the_network_is_built(models,
     assert isinstance(result.exception, AssertionError) and "network was built" in str(result.exception)
 
 
-def test_exported_config_detector_is_not_unpickled_by_the_tagger(models, tmp_path):
+def test_exported_config_detector_is_not_unpickled_by_the_tagger(models, tmp_path, picture):
     marker = tmp_path / "marker"
     folder = stranger_folder(models, tmp_path, str(tmp_path / "stranger" / "yolo.pt"))
     payload_file(folder / "yolo.pt", marker)
@@ -128,7 +133,7 @@ def test_exported_config_detector_is_not_unpickled_by_the_tagger(models, tmp_pat
     assert not marker.exists()
 
 
-def test_trust_detector_opts_in(models, tmp_path):
+def test_trust_detector_opts_in(models, tmp_path, picture):
     """With the opt-in the recorded .pt is loaded as recorded (here a real, random-weight YOLO)."""
     from ultralytics import YOLO
 
@@ -141,12 +146,12 @@ def test_trust_detector_opts_in(models, tmp_path):
     assert trusted._ground().detector_id == "det.pt"
 
 
-def test_checkpoint_prep_detector_is_not_unpickled(models, tmp_path):
+def test_checkpoint_prep_detector_is_not_unpickled(models, tmp_path, random_grounding, one_tweet, make_checkpoint):
     """The same path inside a stranger's best.pt (prep.grounding.detector, read with weights_only)."""
     marker = tmp_path / "marker"
     yolo = payload_file(tmp_path / "elsewhere" / "yolo.pt", marker)
     best = make_checkpoint(tmp_path / "run" / "best.pt", models["encoder"],
-                           prep={"grounding": {**RANDOM_GROUNDING, "detector": str(yolo)}, "np_backend": "textblob"})
+                           prep={"grounding": {**random_grounding, "detector": str(yolo)}, "np_backend": "textblob"})
     result = predict("--load-path", str(best.parent), "--input", str(one_tweet(tmp_path)),
                      "--out", str(tmp_path / "o.jsonl"))
     assert not marker.exists(), "the pickle named in best.pt ran"
@@ -155,7 +160,8 @@ def test_checkpoint_prep_detector_is_not_unpickled(models, tmp_path):
     assert "--trust-detector" in result.output
 
 
-def test_dataset_ground_run_detector_does_not_reach_predict(models, tmp_path, twitter_data, monkeypatch):
+def test_dataset_ground_run_detector_does_not_reach_predict(models, tmp_path, twitter_data, monkeypatch,
+                                                            random_grounding, one_tweet, make_checkpoint):
     """A dataset's aux/ground_run.json naming `~/../somewhere/yolo.pt`: training copies the record into
     best.pt (built here as training builds it, with read_prep_record: an image model trains slowly), and
     predict must neither expand `~` nor unpickle the file."""
@@ -168,7 +174,7 @@ def test_dataset_ground_run_detector_does_not_reach_predict(models, tmp_path, tw
     for split in ("train", "valid", "test"):
         write_conll(layout.text_path(split), read_conll(twitter_data / "twitter2017" / f"{split}.txt").tweets[:4])
     layout.aux_dir.mkdir(parents=True)
-    record = {"config": {**RANDOM_GROUNDING, "detector": "~/../somewhere/yolo.pt"}, "random_weights": True}
+    record = {"config": {**random_grounding, "detector": "~/../somewhere/yolo.pt"}, "random_weights": True}
     (layout.aux_dir / "ground_run.json").write_text(json.dumps(record))
     prep = read_prep_record(layout)
     assert prep["grounding"]["detector"] == "~/../somewhere/yolo.pt"
@@ -179,7 +185,7 @@ def test_dataset_ground_run_detector_does_not_reach_predict(models, tmp_path, tw
     assert "prep.grounding.detector" in result.output and "~/../somewhere/yolo.pt" in result.output
 
 
-def test_recorded_official_names_never_read_the_current_folder(models, tmp_path, monkeypatch):
+def test_recorded_official_names_never_read_the_current_folder(models, tmp_path, monkeypatch, picture):
     """`yolov8n.pt` and `yolov8n.yaml` recorded by every normal run are ultralytics' names: never a file
     of that name in the current folder (ultralytics itself looks there first)."""
     monkeypatch.chdir(tmp_path)
@@ -200,7 +206,7 @@ def test_recorded_official_names_never_read_the_current_folder(models, tmp_path,
     assert tagger._ground().detector_id == "yolov8n:random" and not marker.exists()
 
 
-def test_recorded_clip_weights_are_never_looked_up_from_the_current_folder(models, tmp_path, monkeypatch):
+def test_recorded_clip_weights_are_never_looked_up_from_the_current_folder(models, tmp_path, monkeypatch, one_tweet):
     """The model's own CLIP weights recorded as a relative path: not read from wherever predict runs."""
     monkeypatch.chdir(tmp_path)
     folder = stranger_folder(models, tmp_path, "yolov8n.yaml")

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from comipn_prep.conll import read_conll, write_conll
+from comipn_prep.conll import read_conll
 from comipn_prep.layout import DatasetLayout, crop_name
 from comipn_model.saved import run_folder as rf
 from comipn_model.cli import main
@@ -22,42 +22,11 @@ from comipn_model.training.config import TrainConfig
 from comipn_model.training.optim import check_param_groups
 from comipn_model.training.loop import train
 
-TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-TEXT_ONLY = ["--no-use-prompt", "--no-use-dynamic-matching", "--no-use-contrastive"]
-
-
-def make_tiny_encoder(folder: Path, minilm_path: str, dropout: float = 0.1) -> Path:
-    """A random 2-layer BERT config (hidden 32) beside MiniLM's tokenizer files."""
-    from transformers import BertConfig
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in TOKENIZER_FILES:
-        if (Path(minilm_path) / name).is_file():
-            shutil.copyfile(Path(minilm_path) / name, folder / name)
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
-    (folder / "config.json").write_text(json.dumps(config.to_dict()))
-    return folder
-
-
-def make_root(root: Path, twitter_data: Path, sizes=(16, 12, 12), name: str = "twitter2017") -> Path:
-    for split, n in zip(("train", "valid", "test"), sizes):
-        tweets = read_conll(twitter_data / name / f"{split}.txt").tweets[:n]
-        write_conll(DatasetLayout(root, name).text_path(split), tweets)
-    return root
-
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, minilm_path, twitter_data):
+def tiny(tmp_path_factory, make_tiny_encoder, make_root):
     base = tmp_path_factory.mktemp("tiny")
-    return {"encoder": str(make_tiny_encoder(base / "encoder", minilm_path)),
-            "root": make_root(base / "root", twitter_data)}
-
-
-def tiny_args(tiny, run_dir: Path, *extra: str) -> list[str]:
-    return ["--data-root", str(tiny["root"]), "--dataset", "twitter2017", "--text-model", tiny["encoder"],
-            "--random-init", "--epochs", "2", "--batch-size", "4", "--lr", "1e-3", "--warmup-ratio", "0.1",
-            "--device", "cpu", "--run-dir", str(run_dir), *TEXT_ONLY, *extra]
+    return {"encoder": str(make_tiny_encoder(base / "encoder")), "root": make_root(base / "root")}
 
 
 def tiny_config(tiny, run_dir: Path, **model) -> TrainConfig:
@@ -67,15 +36,8 @@ def tiny_config(tiny, run_dir: Path, **model) -> TrainConfig:
                        epochs=2, batch_size=4, lr=1e-3, warmup_ratio=0.1, device="cpu")
 
 
-def train_with_cli(tiny, run_dir: Path) -> Path:
-    """One text-only CLI run of the tiny model into ``run_dir`` (it must succeed)."""
-    result = CliRunner().invoke(main, tiny_args(tiny, run_dir))
-    assert result.exit_code == 0, result.output
-    return run_dir
-
-
 @pytest.fixture(scope="module")
-def trained(tiny, tmp_path_factory):
+def trained(tiny, tmp_path_factory, train_with_cli):
     """One CLI run shared by the tests that only read its folder."""
     return train_with_cli(tiny, tmp_path_factory.mktemp("runs") / "run")
 
@@ -122,7 +84,7 @@ def test_run_folder_contents(trained, tiny):
     assert (trained / rf.CURVES).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_existing_run_is_not_overwritten(trained, tiny):
+def test_existing_run_is_not_overwritten(trained, tiny, tiny_args):
     before = {p.name: p.stat().st_mtime_ns for p in trained.iterdir()}
     result = CliRunner().invoke(main, tiny_args(tiny, trained))
     assert result.exit_code == 2 and "--force" in result.output
@@ -149,7 +111,7 @@ def test_resume_continues_to_the_same_result(tiny, tmp_path):
     assert ra["overall"] == rb["overall"] and ra["epoch"] == rb["epoch"] == whole.best_epoch
 
 
-def test_ctrl_c_mid_epoch_then_the_printed_resume_command_gives_the_same_run(tiny, tmp_path, monkeypatch):
+def test_ctrl_c_mid_epoch_then_the_printed_resume_command_gives_the_same_run(tiny, tmp_path, monkeypatch, tiny_args):
     """A real SIGINT during step 7 (epoch 2, batch 3 of 4): exit 130, last.pt at step 7, and the command
     it prints continues to exactly the uninterrupted run."""
     import os
@@ -247,7 +209,7 @@ def test_predict_conll_and_jsonl(trained, tiny, tmp_path):
     assert result.exit_code == 2 and "--force" in result.output
 
 
-def test_bad_input_exits_2(tiny, tmp_path):
+def test_bad_input_exits_2(tiny, tmp_path, tiny_args):
     runner = CliRunner()
     missing = runner.invoke(main, tiny_args(tiny, tmp_path / "a")[:2] + [str(tmp_path / "nowhere")] +
                             tiny_args(tiny, tmp_path / "a")[2:])
@@ -321,12 +283,12 @@ def test_all_switches_with_and_without_images(tiny, tmp_path, caplog):
     assert state["visual_norm.cls_mean"].abs().sum() > 0 and (state["visual_norm.cls_std"] > 0).all()
 
 
-def test_run_script_passes_the_paper_preset(tiny, tmp_path):
+def test_run_script_passes_the_paper_preset(tiny, tmp_path, repo_root):
     """bin/run_twitter17.sh: the paper preset, the data root as argument, extra options passed through."""
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "bin" / "run_twitter17.sh"
+    script = repo_root / "bin" / "run_twitter17.sh"
     env = {**__import__("os").environ, "PYTHON": sys.executable, "DEVICE": "cpu"}
     proc = subprocess.run([str(script), str(tiny["root"]), str(tmp_path / "run"), "--text-model", tiny["encoder"],
                            "--random-init", "--text-only", "--epochs", "1"], env=env, capture_output=True,

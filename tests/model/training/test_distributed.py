@@ -17,12 +17,10 @@ from comipn_model.network.config import CoMIPNConfig
 from comipn_model.training.config import TrainConfig
 from comipn_model.training.loop import train
 
-from test_train import make_root, make_tiny_encoder
 
-
-def test_torchrun_two_processes_match_one(tmp_path, minilm_path, twitter_data):
-    encoder = str(make_tiny_encoder(tmp_path / "encoder", minilm_path, dropout=0.0))
-    root = make_root(tmp_path / "root", twitter_data, sizes=(32, 16, 16))
+def test_torchrun_two_processes_match_one(tmp_path, make_root, make_tiny_encoder):
+    encoder = str(make_tiny_encoder(tmp_path / "encoder", dropout=0.0))
+    root = make_root(tmp_path / "root", sizes=(32, 16, 16))
     common = dict(data_root=str(root), dataset="twitter2017", epochs=2, lr=1e-3, warmup_ratio=0.1, device="cpu",
                   model=CoMIPNConfig(text_model=encoder, random_init=True, use_prompt=False,
                                      use_dynamic_matching=False, use_contrastive=False, dropout=0.0))
@@ -68,12 +66,12 @@ def _draw_images(root, names=("train", "valid", "test")) -> None:
             torch.save(crops, layout.dict_path(split))
 
 
-def test_torchrun_two_processes_match_one_with_images(tmp_path, minilm_path, twitter_data):
+def test_torchrun_two_processes_match_one_with_images(tmp_path, make_root, make_tiny_encoder):
     """Prompts and dynamic matching on, every tweet with its picture: per-example computations, so 2
     processes x 4 tweets give the gradient of the same 8 tweets as 1 process. (InfoNCE is left off:
     its in-batch negatives are the tweets on the same process, so it differs by design under DDP.)"""
-    encoder = str(make_tiny_encoder(tmp_path / "encoder", minilm_path, dropout=0.0))
-    root = make_root(tmp_path / "root", twitter_data, sizes=(24, 8, 8))
+    encoder = str(make_tiny_encoder(tmp_path / "encoder", dropout=0.0))
+    root = make_root(tmp_path / "root", sizes=(24, 8, 8))
     _draw_images(root)
     cache = tmp_path / "features"
     common = dict(data_root=str(root), dataset="twitter2017", epochs=2, lr=1e-3, warmup_ratio=0.1, device="cpu",

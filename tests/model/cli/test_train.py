@@ -18,8 +18,6 @@ import click
 import pytest
 import torch
 from click.testing import CliRunner
-from released_layout import make_released_layout
-from test_train import make_root, make_tiny_encoder, tiny_args, train_with_cli
 
 from comipn_model.saved import run_folder as rf
 from comipn_model.training import loop as training
@@ -28,18 +26,14 @@ from comipn_model.cli import main
 from comipn_model.network.config import CoMIPNConfig
 from comipn_model.training.config import PRESETS, TrainConfig, apply_preset
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, minilm_path, twitter_data):
+def tiny(tmp_path_factory, make_tiny_encoder, make_root):
     base = tmp_path_factory.mktemp("tiny-cli")
-    return {"encoder": str(make_tiny_encoder(base / "encoder", minilm_path)),
-            "root": make_root(base / "root", twitter_data)}
+    return {"encoder": str(make_tiny_encoder(base / "encoder")), "root": make_root(base / "root")}
 
 
 @pytest.fixture(scope="module")
-def trained(tiny, tmp_path_factory):
+def trained(tiny, tmp_path_factory, train_with_cli):
     return train_with_cli(tiny, tmp_path_factory.mktemp("runs-cli") / "run")
 
 
@@ -69,14 +63,14 @@ def with_value(args: list[str], option: str, value) -> list[str]:
 
 
 # -- fail fast, leave nothing behind -------------------------------------------------------------------
-def test_bad_data_root_fails_before_any_load_and_writes_nothing(tiny, tmp_path, no_model_load):
+def test_bad_data_root_fails_before_any_load_and_writes_nothing(tiny, tmp_path, no_model_load, tiny_args):
     run_dir = tmp_path / "run"
     result = invoke(with_value(tiny_args(tiny, run_dir), "--data-root", tmp_path / "nowhere"))
     assert result.exit_code == 2 and "nowhere" in error_line(result)
     assert not run_dir.exists()
 
 
-def test_missing_weights_fail_before_any_load(tiny, tmp_path, no_model_load):
+def test_missing_weights_fail_before_any_load(tiny, tmp_path, no_model_load, tiny_args):
     run_dir = tmp_path / "run"
     result = invoke(with_value(tiny_args(tiny, run_dir), "--text-model", tmp_path / "no-such-model"))
     assert result.exit_code == 2 and "--text-model" in result.output
@@ -90,8 +84,8 @@ def test_missing_weights_fail_before_any_load(tiny, tmp_path, no_model_load):
     assert not run_dir.exists()
 
 
-def test_missing_clip_weights_fail_before_any_load(tmp_path, twitter_data, tiny, no_model_load):
-    released = make_released_layout(tmp_path / "released", twitter_data, tweets_per_split=4)
+def test_missing_clip_weights_fail_before_any_load(tmp_path, tiny, no_model_load, make_released_layout):
+    released = make_released_layout(tmp_path / "released", tweets_per_split=4)
     run_dir = tmp_path / "run"
     result = invoke(["--data-root", released.data_root, "--dataset", "twitter2017", "--text-model", tiny["encoder"],
                      "--random-init", "--clip-model", "ViT-S-32", "--clip-pretrained", tmp_path / "clip.bin",
@@ -103,7 +97,8 @@ def test_missing_clip_weights_fail_before_any_load(tmp_path, twitter_data, tiny,
 @pytest.mark.parametrize("content, message", [("", "holds no tweet"),
                                               ("IMGID:1\nRT\n@user\n\n", "has no labels"),
                                               ("IMGID:1\nRT\tO\nhello\tO\n\n", "no entity label")])
-def test_empty_or_label_less_train_split_has_its_own_message(tiny, tmp_path, no_model_load, content, message):
+def test_empty_or_label_less_train_split_has_its_own_message(tiny, tiny_args, tmp_path, no_model_load, content,
+                                                             message):
     root = tmp_path / "root"
     shutil.copytree(tiny["root"], root)
     (root / "twitter2017" / "train.txt").write_text(content)
@@ -115,7 +110,7 @@ def test_empty_or_label_less_train_split_has_its_own_message(tiny, tmp_path, no_
 
 
 @pytest.mark.parametrize("split", ["valid", "test"])
-def test_an_empty_dev_or_test_split_is_refused_before_any_load(tiny, tmp_path, no_model_load, split):
+def test_an_empty_dev_or_test_split_is_refused_before_any_load(tiny, tmp_path, no_model_load, split, tiny_args):
     """Issue 22: a split without tweets, whichever it is, stops training before the encoder loads."""
     root = tmp_path / "root"
     shutil.copytree(tiny["root"], root)
@@ -127,7 +122,7 @@ def test_an_empty_dev_or_test_split_is_refused_before_any_load(tiny, tmp_path, n
     assert not run_dir.exists()
 
 
-def test_folder_with_only_config_json_counts_as_empty(tiny, tmp_path):
+def test_folder_with_only_config_json_counts_as_empty(tiny, tmp_path, tiny_args):
     """What a failed run of an older version left behind does not block the corrected rerun."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -138,7 +133,7 @@ def test_folder_with_only_config_json_counts_as_empty(tiny, tmp_path):
     assert json.loads((run_dir / rf.CONFIG).read_text())["max_steps"] == 2
 
 
-def test_data_root_one_level_too_high_and_hvpnet_names_get_a_hint(tiny, tmp_path, no_model_load):
+def test_data_root_one_level_too_high_and_hvpnet_names_get_a_hint(tiny, tmp_path, no_model_load, tiny_args):
     base = tmp_path / "data"
     shutil.copytree(tiny["root"], base / "NER_data")
     result = invoke(with_value(tiny_args(tiny, tmp_path / "run"), "--data-root", base))
@@ -224,7 +219,7 @@ def signal_at_step(monkeypatch, step: int, signum: int):
     monkeypatch.setattr(training, "train_step", step_then_signal)
 
 
-def test_sigterm_saves_last_at_the_current_step_exit_143(tiny, tmp_path, monkeypatch):
+def test_sigterm_saves_last_at_the_current_step_exit_143(tiny, tmp_path, monkeypatch, tiny_args):
     run_dir = tmp_path / "run"
     signal_at_step(monkeypatch, 3, signal.SIGTERM)
     result = invoke(tiny_args(tiny, run_dir))
@@ -236,7 +231,7 @@ def test_sigterm_saves_last_at_the_current_step_exit_143(tiny, tmp_path, monkeyp
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
 
 
-def test_save_steps_keeps_a_recent_last_pt(tiny, tmp_path, monkeypatch):
+def test_save_steps_keeps_a_recent_last_pt(tiny, tmp_path, monkeypatch, tiny_args):
     """A crash (no signal) at step 7 with --save-steps 3: last.pt holds step 6, mid-epoch 2."""
     original = training.train_step
     count = {"n": 0}
@@ -255,7 +250,7 @@ def test_save_steps_keeps_a_recent_last_pt(tiny, tmp_path, monkeypatch):
     assert (last["global_step"], last["epoch"], last["batches_done"]) == (6, 1, 2)
 
 
-def test_resume_takes_epochs_and_moved_data_root_and_warns_about_the_rest(tiny, tmp_path, monkeypatch):
+def test_resume_takes_epochs_and_moved_data_root_and_warns_about_the_rest(tiny, tmp_path, monkeypatch, tiny_args):
     work = tmp_path / "work"
     shutil.copytree(tiny["root"], work / "root")
     monkeypatch.chdir(work)
@@ -290,7 +285,7 @@ def test_resume_of_nothing_says_so(tmp_path):
 # -- nonsense values, help, presets --------------------------------------------------------------------
 @pytest.mark.parametrize("option, value", [("--lr", "-1"), ("--new-lr", "0"), ("--crf-lr", "nan"),
                                            ("--grad-clip", "0"), ("--weight-decay", "-0.1"), ("--epochs", "0")])
-def test_nonsense_values_are_refused(tiny, tmp_path, option, value, no_model_load):
+def test_nonsense_values_are_refused(tiny, tmp_path, option, value, no_model_load, tiny_args):
     result = invoke(tiny_args(tiny, tmp_path / "run", option, value))
     assert result.exit_code == 2 and option in result.output
     assert not (tmp_path / "run").exists()
@@ -327,7 +322,7 @@ def test_cpu_small_uses_the_packaged_minilm_or_names_what_to_pass(minilm_path, m
 
 
 # -- logs and progress -----------------------------------------------------------------------------------
-def test_progress_bars_follow_no_progress_quiet_and_tqdm_disable(tiny, tmp_path, monkeypatch):
+def test_progress_bars_follow_no_progress_quiet_and_tqdm_disable(tiny, tmp_path, monkeypatch, tiny_args):
     shown = invoke(tiny_args(tiny, tmp_path / "a", "--max-steps", "2", "--epochs", "1"))
     assert shown.exit_code == 0, shown.output
     assert "epoch 1/1" in shown.stderr and "0/2" in shown.stderr and "/4" not in shown.stderr  # --max-steps total
@@ -345,7 +340,7 @@ def test_progress_bars_follow_no_progress_quiet_and_tqdm_disable(tiny, tmp_path,
     monkeypatch.delenv("TQDM_DISABLE")
 
 
-def test_report_to_tensorboard_writes_loss_lr_and_dev_scores(tiny, tmp_path):
+def test_report_to_tensorboard_writes_loss_lr_and_dev_scores(tiny, tmp_path, tiny_args):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_dir = tmp_path / "run"
@@ -371,12 +366,12 @@ def _quiet_env(tmp_path) -> dict:
     return env
 
 
-def test_released_layout_trains_as_it_is_with_quiet_plain_logs(tmp_path, twitter_data):
+def test_released_layout_trains_as_it_is_with_quiet_plain_logs(tmp_path, make_released_layout):
     """comipn-train --data-root <released>/NER_data --dataset twitter2017 on HVPNeT's released layout:
     one CLIP load (random ViT-S-32) and one encoder load (the packaged MiniLM, cpu-small), with stderr
     not a terminal: no `INFO root:` line (open_clip), no ANSI escape (transformers' load report), and
     nothing under NER_data changes."""
-    released = make_released_layout(tmp_path / "released", twitter_data, tweets_per_split=12)
+    released = make_released_layout(tmp_path / "released", tweets_per_split=12)
     before = released.snapshot()
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "comipn_model.cli", "--data-root", str(released.data_root), "--dataset",
@@ -396,8 +391,8 @@ def test_released_layout_trains_as_it_is_with_quiet_plain_logs(tmp_path, twitter
     assert any((tmp_path / "cache").rglob("*.safetensors"))  # the images and crops reached the model
 
 
-def test_released_layout_with_most_images_missing_needs_the_flag(tmp_path, twitter_data, tiny, no_model_load):
-    released = make_released_layout(tmp_path / "released", twitter_data, tweets_per_split=4, missing_images=3)
+def test_released_layout_with_most_images_missing_needs_the_flag(tmp_path, tiny, no_model_load, make_released_layout):
+    released = make_released_layout(tmp_path / "released", tweets_per_split=4, missing_images=3)
     args = ["--data-root", released.data_root, "--dataset", "twitter2017", "--text-model", tiny["encoder"],
             "--random-init", "--clip-model", "ViT-S-32", "--clip-pretrained", "none", "--device", "cpu",
             "--run-dir", tmp_path / "run"]

@@ -16,17 +16,16 @@ from comipn_prep.nps.tokenize import tokenize_tweet
 from comipn_prep.weights import WeightsUnavailable
 from comipn_model import Tagger
 from comipn_model.saved import run_folder as rf
-from tagger_fixtures import make_checkpoint, make_tiny_encoder, picture, train_text_only
 
 RAW = ["Elon Musk visits Paris today", "RT @SpaceX : Falcon 9 lifts off from Cape Canaveral with NASA's DSCOVR",
        "so happy"]
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, minilm_path, twitter_data):
+def models(tmp_path_factory, make_tiny_encoder, train_text_only, make_checkpoint):
     base = tmp_path_factory.mktemp("tagger")
-    encoder = make_tiny_encoder(base / "encoder", minilm_path)
-    return {"base": base, "encoder": encoder, "run": train_text_only(base, encoder, twitter_data),
+    encoder = make_tiny_encoder(base / "encoder")
+    return {"base": base, "encoder": encoder, "run": train_text_only(base, encoder),
             "all": make_checkpoint(base / "all" / "best.pt", encoder)}
 
 
@@ -72,7 +71,7 @@ def test_raw_tweets_give_tokens_tags_and_entities(models):
     assert tagger([["Elon", "Musk"]])[0].tokens == ["Elon", "Musk"]
 
 
-def test_text_only_never_loads_yolo_or_clip(models, tmp_path):
+def test_text_only_never_loads_yolo_or_clip(models, tmp_path, picture):
     """A text-only model given pictures reads none of them and imports neither ultralytics nor open_clip."""
     image = picture(tmp_path / "a.jpg")
     code = f"""
@@ -89,7 +88,7 @@ print("ok")
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
 
 
-def test_all_switches_ground_raw_pictures_on_the_fly(all_switches, tmp_path, monkeypatch):
+def test_all_switches_ground_raw_pictures_on_the_fly(all_switches, tmp_path, monkeypatch, picture):
     """YOLO + CLIP (the recorded random-weight settings) choose crops; the picture and its crops reach
     the model as visual features; a tweet without a picture is masked."""
     seen = []
@@ -118,7 +117,7 @@ def test_all_switches_ground_raw_pictures_on_the_fly(all_switches, tmp_path, mon
     assert same.crops == results[1].crops and same.tags == results[1].tags
 
 
-def test_prepared_crops_never_load_the_detector(models, tmp_path, monkeypatch):
+def test_prepared_crops_never_load_the_detector(models, tmp_path, monkeypatch, picture):
     from comipn_prep.grounding.driver import Grounder
 
     def refuse(*_a, **_k):
@@ -141,7 +140,7 @@ def test_prepared_crops_never_load_the_detector(models, tmp_path, monkeypatch):
     assert cached._cache.hits == 4  # crops[1] is used twice
 
 
-def test_bad_input_gives_clear_errors(models, all_switches, tmp_path):
+def test_bad_input_gives_clear_errors(models, all_switches, tmp_path, picture):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg at all")
     with pytest.raises(ImageLoadError, match="broken.jpg: unreadable"):
