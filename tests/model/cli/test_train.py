@@ -5,6 +5,7 @@ data, refuses nonsense, and keeps its logs quiet and plain. One test (or more) p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -23,8 +24,9 @@ from comipn_model.saved import run_folder as rf
 from comipn_model.training import loop as training
 from comipn_model.network.build import CheckpointMismatch, load_weights
 from comipn_model.cli import main
+from comipn_model.cli.train_cmd import MODEL_FIELDS, TRAIN_FIELDS, build_config, given
 from comipn_model.network.config import CoMIPNConfig
-from comipn_model.training.config import PRESETS, TrainConfig, apply_preset
+from comipn_model.training.config import PRESETS, TrainConfig, apply_preset, default_run_dir
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, make_tiny_encoder, make_root):
@@ -307,6 +309,30 @@ def test_every_option_has_help_and_help_lists_each_preset():
         assert f"--preset {name}:" in text
         assert f"--epochs {values['epochs']} --batch-size {values['batch_size']}" in text
     assert "[default: 30; cpu-small: 4]" in text  # defaults show the presets' values too
+
+
+def test_every_config_field_a_user_sets_is_an_option():
+    """The options train_cmd hands to TrainConfig / CoMIPNConfig are exactly their fields (the data, the
+    run folder, the preset and the labels are set apart), and each is an option of comipn-train."""
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_root", "dataset", "run_dir", "model",
+                                                                       "preset"}
+    assert set(TRAIN_FIELDS) == train_fields
+    assert set(MODEL_FIELDS) == {f.name for f in dataclasses.fields(CoMIPNConfig)} - {"labels"}
+    assert set(TRAIN_FIELDS) | set(MODEL_FIELDS) <= {p.name for p in main.params}
+
+
+def test_options_given_win_over_the_preset_which_wins_over_the_defaults():
+    def config(*args):
+        ctx = main.make_context("comipn-train", ["--data-root", "r", "--dataset", "twitter2017", *args])
+        return ctx, build_config(ctx, ctx.params)
+
+    _, plain = config()  # the command line's defaults are the configs' own
+    assert plain == TrainConfig(data_root="r", dataset="twitter2017", run_dir=default_run_dir("twitter2017"),
+                                model=CoMIPNConfig())
+    ctx, cfg = config("--preset", "cpu-small", "--epochs", "3", "--dropout", "0.2", "--text-only", "--run-dir", "x")
+    assert given(ctx, TRAIN_FIELDS) == {"epochs": 3} and given(ctx, MODEL_FIELDS) == {"dropout": 0.2}
+    assert (cfg.epochs, cfg.batch_size) == (3, PRESETS["cpu-small"]["batch_size"]) != (plain.epochs, plain.batch_size)
+    assert cfg.model.dropout == 0.2 and not cfg.model.uses_images and cfg.run_dir == "x" and cfg.preset == "cpu-small"
 
 
 def test_cpu_small_uses_the_packaged_minilm_or_names_what_to_pass(minilm_path, monkeypatch, tiny, tmp_path,

@@ -1,4 +1,5 @@
-"""The same command under torchrun: 2 CPU processes, gloo, DistributedSampler, only rank 0 writes.
+"""Where a run executes (comipn_model.training.distributed): alone, it is rank 0 of 1; under torchrun the
+same command runs as 2 CPU processes, gloo, DistributedSampler, only rank 0 writing.
 
 With dropout 0 and half the batch per process, 2 processes compute the gradient of the same 8 tweets
 as one process with batch 8 (the sampler hands rank r every other index of the same permutation), so
@@ -9,13 +10,42 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
+
+import numpy as np
+import torch
 
 from comipn_model.saved import run_folder as rf
 from comipn_model.network.config import CoMIPNConfig
 from comipn_model.training.config import TrainConfig
+from comipn_model.training.distributed import Dist, init_distributed, seed_everything
 from comipn_model.training.loop import train
+
+
+def test_one_process_is_rank_0_of_1_and_joins_no_group(monkeypatch):
+    """Without torchrun (no WORLD_SIZE) a run is its own main process: no process group, no collective."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    alone = init_distributed("cpu")
+    assert alone == Dist(rank=0, world_size=1, local_rank=0) and alone.main and not alone.enabled
+    assert not torch.distributed.is_initialized()
+    assert alone.any(True) is True and alone.any(False) is False  # its own flag: nobody else to ask
+    alone.barrier()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert init_distributed("cpu") == alone
+
+
+def test_seed_everything_seeds_python_numpy_and_torch():
+    def draws():
+        return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+    seed_everything(7)
+    first = draws()
+    seed_everything(7)
+    assert draws() == first
+    seed_everything(8)
+    assert all(a != b for a, b in zip(draws(), first))
 
 
 def test_torchrun_two_processes_match_one(tmp_path, make_root, make_tiny_encoder):

@@ -19,6 +19,7 @@ from comipn_model.cli import main
 from comipn_model.network.config import CoMIPNConfig
 from comipn_model.training.metrics import report
 from comipn_model.training.config import TrainConfig
+from comipn_model.training.evaluate import only_test
 from comipn_model.training.optim import check_param_groups
 from comipn_model.training.loop import train
 
@@ -176,6 +177,11 @@ def test_only_test_scores_a_checkpoint(trained, tiny, tmp_path):
     result = CliRunner().invoke(main, ["--data-root", str(tiny["root"]), "--dataset", "twitter2017",
                                        "--only-test", "--load-path", str(trained / rf.BEST), "--run-dir", str(out)])
     assert result.exit_code == 2 and "--force" in result.output
+    # the library function behind --only-test returns the report it writes
+    cfg = TrainConfig(data_root=str(tiny["root"]), dataset="twitter2017", run_dir=str(out), device="cpu")
+    with pytest.raises(FileExistsError, match="--force"):
+        only_test(cfg, trained / rf.BEST)
+    assert only_test(cfg, trained / rf.BEST, force=True) == again
 
 
 def test_predict_conll_and_jsonl(trained, tiny, tmp_path):
