@@ -193,13 +193,11 @@ def test_a_second_export_to_the_same_folder_is_refused_at_once(models, tmp_path,
 
     out = tmp_path / "models" / "sample"
     out.mkdir(parents=True)
-    holder = lock_holder(out.parent, export_lock_name(out))
-    try:
-        result = CliRunner().invoke(main, ["export", "--load-path", str(models["run"]), "--out", str(out)])
-        assert result.exit_code == 2 and f"pid {holder.pid}" in one_error_line(result.output)
-        assert list(out.iterdir()) == []
-    finally:
-        holder.stop()
+    holder = lock_holder(out.parent, export_lock_name(out))  # stopped after the test whatever happens
+    result = CliRunner().invoke(main, ["export", "--load-path", str(models["run"]), "--out", str(out)])
+    assert result.exit_code == 2 and f"pid {holder.pid}" in one_error_line(result.output)
+    assert list(out.iterdir()) == []
+    holder.stop()
     result = CliRunner().invoke(main, ["export", "--load-path", str(models["run"]), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.parent.iterdir()) == ["sample"]  # the lock went with its holder
