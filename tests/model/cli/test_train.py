@@ -195,7 +195,7 @@ def test_only_test_refuses_conflicting_model_options(trained, tiny, tmp_path):
     # the checkpoint's own values pass, the weights are described as the checkpoint's
     result = invoke(["-v"] + base + ["--prompt-len", "4", "--text-only"])
     assert result.exit_code == 0, result.output
-    assert "weights from checkpoint" in result.output and "random weights" not in result.output
+    assert f"weights from {trained / rf.BEST}" in result.output and "random weights" not in result.output
 
 
 def test_predict_describes_the_checkpoint_weights_as_such(trained, tiny, tmp_path):
