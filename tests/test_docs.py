@@ -280,7 +280,7 @@ def test_data_format_np_example_is_what_extract_nps_writes(tmp_path):
     assert shown in written, "docs/data-format.md: refresh the NP example from comipn-prep extract-nps"
 
 
-def test_inference_examples_run(tmp_path, monkeypatch, minilm_path):
+def test_inference_examples_run(tmp_path, monkeypatch, make_tiny_encoder, make_checkpoint):
     """docs/inference.md: its files are written, its Python blocks run and its command lines exit 0, in
     order, in a folder holding a small all-switches model at runs/sample (random-weight YOLO and CLIP
     recorded as its grounding settings) and the repository's data/."""
@@ -288,11 +288,10 @@ def test_inference_examples_run(tmp_path, monkeypatch, minilm_path):
     import io
 
     from click.testing import CliRunner
-    from tagger_fixtures import make_checkpoint, make_tiny_encoder
 
     from comipn_model.cli import main
 
-    make_checkpoint(tmp_path / "runs" / "sample" / "best.pt", make_tiny_encoder(tmp_path / "encoder", minilm_path))
+    make_checkpoint(tmp_path / "runs" / "sample" / "best.pt", make_tiny_encoder(tmp_path / "encoder"))
     (tmp_path / "data").symlink_to(REPO / "data", target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     text = (DOCS / "inference.md").read_text(encoding="utf-8")

@@ -7,8 +7,6 @@ import os
 
 import pytest
 
-from conftest import REPO_ROOT, TWITTER_DATA
-
 # SHA-256 of the files as the UMT authors distribute them (data/README.md): a re-saved or re-encoded
 # copy would change every figure that the docs quote.
 SPLITS_SHA256 = {
@@ -27,15 +25,15 @@ OUTSIDE = ["..".join(["", "/shared"]), "../" + "../"]
 
 
 @pytest.mark.parametrize("name", sorted(SPLITS_SHA256))
-def test_real_splits_ship_unchanged(name):
-    data = (TWITTER_DATA / name).read_bytes()
+def test_real_splits_ship_unchanged(name, twitter_data):
+    data = (twitter_data / name).read_bytes()
     assert hashlib.sha256(data).hexdigest() == SPLITS_SHA256[name], f"data/{name} differs from the release"
 
 
-def _project_text_files():
-    for top, dirs, files in os.walk(REPO_ROOT):
+def _project_text_files(repo_root):
+    for top, dirs, files in os.walk(repo_root):
         dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info")]
-        rel_top = os.path.relpath(top, REPO_ROOT)
+        rel_top = os.path.relpath(top, repo_root)
         if rel_top.split(os.sep)[0] == "data" and rel_top != "data":
             continue  # the datasets themselves (tweets may hold any text)
         for name in files:
@@ -44,14 +42,14 @@ def _project_text_files():
                 yield path
 
 
-def test_nothing_points_outside_the_repository():
+def test_nothing_points_outside_the_repository(repo_root):
     hits = []
-    for path in _project_text_files():
+    for path in _project_text_files(repo_root):
         try:
             lines = open(path, encoding="utf-8").read().splitlines()
         except UnicodeDecodeError:
             continue
         for number, line in enumerate(lines, 1):
             if any(needle in line for needle in OUTSIDE):
-                hits.append(f"{os.path.relpath(path, REPO_ROOT)}:{number}: {line.strip()[:100]}")
+                hits.append(f"{os.path.relpath(path, repo_root)}:{number}: {line.strip()[:100]}")
     assert not hits, "paths outside the repository:\n" + "\n".join(hits)
