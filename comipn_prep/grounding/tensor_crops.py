@@ -5,7 +5,7 @@ An image is decoded once, sent to the device once, and its candidate boxes are c
 resized, centre-cropped and normalised there. The resize is Pillow's own arithmetic (``Resample.c``):
 two separable passes (width, then height), each a weighted sum over the filter's taps with Pillow's
 22-bit fixed-point coefficients, rounded and clipped to 8 bits as Pillow does. Done in float64, where
-these integer sums are exact, it gives Pillow's pixels (tests/test_tensor_crops.py compares them).
+these integer sums are exact, it gives Pillow's pixels (tests/prep/grounding/test_tensor_crops.py compares them).
 torch's own antialiased ``interpolate`` differs by one level on ~1 pixel in 6000, and by two on rare
 ones (measured on drawn 640x480 images).
 """

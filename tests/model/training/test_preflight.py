@@ -49,3 +49,18 @@ def test_a_train_split_without_entities_has_nothing_to_learn(tmp_path):
                                          "--sample-ratio kept"):
         check_entities(tweets, tmp_path / "train.txt", sampled=True)
     check_entities(tweets + [Tweet("2", ["Paris"], ["B-LOC"])], tmp_path / "train.txt", sampled=False)
+
+
+def test_clip_weights_named_by_tag_are_refused_offline_when_not_cached(tmp_path, monkeypatch):
+    """An open_clip tag (here ViT-B-32 'openai') can only come from the Hub: offline and not in the cache,
+    the check says so and names the flag that takes a local file, before anything loads."""
+    from comipn_prep.weights import WeightsUnavailable
+    from comipn_model.training.preflight import check_clip
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    with pytest.raises(WeightsUnavailable, match=r"offline \(HF_HUB_OFFLINE\) and CLIP weights ViT-B-32/openai are "
+                                                 r"not cached; pass a local weights file with --clip-pretrained"):
+        check_clip("ViT-B-32", "openai")
+    check_clip("ViT-B-32", None)  # random weights need nothing
