@@ -323,3 +323,22 @@ def test_inference_examples_run(tmp_path, monkeypatch, make_tiny_encoder, make_c
     # the exported model tags like the checkpoint it came from
     assert (tmp_path / "tagged-exported.txt").read_text() == (tmp_path / "tagged.txt").read_text()
     assert (tmp_path / "models" / "sample-copy" / "model.safetensors").is_file()
+
+
+def test_training_python_example_runs(tmp_path, monkeypatch):
+    """docs/training.md's Python block trains, selects on dev and scores test, run as written from a
+    folder holding the repository's data/."""
+    import contextlib
+    import io
+
+    (tmp_path / "data").symlink_to(REPO / "data", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    blocks = [body for lang, body, _ in code_blocks((DOCS / "training.md").read_text(encoding="utf-8"))
+              if lang == "python"]
+    assert len(blocks) == 1, "docs/training.md: expected one Python example"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(blocks[0], "docs/training.md python block", "exec"), {})
+    best_epoch, f1, run_dir = printed.getvalue().split()
+    assert best_epoch == "1" and 0.0 <= float(f1) <= 1.0
+    assert (Path(run_dir) / "test_report.json").is_file() and (Path(run_dir) / "best.pt").is_file()
