@@ -1,12 +1,17 @@
-"""Counts per split: tweets, tokens, image ids in the text, images on disk and entities per type."""
+"""Counts per split: tweets, tokens, image ids in the text, images on disk and entities per type, with
+each file's sha256 and the released version it matches."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 
 from .conll import ENTITY_TYPES, ConllFile, read_conll, require_tweets
+from .fingerprints import fingerprint
 from .layout import SPLITS, find_image
+
+log = logging.getLogger(__name__)
 
 
 def split_stats(data: ConllFile, images_dir: Path | None = None) -> dict:
@@ -52,7 +57,17 @@ def dataset_stats(data_dir: str | Path, images_dir: str | Path | None = None) ->
     data = {split: read_conll(data_dir / f"{split}.txt") for split in SPLITS}
     for split, conll in data.items():
         require_tweets(data_dir / f"{split}.txt", len(conll.tweets), "split")  # counts of nothing hide a bad copy
-    return {split: split_stats(conll, images) for split, conll in data.items()}
+    result = {split: split_stats(conll, images) for split, conll in data.items()}
+    files = fingerprint({split: data_dir / f"{split}.txt" for split in SPLITS},
+                        tweets={split: conll.tweets for split, conll in data.items()})
+    for split in SPLITS:
+        result[split]["sha256"] = files["splits"][split]["sha256"]
+        result[split]["known_as"] = files["splits"][split]["known_as"]
+        # What the splits' overlaps say is about the test split (the one a score is quoted on).
+        result[split]["warnings"] = files["warnings"] if split == "test" else []
+    for warning in files["warnings"]:
+        log.warning("%s: %s", data_dir, warning)
+    return result
 
 
 def format_stats_table(stats: dict) -> str:
@@ -69,4 +84,7 @@ def format_stats_table(stats: dict) -> str:
     for r in rows:
         cells = [str(r[0]).ljust(widths[0])] + [str(c).rjust(w) for c, w in zip(r[1:], widths[1:])]
         out.append("  ".join(cells))
+    for split, s in stats.items():
+        if "sha256" in s:
+            out.append(f"{split + '.txt':<10}  sha256 {s['sha256']}  {s['known_as'] or 'not a version comipn knows'}")
     return "\n".join(out)

@@ -2,10 +2,13 @@
 
 ```
 config.json            the whole TrainConfig (enough to rerun)
+data.json              the files the run read: sha256 and known version of each split and aux dict, and
+                       the splits' warnings (valid = test, shared tweets)
 metrics.jsonl          one line per epoch: train loss, dev P/R/F1, seconds, tweets/s
 best.pt / last.pt      model, optimizer, scheduler, RNG states, epoch (plain tensors and primitives only,
                        loadable with torch.load(weights_only=True))
-test_report.json       overall and per-type P/R/F1 of the chosen checkpoint on test, and its epoch
+test_report.json       overall and per-type P/R/F1 of the chosen checkpoint on test, its epoch, and the
+                       fingerprint of the test split it was scored on ("data")
 test_predictions.txt   CoNLL: token, gold, predicted
 curves.png             train loss and dev F1 per epoch
 tensorboard/           event files (--report-to tensorboard)
@@ -35,6 +38,7 @@ from comipn_prep.folder_lock import LOCK_NAME  # the lock file (and its .holder)
 log = logging.getLogger(__name__)
 
 CONFIG = "config.json"
+DATA = "data.json"
 METRICS = "metrics.jsonl"
 BEST = "best.pt"
 LAST = "last.pt"
@@ -42,7 +46,7 @@ TEST_REPORT = "test_report.json"
 TEST_PREDICTIONS = "test_predictions.txt"
 CURVES = "curves.png"
 TENSORBOARD = "tensorboard"  # event files of --report-to tensorboard
-RUN_FILES = (CONFIG, METRICS, BEST, LAST, TEST_REPORT, TEST_PREDICTIONS, CURVES)
+RUN_FILES = (CONFIG, DATA, METRICS, BEST, LAST, TEST_REPORT, TEST_PREDICTIONS, CURVES)
 
 
 class RunFolder:
@@ -54,9 +58,9 @@ class RunFolder:
 
     # -- creating -------------------------------------------------------------------------------
     def holds_run(self) -> bool:
-        """Whether a run left files here. A lone config.json does not count: it is what an old run
-        that failed before training wrote, and a new run may take the folder over."""
-        return self.path.is_dir() and any(p.name != CONFIG and not p.name.startswith(LOCK_NAME)
+        """Whether a run left files here. A lone config.json (and data.json) does not count: it is what
+        a run that failed before its first checkpoint wrote, and a new run may take the folder over."""
+        return self.path.is_dir() and any(p.name not in (CONFIG, DATA) and not p.name.startswith(LOCK_NAME)
                                           for p in self.path.iterdir())
 
     def check(self, *, resume: bool, force: bool) -> None:

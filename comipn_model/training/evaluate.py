@@ -14,6 +14,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from comipn_prep.devices import resolve_device
+from comipn_prep.fingerprints import fingerprint
 from comipn_prep.folder_lock import holding, lock_name
 from comipn_prep.image_coverage import check_split_images
 from comipn_prep.logs import progress_enabled
@@ -88,10 +89,12 @@ def epoch_row(model, cfg: TrainConfig, epoch: int, partial: dict, dev_ex, collat
 
 def score_test(folder: rf.RunFolder, test_ex: Sequence[Example], collate: Collator, cfg: TrainConfig,
                device: torch.device, dinfo: Dist, checkpoint: Path | None = None,
-               loaded: tuple | None = None) -> dict | None:
+               loaded: tuple | None = None, files: dict | None = None) -> dict | None:
     """Tag test once with the chosen checkpoint (best.pt unless given), write the report and predictions
     (rank 0). The model comes from the one loader (:func:`comipn_model.saved.loader.load_model`);
-    ``loaded``: its ``(model, LoadedModel)`` when the caller has loaded it already."""
+    ``loaded``: its ``(model, LoadedModel)`` when the caller has loaded it already. ``files``: the
+    fingerprints of the data read (:func:`comipn_prep.fingerprints.fingerprint`), kept in the report as
+    ``data`` so that two reports can be told to be of the same test split."""
     path = checkpoint or folder.file(rf.BEST)
     model, source = loaded or load_model(path, device)
     state = source.checkpoint or {}
@@ -100,7 +103,7 @@ def score_test(folder: rf.RunFolder, test_ex: Sequence[Example], collate: Collat
         return None
     result = report([ex.labels for ex in test_ex], pred)
     result.update(epoch=state.get("epoch"), dev_f1=state.get("dev_f1"), checkpoint=str(path),
-                  dataset=cfg.dataset, tweets=len(test_ex))
+                  dataset=cfg.dataset, tweets=len(test_ex), data=files)
     folder.write_json(rf.TEST_REPORT, result)
     folder.write_predictions([ex.tweet for ex in test_ex], pred)
     log.info("test (epoch %s checkpoint): P %.4f R %.4f F1 %.4f", result["epoch"],
@@ -128,6 +131,7 @@ def only_test(cfg: TrainConfig, load_path: str | os.PathLike, *, force: bool = F
             raise FileExistsError(f"{folder.file(name)} exists: pass --force to overwrite it")
     layout = check_layout(cfg.data_root, cfg.dataset)
     tweets = read_split(layout, "test")
+    files = fingerprint({"test": layout.text_path("test")})
     state = rf.load_checkpoint(load_path)
     model_config = CoMIPNConfig.from_dict(state["model_config"])
     if model_config.uses_images:
@@ -142,4 +146,4 @@ def only_test(cfg: TrainConfig, load_path: str | os.PathLike, *, force: bool = F
                           eval_batch_size=cfg.eval_batch_size, amp=cfg.amp, device=cfg.device)
     folder.path.mkdir(parents=True, exist_ok=True)
     return score_test(folder, test_ex, collate, run_cfg, device, Dist(), checkpoint=Path(load_path),
-                      loaded=(model, loaded))
+                      loaded=(model, loaded), files=files)

@@ -106,9 +106,10 @@ class Run:
 
 
 def write_run_files(folder: rf.RunFolder, cfg: TrainConfig, data: RunData) -> None:
-    """What the run folder records when training starts (rank 0): the config, with absolute paths.
-    Other metadata of the run (e.g. how its data was made) belongs here too."""
+    """What the run folder records when training starts (rank 0): the config, with absolute paths, and
+    the fingerprints of the files read (``data.json``)."""
     folder.write_json(rf.CONFIG, cfg.to_dict())
+    folder.write_json(rf.DATA, data.files)
 
 
 def train_step(net, model, batch, optimizer, scheduler, cfg: TrainConfig, device: torch.device) -> float:
@@ -335,7 +336,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     # -- 6. score test once, on the selected checkpoint (loaded afresh: the training state is let go) -------
     steps_per_epoch = run.steps_per_epoch
     run.model = run.net = run.optimizer = run.scheduler = None
-    test = score_test(run.folder, run.data.test, run.collate, run.cfg, run.device, run.dinfo)
+    test = score_test(run.folder, run.data.test, run.collate, run.cfg, run.device, run.dinfo,
+                      files=run.data.files)
     run.dinfo.barrier()
     return TrainResult(run.folder.path, at.best_epoch, at.best_f1, test, at.global_step, epoch=at.epoch,
                        steps_per_epoch=steps_per_epoch)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from comipn_prep.aux_dicts import load_aux_dict
 from comipn_prep.conll import Tweet
+from comipn_prep.fingerprints import fingerprint
 from comipn_prep.layout import SPLITS, DatasetLayout
 
 from comipn_model.network.text_encoder import check_text_encoder
@@ -31,6 +32,7 @@ class RunData:
     dev: list[Example]
     test: list[Example]
     counts: dict[str, ImageCounts]
+    files: dict  # sha256 and known version of each split and aux dict read (comipn_prep.fingerprints)
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -89,9 +91,13 @@ def load_run_data(cfg: TrainConfig) -> RunData:
     """Read and check the three splits (and the images, when the model uses them)."""
     layout = check_layout(cfg.data_root, cfg.dataset)
     tweets = {split: read_split(layout, split) for split in SPLITS}
+    with_images = cfg.model.uses_images
+    files = fingerprint({split: layout.text_path(split) for split in SPLITS},
+                        {split: layout.dict_path(split) for split in SPLITS} if with_images else None, tweets)
+    for warning in files["warnings"]:
+        log.warning("%s: %s", layout.text_dir, warning)
     tweets["train"] = subsample(tweets["train"], cfg.sample_ratio, cfg.seed)
     check_entities(tweets["train"], layout.text_path("train"), cfg.sample_ratio < 1)
-    with_images = cfg.model.uses_images
     aux: dict[str, dict[str, list[str]]] = {}
     if with_images:
         from comipn_prep.image_coverage import check_dict_keys, check_split_images
@@ -106,7 +112,7 @@ def load_run_data(cfg: TrainConfig) -> RunData:
     for split, split_tweets in tweets.items():
         examples[split], counts[split] = attach_images(split_tweets, layout, split, aux_k=cfg.model.aux_k,
                                                        with_images=with_images, aux=aux.get(split), warn=False)
-    return RunData(layout, examples["train"], examples["valid"], examples["test"], counts)
+    return RunData(layout, examples["train"], examples["valid"], examples["test"], counts, files)
 
 
 # -- weights ----------------------------------------------------------------------------------------

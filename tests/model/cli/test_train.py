@@ -198,6 +198,27 @@ def test_only_test_refuses_conflicting_model_options(trained, tiny, tmp_path):
     assert f"weights from {trained / rf.BEST}" in result.output and "random weights" not in result.output
 
 
+def test_the_run_names_the_files_it_read_and_its_test_report_the_test_split(trained, tiny, tmp_path):
+    import hashlib
+
+    def sha(path):
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+    text = Path(tiny["root"]) / "twitter2017"
+    data = json.loads((trained / rf.DATA).read_text())
+    assert {s: f["sha256"] for s, f in data["splits"].items()} == {s: sha(text / f"{s}.txt")
+                                                                   for s in ("train", "valid", "test")}
+    assert data["splits"]["test"]["known_as"] is None  # a few tweets of the real split: no released version
+    assert data["aux_dicts"] == {} and data["warnings"] == []  # a text-only run reads no aux dict
+    report = json.loads((trained / rf.TEST_REPORT).read_text())
+    assert report["data"]["splits"]["test"]["sha256"] == sha(text / "test.txt")
+    result = invoke(["--data-root", tiny["root"], "--dataset", "twitter2017", "--only-test", "--load-path",
+                     trained / rf.BEST, "--run-dir", tmp_path / "t", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    only = json.loads((tmp_path / "t" / rf.TEST_REPORT).read_text())
+    assert only["data"]["splits"] == {"test": report["data"]["splits"]["test"]}
+
+
 def test_predict_describes_the_checkpoint_weights_as_such(trained, tiny, tmp_path):
     result = invoke(["-v", "predict", "--load-path", trained / rf.BEST, "--input",
                      tiny["root"] / "twitter2017" / "test.txt", "--out", tmp_path / "o.jsonl", "--device", "cpu"])
