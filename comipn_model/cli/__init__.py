@@ -132,10 +132,11 @@ def main(ctx: click.Context, **opts) -> None:
 
 
 def _register() -> None:
-    from comipn_model.cli import export_cmd, predict_cmd
+    from comipn_model.cli import compare_cmd, export_cmd, predict_cmd
 
     main.add_command(predict_cmd.predict)
     main.add_command(export_cmd.export)
+    main.add_command(compare_cmd.compare)
 
 
 _register()

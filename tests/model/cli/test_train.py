@@ -217,6 +217,12 @@ def test_the_run_names_the_files_it_read_and_its_test_report_the_test_split(trai
     assert result.exit_code == 0, result.output
     only = json.loads((tmp_path / "t" / rf.TEST_REPORT).read_text())
     assert only["data"]["splits"] == {"test": report["data"]["splits"]["test"]}
+    # the same checkpoint scored twice: comipn-train compare finds no difference
+    result = invoke(["compare", trained, tmp_path / "t", "--resamples", "200", "--json"])
+    assert result.exit_code == 0, result.output
+    same = json.loads(result.output)
+    assert same["bootstrap"]["difference"] == 0 and same["bootstrap"]["p_value"] == 1.0
+    assert same["f1_a"] == pytest.approx(report["overall"]["f1"], abs=1e-12)
 
 
 def test_predict_describes_the_checkpoint_weights_as_such(trained, tiny, tmp_path):
