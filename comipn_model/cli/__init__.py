@@ -28,6 +28,21 @@ def _default(name: str, default) -> str:
     return "; ".join(shown)
 
 
+def parse_seeds(value: str | None) -> list[int] | None:
+    """``--seeds``: a list (``1,2,3``) or a count (``5``: the seeds 1 to 5)."""
+    if value is None:
+        return None
+    try:
+        parts = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: seeds separated by commas (1,2,3) or a count (5)") from None
+    if len(parts) == 1 and "," not in value:
+        if parts[0] < 1:
+            raise click.BadParameter(f"{value!r}: a count of seeds is at least 1")
+        return list(range(1, parts[0] + 1))
+    return parts
+
+
 def _recipe(flag: str, name: str, default, type_, help_: str):
     """A recipe option whose help shows the default and each preset's value (the defaults shown by
     click alone would be the paper's only)."""
@@ -83,6 +98,9 @@ POSITIVE = click.FloatRange(0, min_open=True)
          "Share of the steps with a linearly rising learning rate.")
 @click.option("--grad-clip", type=POSITIVE, default=1.0, show_default=True, help="Gradient norm clipping.")
 @_recipe("--seed", "seed", 1234, int, "Seed of everything random (batch order, dropout, init).")
+@click.option("--seeds", callback=lambda ctx, param, value: parse_seeds(value), metavar="LIST|N",
+              help="One run per seed in RUN_DIR/seed-<k>/ (1,2,3; or N: the seeds 1 to N), then seeds.json with "
+                   "dev and test F1 as mean +- sd; resumable with --resume.")
 @click.option("--sample-ratio", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Share of the train split used.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")

@@ -17,7 +17,8 @@ log = logging.getLogger("comipn_model.cli")
 
 TRAIN_FIELDS = ["epochs", "batch_size", "eval_batch_size", "lr", "new_lr", "crf_lr", "weight_decay",
                 "warmup_ratio", "grad_clip", "seed", "sample_ratio", "device", "amp", "max_steps",
-                "eval_every_epoch", "bucket", "feature_cache", "save_steps", "report_to", "allow_missing_images"]
+                "eval_every_epoch", "bucket", "feature_cache", "save_steps", "report_to", "allow_missing_images",
+                "seeds"]
 MODEL_FIELDS = ["text_model", "random_init", "clip_model", "clip_pretrained", "prompt_len", "embed_dim", "aux_k",
                 "use_prompt", "use_dynamic_matching", "use_contrastive", "visual_norm", "separate_path_encoders",
                 "contrastive_weight", "dropout", "max_seq"]
@@ -98,16 +99,28 @@ def resume_config(ctx: click.Context, opts: dict):
 
 def _train(cfg, opts: dict, *, resume: bool) -> None:
     from comipn_model.training.loop import train
+    from comipn_model.training.seeds import format_summary, train_seeds
 
     try:
         with fail_fast():
-            result = train(cfg, resume=resume, force=opts["force"])
+            if cfg.seeds:
+                several = train_seeds(cfg, resume=resume, force=opts["force"])
+                result = several.stopped
+                if result is None:
+                    if several.summary is not None:  # rank 0
+                        click.echo(format_summary(several.summary))
+                        click.echo(f"-> {several.run_dir / 'seeds.json'}")
+                    return
+            else:
+                result = train(cfg, resume=resume, force=opts["force"])
     except KeyboardInterrupt:
         # Before training started (no handler yet), or a second Ctrl-C: last.pt, if any, is the last save.
         from comipn_model.saved.run_folder import LAST
 
         run_dir = cfg.absolute().run_dir
-        if (Path(run_dir) / LAST).is_file():
+        if cfg.seeds:  # a multi-seed run resumes as a whole, at the seed it was in
+            click.echo(f"interrupted; resume with: {shlex.join(_resume_command(run_dir, opts))}", err=True)
+        elif (Path(run_dir) / LAST).is_file():
             click.echo(f"interrupted at once; {Path(run_dir) / LAST} holds the last saved step\n"
                        f"resume with: {shlex.join(_resume_command(run_dir, opts))}", err=True)
         else:
@@ -117,9 +130,10 @@ def _train(cfg, opts: dict, *, resume: bool) -> None:
         from comipn_model.training.signals import exit_code
 
         run_dir = str(result.run_dir)
+        resume_dir = str(cfg.absolute().run_dir) if cfg.seeds else run_dir  # seeds resume as a whole
         click.echo(f"stopped at step {result.global_step} (epoch {result.epoch + 1}, batch {result.batches_done} "
                    f"of {result.steps_per_epoch}); last.pt saved in {run_dir}\n"
-                   f"resume with: {shlex.join(_resume_command(run_dir, opts))}", err=True)
+                   f"resume with: {shlex.join(_resume_command(resume_dir, opts))}", err=True)
         sys.exit(exit_code(result.signal))
     if result.test is not None:
         click.echo(f"best dev F1 {result.best_dev_f1:.4f} (epoch {result.best_epoch}); "

@@ -56,6 +56,7 @@ class TrainConfig:
     save_steps: int | None = None  # also save last.pt every N optimizer steps (long epochs)
     report_to: str = "none"  # "tensorboard": loss, learning rates and dev scores as event files
     allow_missing_images: bool = False  # train although most images are missing (they are masked)
+    seeds: list[int] | None = None  # one run per seed in run_dir/seed-<k>/ (comipn_model.training.seeds)
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -115,6 +116,9 @@ def check_values(cfg: TrainConfig) -> None:
         problems.append(f"--warmup-ratio must be in [0, 1), got {cfg.warmup_ratio}")
     if not 0 < cfg.sample_ratio <= 1:
         problems.append(f"--sample-ratio must be in (0, 1], got {cfg.sample_ratio}")
+    if cfg.seeds is not None and (not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds)
+                                  or any(not isinstance(k, int) or k < 0 for k in cfg.seeds)):
+        problems.append(f"--seeds must be distinct seeds of 0 or more, got {cfg.seeds}")
     if cfg.report_to not in REPORT_TO:
         problems.append(f"--report-to must be one of {', '.join(REPORT_TO)}, got {cfg.report_to!r}")
     if problems:
