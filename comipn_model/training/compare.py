@@ -130,9 +130,26 @@ def paired_bootstrap(counts_a: np.ndarray, counts_b: np.ndarray, resamples: int 
             "resamples": resamples, "seed": seed, "tweets": n}
 
 
-def compare(result_a: str | Path, result_b: str | Path, *, resamples: int = 10_000, seed: int = 0) -> dict:
+def almost_stochastic_order(scores_a: list[float], scores_b: list[float], seed: int = 0,
+                            iterations: int = 1000) -> float:
+    """deepsig's ASO ``eps_min`` for "B is stochastically larger than A" over seeds' scores: 0 when B's
+    scores dominate A's, 1 when A's dominate B's, 0.5 undecided; below 0.2 is the usual threshold."""
+    import warnings
+
+    from deepsig import aso
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # identical score lists divide by zero inside; the answer is 1
+        return float(aso(list(scores_b), list(scores_a), seed=seed, num_bootstrap_iterations=iterations,
+                         show_progress=False, num_jobs=1))
+
+
+def compare(result_a: str | Path, result_b: str | Path, *, resamples: int = 10_000, seed: int = 0,
+            aso_iterations: int = 1000) -> dict:
     """B against A: the paired bootstrap of the pooled tags (every seed's tweets, paired by seed name when
-    both have several), per-seed F1 and differences with their mean, sd and standard error."""
+    both have several), per-seed F1 and differences with their mean, sd and standard error, and when both
+    have several seeds Almost Stochastic Order over the seeds' test F1 (``aso_iterations``: deepsig's
+    bootstrap iterations)."""
     a, b = read_result(result_a), read_result(result_b)
     check_same_test(a, b)
     if len(a) > 1 and len(b) > 1:
@@ -156,6 +173,11 @@ def compare(result_a: str | Path, result_b: str | Path, *, resamples: int = 10_0
         sd = statistics.stdev(diffs)
         result["seeds"] = {"n": len(diffs), "mean_difference": statistics.fmean(diffs), "sd": sd,
                            "se": sd / math.sqrt(len(diffs))}
+    if len(a) > 1 and len(b) > 1:
+        f1s_a = [float(f1_of(run.counts().sum(0))) for run in a.values()]
+        f1s_b = [float(f1_of(run.counts().sum(0))) for run in b.values()]
+        result["aso"] = {"eps_min": almost_stochastic_order(f1s_a, f1s_b, seed, aso_iterations),
+                         "seeds_a": len(f1s_a), "seeds_b": len(f1s_b), "iterations": aso_iterations}
     return result
 
 
@@ -176,4 +198,10 @@ def format_comparison(result: dict) -> str:
         s = result["seeds"]
         lines.append(f"over {s['n']} seeds: B - A {100 * s['mean_difference']:+.2f} +- {100 * s['sd']:.2f} (sd), "
                      f"se {100 * s['se']:.2f}")
+    if "aso" in result:
+        eps = result["aso"]["eps_min"]
+        verdict = ("B almost stochastically dominates A" if eps < 0.2 else
+                   "A almost stochastically dominates B" if eps > 0.8 else "no almost stochastic order")
+        lines.append(f"Almost Stochastic Order (deepsig) over the seeds' test F1: eps_min {eps:.3f} ({verdict}; "
+                     f"below 0.2: B is better)")
     return "\n".join(lines)

@@ -76,14 +76,17 @@ def test_seeds_are_paired_by_name_with_their_mean_sd_and_se(test_split, tmp_path
     for k in (1, 2, 3):
         write_run(tmp_path / "a" / f"seed-{k}", tweets, noisy(tweets, 0.6, k), sha256_of(path))
         write_run(tmp_path / "b" / f"seed-{k}", tweets, noisy(tweets, 0.9, 10 + k), sha256_of(path))
-    result = compare(tmp_path / "a", tmp_path / "b", resamples=500)
+    result = compare(tmp_path / "a", tmp_path / "b", resamples=500, aso_iterations=200)
     assert [row["name"] for row in result["per_seed"]] == ["seed-1", "seed-2", "seed-3"]
+    assert result["aso"]["eps_min"] < 0.2  # B's seeds all score higher: B almost stochastically dominates
+    assert compare(tmp_path / "b", tmp_path / "a", resamples=100, aso_iterations=200)["aso"]["eps_min"] > 0.8
+    assert compare(tmp_path / "a", tmp_path / "a", resamples=100, aso_iterations=200)["aso"]["eps_min"] == 1.0
     diffs = [row["difference"] for row in result["per_seed"]]
     assert result["seeds"]["mean_difference"] == pytest.approx(sum(diffs) / 3)
     assert result["seeds"]["se"] == pytest.approx(result["seeds"]["sd"] / 3 ** 0.5)
     assert result["bootstrap"]["tweets"] == 3 * 723  # every seed's tweets, pooled
     table = format_comparison(result)
-    assert "seed-2" in table and "over 3 seeds: B - A" in table
+    assert "seed-2" in table and "over 3 seeds: B - A" in table and "B almost stochastically dominates A" in table
 
 
 def test_results_of_different_test_files_are_refused(test_split, tmp_path, twitter_data):

@@ -81,7 +81,7 @@ def test_the_command_trains_the_seeds_resumes_them_and_compare_reads_them(tiny, 
     other = CliRunner().invoke(main, args + ["--run-dir", str(tmp_path / "b"), "--lr", "1e-4"])
     assert other.exit_code == 0, other.output
     result = CliRunner().invoke(main, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--resamples", "200",
-                                       "--json"])
+                                       "--aso-iterations", "200", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert [row["name"] for row in data["per_seed"]] == ["seed-1", "seed-2"] and data["seeds"]["n"] == 2
