@@ -42,6 +42,7 @@ import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from bench_probe import CONFIGS, derangement  # noqa: E402  (the first probe's configurations)
 from comipn_model.cli import main  # noqa: E402
 from comipn_prep.conll import Tweet, entity_spans, read_conll, write_conll  # noqa: E402
 from comipn_prep.layout import DatasetLayout, crop_name  # noqa: E402
@@ -53,13 +54,6 @@ TYPES = ("PER", "LOC", "ORG", "MISC")
 AMBIGUOUS = ("Jordan", "Phoenix", "Lincoln", "Paris", "Apple", "Amazon", "Madison", "Chelsea", "Victoria",
              "Austin", "Georgia", "Mercury", "Dallas", "Florence", "Sydney", "Jackson", "Orlando", "Savannah")
 VARIANTS = ("textured", "shuffled")
-CONFIGS = {
-    "text": ["--text-only"],
-    "prompt": ["--no-use-dynamic-matching", "--no-use-contrastive"],
-    "matching": ["--no-use-prompt", "--no-use-contrastive"],
-    "contrastive": ["--no-use-prompt", "--no-use-dynamic-matching"],
-    "all": [],
-}
 PLAN = [("textured", c) for c in CONFIGS] + [("shuffled", "all")]
 
 log = logging.getLogger("bench_probe_texture")
@@ -119,15 +113,6 @@ def ambiguous_tweet(tweet: Tweet, rng: random.Random) -> Tweet:
             labels.append("O")  # an O outside every span
             i += 1
     return Tweet(tweet.imgid, tokens, labels)
-
-
-def derangement(n: int, seed: int) -> list[int]:
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    target = [0] * n
-    for a, b in zip(order, order[1:] + order[:1]):
-        target[a] = b
-    return target if n > 1 else list(range(n))
 
 
 def build_root(root: Path, variant: str, sizes: tuple[int, int, int]) -> Path:
