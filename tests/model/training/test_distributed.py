@@ -68,7 +68,7 @@ def test_torchrun_two_processes_match_one(tmp_path, make_root, make_tiny_encoder
     assert_two_processes_match_one(tmp_path, single)
     # only rank 0 wrote: the run's files and nothing else (no per-rank copies or temp files)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(
-        [rf.CONFIG, rf.METRICS, rf.BEST, rf.LAST, rf.TEST_REPORT, rf.TEST_PREDICTIONS, rf.CURVES])
+        [rf.CONFIG, rf.DATA, rf.METRICS, rf.BEST, rf.LAST, rf.TEST_REPORT, rf.TEST_PREDICTIONS, rf.CURVES])
     assert proc.stdout.count("test F1") == 1
 
 
