@@ -99,12 +99,13 @@ def build_network(loaded: LoadedModel, device: torch.device, built_from: str = "
     return model.to(device).eval()
 
 
-def load_model(path: str | os.PathLike, device: torch.device, *, text_model: str | None = None,
+def load_model(path: str | os.PathLike | LoadedModel, device: torch.device, *, text_model: str | None = None,
                from_hub: bool = False) -> tuple[CoMIPN, LoadedModel]:
     """``build_network(load_source(path))``, with the encoder's config and tokenizer checked first:
-    ``(model in eval mode, what was read)``. ``text_model``: where the encoder's config and tokenizer
-    are now, if not where the model recorded them."""
-    loaded = load_source(path, from_hub=from_hub)
+    ``(model in eval mode, what was read)``. ``path`` may be what :func:`load_source` read already (the
+    file is not read twice). ``text_model``: where the encoder's config and tokenizer are now, if not
+    where the model recorded them."""
+    loaded = path if isinstance(path, LoadedModel) else load_source(path, from_hub=from_hub)
     built_from = f"the text encoder {loaded.config.text_model} recorded in {loaded.source}"
     if text_model:
         loaded.config.text_model = text_model

@@ -12,6 +12,7 @@ import json
 import math
 import statistics
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +34,18 @@ class TestRun:
     gold: list[list[str]]
     pred: list[list[str]]
 
+    @cached_property
     def counts(self) -> np.ndarray:
-        """Per tweet ``(correct entities, predicted entities, gold entities)``, conlleval's way."""
+        """Per tweet ``(correct entities, predicted entities, gold entities)``, conlleval's way (once a run)."""
         rows = []
         for gold, pred in zip(self.gold, self.pred):
             g, p = set(entity_spans(gold)), set(entity_spans(pred))
             rows.append((len(g & p), len(p), len(g)))
         return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+
+    @property
+    def f1(self) -> float:
+        return float(f1_of(self.counts.sum(0)))
 
 
 def f1_of(counts: np.ndarray) -> np.ndarray:
@@ -161,10 +167,10 @@ def compare(result_a: str | Path, result_b: str | Path, *, resamples: int = 10_0
         pairs = [(nb if len(b) > 1 else na, ra, rb) for na, ra in a.items() for nb, rb in b.items()]
     per_seed = []
     for name, ra, rb in pairs:
-        fa, fb = float(f1_of(ra.counts().sum(0))), float(f1_of(rb.counts().sum(0)))
+        fa, fb = ra.f1, rb.f1
         per_seed.append({"name": name, "f1_a": fa, "f1_b": fb, "difference": fb - fa})
-    counts_a = np.concatenate([ra.counts() for _, ra, _ in pairs])
-    counts_b = np.concatenate([rb.counts() for _, _, rb in pairs])
+    counts_a = np.concatenate([ra.counts for _, ra, _ in pairs])
+    counts_b = np.concatenate([rb.counts for _, _, rb in pairs])
     result = {"a": str(result_a), "b": str(result_b), "test_sha256": next(iter(a.values())).test_sha256,
               "f1_a": float(f1_of(counts_a.sum(0))), "f1_b": float(f1_of(counts_b.sum(0))),
               "bootstrap": paired_bootstrap(counts_a, counts_b, resamples, seed), "per_seed": per_seed}
@@ -174,8 +180,8 @@ def compare(result_a: str | Path, result_b: str | Path, *, resamples: int = 10_0
         result["seeds"] = {"n": len(diffs), "mean_difference": statistics.fmean(diffs), "sd": sd,
                            "se": sd / math.sqrt(len(diffs))}
     if len(a) > 1 and len(b) > 1:
-        f1s_a = [float(f1_of(run.counts().sum(0))) for run in a.values()]
-        f1s_b = [float(f1_of(run.counts().sum(0))) for run in b.values()]
+        f1s_a = [run.f1 for run in a.values()]
+        f1s_b = [run.f1 for run in b.values()]
         result["aso"] = {"eps_min": almost_stochastic_order(f1s_a, f1s_b, seed, aso_iterations),
                          "seeds_a": len(f1s_a), "seeds_b": len(f1s_b), "iterations": aso_iterations}
     return result

@@ -21,10 +21,9 @@ from comipn_prep.logs import progress_enabled
 
 from comipn_model.data.batching import Collator
 from comipn_model.data.examples import Example, attach_images, read_split
-from comipn_model.network.config import CoMIPNConfig
 from comipn_model.network.precision import autocast
 from comipn_model.saved import run_folder as rf
-from comipn_model.saved.loader import load_model
+from comipn_model.saved.loader import load_model, load_source
 from comipn_model.training.config import TrainConfig
 from comipn_model.training.distributed import Dist
 from comipn_model.training.metrics import overall, report
@@ -132,15 +131,15 @@ def only_test(cfg: TrainConfig, load_path: str | os.PathLike, *, force: bool = F
     layout = check_layout(cfg.data_root, cfg.dataset)
     tweets = read_split(layout, "test")
     files = fingerprint({"test": layout.text_path("test")})
-    state = rf.load_checkpoint(load_path)
-    model_config = CoMIPNConfig.from_dict(state["model_config"])
+    source = load_source(load_path)  # read once: its config for the checks, then the network
+    model_config = source.config
     if model_config.uses_images:
         check_split_images(layout, "test", [t.imgid for t in tweets], allow_missing=cfg.allow_missing_images)
     test_ex, counts = attach_images(tweets, layout, "test", aux_k=model_config.aux_k,
                                     with_images=model_config.uses_images)
     if model_config.uses_images and counts.any_found:
         check_clip(model_config.clip_model, model_config.clip_pretrained)
-    model, loaded = load_model(load_path, device, text_model=text_model)
+    model, loaded = load_model(source, device, text_model=text_model)
     collate = make_collator(model, loaded.config, [test_ex], [counts], cfg.feature_cache, device)
     run_cfg = TrainConfig(data_root=cfg.data_root, dataset=cfg.dataset, run_dir=cfg.run_dir, model=loaded.config,
                           eval_batch_size=cfg.eval_batch_size, amp=cfg.amp, device=cfg.device)
