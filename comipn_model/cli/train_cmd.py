@@ -26,7 +26,7 @@ SWITCHES = ("use_prompt", "use_dynamic_matching", "use_contrastive")
 # Options about this invocation itself, never part of a run's config.
 _INVOCATION = {"verbose", "quiet", "no_progress", "resume", "run_dir", "force", "only_test", "load_path"}
 # What --resume takes; everything else comes from the run's config.json.
-_RESUME_TAKES = {"device", "epochs", "data_root"}
+_RESUME_TAKES = {"device", "epochs", "data_root", "seeds"}
 
 
 def _flag(name: str) -> str:
@@ -86,14 +86,16 @@ def resume_config(ctx: click.Context, opts: dict):
 
     set_here = given(ctx)
     ignored = sorted(set(set_here) - _RESUME_TAKES - _INVOCATION)
-    cfg = saved_config(opts["run_dir"], device=opts["device"],
-                       epochs=set_here.get("epochs"), data_root=set_here.get("data_root"))
+    cfg = saved_config(opts["run_dir"], device=opts["device"], epochs=set_here.get("epochs"),
+                       data_root=set_here.get("data_root"), seeds=set_here.get("seeds"))
     saved = {**cfg.to_dict(), **cfg.model.to_dict()}
     for name in ignored:
         kept = f" (the run's value: {saved[name]})" if name in saved else ""
         log.warning("--resume ignores %s: the run goes on with its config.json%s", _flag(name), kept)
     if "epochs" in set_here:
         log.info("--epochs %d: the learning-rate schedule now spans %d epochs", cfg.epochs, cfg.epochs)
+    if "seeds" in set_here:
+        log.info("--seeds: the run goes on with seeds %s", ",".join(map(str, cfg.seeds)))
     return cfg
 
 

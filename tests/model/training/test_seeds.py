@@ -67,7 +67,7 @@ def test_one_run_per_seed_then_the_summary_and_a_kill_resumes_where_it_was(tiny,
     assert resumed.summary == summary  # the same numbers as the run that was never stopped
 
 
-def test_the_command_trains_the_seeds_resumes_them_and_compare_reads_them(tiny, tmp_path):
+def test_the_command_trains_the_seeds_resumes_them_compare_reads_them_and_resume_adds_seeds(tiny, tmp_path):
     args = ["--data-root", str(tiny["root"]), "--dataset", "twitter2017", "--text-model", tiny["encoder"],
             "--random-init", "--text-only", "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--seeds", "2"]
     first = CliRunner().invoke(main, args + ["--run-dir", str(tmp_path / "a")])
@@ -85,3 +85,14 @@ def test_the_command_trains_the_seeds_resumes_them_and_compare_reads_them(tiny, 
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert [row["name"] for row in data["per_seed"]] == ["seed-1", "seed-2"] and data["seeds"]["n"] == 2
+
+    # More seeds for a finished run: --resume --seeds adds them, and never drops one.
+    first_seed = (tmp_path / "a" / "seed-1" / rf.TEST_REPORT).stat().st_mtime_ns
+    fewer = CliRunner().invoke(main, ["--run-dir", str(tmp_path / "a"), "--resume", "--seeds", "2,3"])
+    assert fewer.exit_code == 2 and "leaves out seed(s) 1" in fewer.output and "can only add seeds" in fewer.output
+    more = CliRunner().invoke(main, ["--run-dir", str(tmp_path / "a"), "--resume", "--seeds", "3"])
+    assert more.exit_code == 0, more.output  # seed 3 added; 1 and 2 kept as they were
+    assert json.loads((tmp_path / "a" / SEEDS_SUMMARY).read_text())["seeds"] == [1, 2, 3]
+    assert json.loads((tmp_path / "a" / rf.CONFIG).read_text())["seeds"] == [1, 2, 3]
+    assert (tmp_path / "a" / "seed-1" / rf.TEST_REPORT).stat().st_mtime_ns == first_seed
+    assert "3 seeds" in more.output
