@@ -74,6 +74,9 @@ POSITIVE = click.FloatRange(0, min_open=True)
               help="Standardise the vision tower's features by the training images' mean and std.")
 @click.option("--separate-path-encoders/--shared-path-encoders", default=False,
               help="One encoder copy per path (paper-faithful) or one shared encoder.")
+@click.option("--path-gate", type=click.Choice(["softmax", "tanh"]), default="softmax", show_default=True,
+              help="Fusion of the paths: a softmax over them at every token (the paper's), or tanh: text-only "
+              "at the start, each visual path opened by a zero-initialised gate.")
 @click.option("--text-only", is_flag=True, help="All switches off: the BERT-CRF baseline (no images read).")
 @click.option("--aux-k", type=click.IntRange(0, 3), default=3, show_default=True, help="Object crops per tweet.")
 @click.option("--prompt-len", type=click.IntRange(1), default=4, show_default=True,

@@ -26,6 +26,9 @@ class CoMIPNConfig:
     # Centre and scale the tower's features by the training images' statistics (comipn_model.network.visual_norm).
     visual_norm: bool = True
     separate_path_encoders: bool = False  # idea 3, paper-faithful: one encoder copy per path
+    # Idea 3's fusion: "softmax" over the paths at every token (the paper's), or "tanh": text-only at the
+    # start, each visual path opened token-wise by a zero-initialised tanh gate (comipn_model.network.multipath).
+    path_gate: str = "softmax"
     contrastive_weight: float = 0.2  # lambda in (1 - lambda) * CRF NLL + lambda * InfoNCE
     dropout: float = 0.1
     max_seq: int = 128  # sub-tokens per tweet, [CLS] and [SEP] included
@@ -34,6 +37,8 @@ class CoMIPNConfig:
     def __post_init__(self):
         if not 0 <= self.aux_k <= 3:
             raise ValueError(f"aux_k must be 0..3, got {self.aux_k}")
+        if self.path_gate not in ("softmax", "tanh"):
+            raise ValueError(f"path_gate must be softmax or tanh, got {self.path_gate!r}")
         if isinstance(self.clip_pretrained, str) and self.clip_pretrained.lower() in ("", "none"):
             self.clip_pretrained = None
 
@@ -59,6 +64,7 @@ class CoMIPNConfig:
         data = dict(checked_fields(cls, data))
         # Saved before the features were standardised: the model had no statistics, and loads as it was.
         data.setdefault("visual_norm", False)
+        data.setdefault("path_gate", "softmax")  # saved before the choice existed: the softmax gate
         return cls(**data)
 
 

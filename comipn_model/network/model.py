@@ -20,7 +20,7 @@ from comipn_model.network.config import CoMIPNConfig
 from comipn_model.network.contrastive import ContrastiveAggregation
 from comipn_model.network.crf import BIOCRF
 from comipn_model.network.matching import DynamicMatching
-from comipn_model.network.multipath import PATH_MATCHED, PATH_PROMPT, PATH_TEXT, TokenGate
+from comipn_model.network.multipath import PATH_MATCHED, PATH_PROMPT, PATH_TEXT, make_gate
 from comipn_model.network.prompts import VisualPrefixPrompts
 from comipn_model.network.text_encoder import encode, encoder_dims, load_text_encoder, positions
 from comipn_model.network.vision import vision_dims
@@ -82,7 +82,7 @@ class CoMIPN(nn.Module):
                                             config.prompt_len, config.dropout) if config.use_prompt else None)
         self.matching = (DynamicMatching(hidden, self.vision_dim, config.embed_dim, layers, config.prompt_len,
                                          config.dropout) if config.use_dynamic_matching else None)
-        self.gate = TokenGate(hidden, self.paths) if config.multi_path else None
+        self.gate = make_gate(config.path_gate, hidden, self.paths) if config.multi_path else None
         # Buffers only (no random numbers drawn): fitted on the training images before training.
         self.visual_norm = (VisualNorm(self.vision_blocks, self.vision_dim)
                             if config.uses_images and config.visual_norm else None)

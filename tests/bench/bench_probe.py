@@ -35,7 +35,7 @@ does not read images, so it runs once (on ``both``); the ``crops``, ``main`` and
   .venv/bin/python tests/bench/bench_probe.py                          # the whole probe (5 seeds, 2 jobs)
   .venv/bin/python tests/bench/bench_probe.py --seeds 1 --variants both --configs text,matching
   .venv/bin/python tests/bench/bench_probe.py --report /tmp/comipn-probe         # the table again
-  .venv/bin/python tests/bench/bench_probe.py --configs prompt --tag gated -- --visual-gate tanh
+  .venv/bin/python tests/bench/bench_probe.py --configs prompt --tag gated -- --path-gate tanh
 
 A killed probe continues where it stopped when started again with the same ``--work``; ``--seeds 5`` on
 a work folder of 3 seeds adds seeds 4 and 5. ``--tag T`` names the image runs ``<variant>-<config>-T``

@@ -371,3 +371,22 @@ def test_prefix_reaches_an_encoder_whose_cache_argument_is_past_key_values(minil
             older = encode_text(OlderSignature(encoder), *args, states, **extra)
             assert torch.allclose(ours, older, atol=1e-6)
             assert not torch.allclose(ours, plain, atol=1e-3)  # the prefix was attended to
+
+
+def test_with_the_tanh_gate_a_fresh_model_tags_as_text_only_and_one_step_opens_the_picture(minilm, minilm_path,
+                                                                                        tweets):
+    model = build(minilm, minilm_path, **ALL_ON, path_gate="tanh")
+    batch = encode(model, tweets[:4], [[features(i), features(i + 10)] for i in range(4)])
+    text_only = copy.copy(batch)
+    text_only.visual = None
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(batch).emissions, model(text_only).emissions, atol=1e-5)
+    model.train()
+    optimizer = torch.optim.Adam(model.gate.parameters(), lr=1e-2)
+    model(batch).loss.backward()
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        moved = (model(batch).emissions - model(text_only).emissions).abs().max()
+    assert moved > 1e-3, moved
