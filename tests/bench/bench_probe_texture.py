@@ -149,6 +149,8 @@ def main_() -> None:
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "comipn-probe-texture"))
     parser.add_argument("--configs", default=",".join(CONFIGS),
                         help="comma list of text,prompt,matching,contrastive,all")
+    parser.add_argument("--variants", default=None,
+                        help="textured,shuffled: run --configs on these (default: the plan, shuffled only with all)")
     parser.add_argument("--seeds", default="5", help="comipn-train --seeds: a count (5) or a list (1,2,3)")
     parser.add_argument("--train", type=int, default=400)
     parser.add_argument("--dev", type=int, default=100)
@@ -177,7 +179,9 @@ def main_() -> None:
     plan = ProbeRuns(Path(args.work), args.seeds, common, baseline_variant="textured", tag=args.tag,
                      extra=args.extra, resamples=args.resamples)
     wanted = args.configs.split(",")
-    pairs = [(v, c) for v, c in PLAN if c in wanted]
+    # Text-only reads no picture: it runs once, on the textured variant.
+    pairs = ([(v, c) for c in wanted for v in (["textured"] if c == "text" else args.variants.split(","))]
+             if args.variants else [(v, c) for v, c in PLAN if c in wanted])
     if not args.report:
         roots = {v: build_root(Path(args.work) / "data" / v, v, (args.train, args.dev, args.test))
                  for v in {v for v, _ in pairs} | {"textured"}}
