@@ -67,6 +67,10 @@ POSITIVE = click.FloatRange(0, min_open=True)
 @click.option("--clip-model", help="open_clip vision model name. [default: ViT-B-32]")
 @click.option("--clip-pretrained", help="open_clip pretrained tag, local weights file, or 'none' (random). "
               "[default: openai]")
+@click.option("--matching-tower", metavar="NAME|FOLDER",
+              help="Dynamic matching's patch tokens from this frozen DINO ViT (transformers: DINOv2, or the original "
+                   "DINO ViTModel; a Hub name such as facebook/dinov2-base or a local save_pretrained folder); the "
+                   "prompts keep CLIP's. [default: none, CLIP's patches]")
 @click.option("--use-prompt/--no-use-prompt", default=True, help="Visual prefix prompts.")
 @click.option("--use-dynamic-matching/--no-use-dynamic-matching", default=True, help="Dynamic similarity matching.")
 @click.option("--use-contrastive/--no-use-contrastive", default=True, help="Contrastive aggregation loss.")

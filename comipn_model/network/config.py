@@ -17,6 +17,9 @@ class CoMIPNConfig:
     # None / "none" builds the architecture with random weights.
     clip_model: str = "ViT-B-32"
     clip_pretrained: str | None = "openai"
+    # Dynamic matching's patch tokens from a frozen DINO / DINOv2 ViT (transformers: Hub name or local folder)
+    # instead of CLIP's; the prompts keep CLIP's class tokens. None: CLIP's patches.
+    matching_tower: str | None = None
     prompt_len: int = 4  # prefix vectors per image per text layer (original: 12; docs/model.md says why 4)
     embed_dim: int = 256  # shared space of the contrastive aggregation
     aux_k: int = 3  # object crops used per tweet, 0..3
@@ -41,11 +44,18 @@ class CoMIPNConfig:
             raise ValueError(f"path_gate must be softmax or tanh, got {self.path_gate!r}")
         if isinstance(self.clip_pretrained, str) and self.clip_pretrained.lower() in ("", "none"):
             self.clip_pretrained = None
+        if isinstance(self.matching_tower, str) and self.matching_tower.strip().lower() in ("", "none"):
+            self.matching_tower = None
 
     @property
     def multi_path(self) -> bool:
         """Multi-path fusion is on whenever a visual path (prompts or matching) is."""
         return self.use_prompt or self.use_dynamic_matching
+
+    @property
+    def tower_matching(self) -> bool:
+        """Dynamic matching reads the matching tower's patches (not CLIP's)."""
+        return self.use_dynamic_matching and self.matching_tower is not None
 
     @property
     def uses_images(self) -> bool:

@@ -75,7 +75,8 @@ class TrainConfig:
     def absolute(self) -> "TrainConfig":
         """The same run with every local path absolute (a resume from another folder finds them)."""
         model = replace(self.model, text_model=_absolute_if_local(self.model.text_model, dir_ok=True),
-                        clip_pretrained=_absolute_if_local(self.model.clip_pretrained, dir_ok=False))
+                        clip_pretrained=_absolute_if_local(self.model.clip_pretrained, dir_ok=False),
+                        matching_tower=_absolute_if_local(self.model.matching_tower, dir_ok=True))
         return replace(self, data_root=_absolute(self.data_root), run_dir=_absolute(self.run_dir),
                        feature_cache=_absolute(self.feature_cache) if self.feature_cache else None, model=model)
 
