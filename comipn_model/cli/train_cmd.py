@@ -76,7 +76,8 @@ def build_config(ctx: click.Context, opts: dict):
     model_defaults = {name: opts[name] for name in MODEL_FIELDS if opts.get(name) is not None}
     if model_opts.get("matching_tower") and model_opts.get("use_dynamic_matching") is False:
         # Only matching reads the tower: a run without it keeps no tower in its config.
-        log.warning("--matching-tower %s is not used: dynamic matching is off", model_opts.pop("matching_tower"))
+        log.warning("--matching-tower %s is not used: dynamic matching is off", model_opts["matching_tower"])
+        model_opts["matching_tower"] = None
     model = CoMIPNConfig(**{**model_defaults, **model_opts})
     merged = {**{name: opts[name] for name in TRAIN_FIELDS}, **train_opts}
     run_dir = opts["run_dir"] or default_run_dir(opts["dataset"])

@@ -26,7 +26,7 @@ from comipn_model.network.config import CoMIPNConfig
 from comipn_model.network.precision import autocast
 from comipn_model.network.text_encoder import check_text_model_ref
 from comipn_model.network.matching_tower import (MatchingFeatures, MatchingTower, MatchingTowers,
-                                                  check_recorded_matching_tower)
+                                                  check_recorded_matching_tower, recordable)
 from comipn_model.network.vision import FeatureCache, VisionTower
 from comipn_model.saved.exported import CONFIG_NAME, write_exported
 from comipn_model.saved.loaded import LoadedModel
@@ -206,7 +206,7 @@ class Tagger:
         if text_model:
             loaded.config.text_model = text_model
         if matching_tower:
-            loaded.config.matching_tower = matching_tower
+            loaded.config.matching_tower = recordable(matching_tower)
         elif loaded.config.tower_matching:  # its config.json is read to build the network
             check_recorded_matching_tower(loaded.config.matching_tower, recorded_in(loaded, "model.matching_tower"),
                                           "--matching-tower (Tagger: matching_tower=)")

@@ -86,6 +86,12 @@ def check_matching_tower(ref: str, flag: str = FLAG) -> None:
     matching_tower_dim(ref, flag)
 
 
+def recordable(ref: str) -> str:
+    """``ref`` as a model records it: an existing local folder as its absolute path, a Hub name as it is."""
+    local = Path(ref).expanduser()
+    return str(local.absolute()) if local.is_dir() else ref
+
+
 def check_recorded_matching_tower(ref: str | None, recorded_in: str, flag: str) -> None:
     """Refuse a tower named inside a file (a model's recorded settings) that would be looked up from the
     current folder or ``~``: a relative or ``~`` path, or a Hub name with a same-named folder here
@@ -147,8 +153,9 @@ class MatchingTower:
                 # Weights from safetensors, or torch.load(weights_only=True): nothing is unpickled.
                 self.model = AutoModel.from_pretrained(self.source, trust_remote_code=False, **kwargs)
         except (OSError, ValueError) as err:
-            raise _unavailable(f"matching tower {ref} could not be loaded ({err}); pass a folder made with save_pretrained "
-                               f"(config.json, preprocessor_config.json, weights) with {flag}") from None
+            raise _unavailable(f"matching tower {ref} could not be loaded ({err}); pass a folder made with "
+                               f"save_pretrained (config.json, preprocessor_config.json, weights) "
+                               f"with {flag}") from None
         self.model.eval().to(device)
         for p in self.model.parameters():
             p.requires_grad_(False)

@@ -13,7 +13,7 @@ import torch
 
 from comipn_model.network.build import build_model, load_weights
 from comipn_model.network.config import CoMIPNConfig
-from comipn_model.network.matching_tower import check_recorded_matching_tower
+from comipn_model.network.matching_tower import check_recorded_matching_tower, recordable
 from comipn_model.network.model import CoMIPN
 from comipn_model.network.text_encoder import check_text_encoder
 from comipn_model.saved import run_folder as rf
@@ -113,7 +113,7 @@ def load_model(path: str | os.PathLike | LoadedModel, device: torch.device, *, t
         loaded.config.text_model = text_model
         built_from = f"--text-model {text_model}"
     if matching_tower:
-        loaded.config.matching_tower = matching_tower
+        loaded.config.matching_tower = recordable(matching_tower)
     elif loaded.config.tower_matching:
         check_recorded_matching_tower(loaded.config.matching_tower, f"{loaded.source} (model.matching_tower)",
                                       "--matching-tower")

@@ -78,7 +78,7 @@ def test_only_test_and_resume_follow_the_tower(dino_run, sample_root, tmp_path):
     assert other.exit_code != 0 and "--matching-tower" in other.output and "the checkpoint has" in other.output
 
 
-def test_tagger_predict_and_export_follow_the_tower(dino_run, tmp_path):
+def test_tagger_predict_and_export_follow_the_tower(dino_run, tmp_path, monkeypatch):
     tweets, images = dino_run["tweets"], dino_run["images"]
     tokens = [t.tokens for t in tweets]
     tagger = Tagger.from_pretrained(dino_run["run"], device="cpu", feature_cache=tmp_path / "cache")
@@ -107,6 +107,28 @@ def test_tagger_predict_and_export_follow_the_tower(dino_run, tmp_path):
     assert [r.tags for r in moved_tags] == want
     with pytest.raises(WeightsUnavailable, match="--matching-tower"):
         Tagger.from_pretrained(out, device="cpu", matching_tower=str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)  # a relative folder given by the user is recorded as an absolute path
+    result = invoke(["export", "--load-path", out, "--out", tmp_path / "moved-export",
+                     "--matching-tower", "moved-dino"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "moved-export" / "config.json").read_text())["model"]["matching_tower"] == str(moved)
     result = invoke(["predict", "--load-path", out, "--input", tmp_path / "in.jsonl", "--out", tmp_path / "x.jsonl",
                      "--device", "cpu", "--matching-tower", Path(tmp_path / "nowhere")])
     assert result.exit_code == 2 and "--matching-tower" in result.output
+
+
+def test_a_tower_that_cannot_be_had_stops_before_any_work(sample_root, make_tiny_encoder, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    encoder = make_tiny_encoder(tmp_path / "encoder")
+    common = ["--data-root", sample_root, "--dataset", "sample", "--text-model", encoder, "--random-init",
+              "--device", "cpu", "--clip-model", "ViT-S-32", "--clip-pretrained", "none"]
+    for tower, said in ((tmp_path / "no-dino", "no such folder"), ("nobody-has/this-dino", "not in the local cache")):
+        result = invoke([*common, "--matching-tower", tower, "--run-dir", tmp_path / "run"])
+        assert result.exit_code == 2, result.output
+        assert said in result.output and "--matching-tower" in result.output
+        assert not (tmp_path / "run" / rf.CONFIG).exists()
+    # Without dynamic matching the tower is not used: said, and left out of the run's config.
+    result = invoke([*common, "--matching-tower", tmp_path / "no-dino", "--no-use-dynamic-matching", "--epochs", "1",
+                     "--no-use-prompt", "--no-use-contrastive", "--run-dir", tmp_path / "text"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "text" / rf.CONFIG).read_text())["model"]["matching_tower"] is None

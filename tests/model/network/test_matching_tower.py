@@ -132,3 +132,16 @@ def test_a_recorded_tower_is_never_looked_up_from_here(tmp_path, monkeypatch):
     (tmp_path / "facebook" / "dinov2-small").mkdir(parents=True)  # a same-named folder would win
     with pytest.raises(UntrustedWeights, match="would be read instead"):
         check_recorded_matching_tower("facebook/dinov2-small", "config.json", "--matching-tower")
+
+
+def test_a_batch_stacks_patches_of_another_width_than_the_class_tokens():
+    from comipn_model.data.features import ImageFeatures, stack_visual
+
+    f = ImageFeatures(cls=torch.ones(12, 384), patches=torch.full((16, 32), 2.0))
+    visual = stack_visual([[f, None], [None]], num_images=2)
+    assert visual.cls.shape == (2, 2, 12, 384) and visual.patches.shape == (2, 2, 16, 32)
+    assert visual.mask.tolist() == [[True, False], [False, False]] and visual.patches[0, 0].eq(2).all()
+    empty = stack_visual([[None]], num_images=2, dims=(12, 16, 384, 32))
+    assert empty.cls.shape == (1, 2, 12, 384) and empty.patches.shape == (1, 2, 16, 32)
+    with pytest.raises(ValueError, match="do not match"):
+        stack_visual([[f, ImageFeatures(cls=torch.ones(12, 384), patches=torch.ones(16, 384))]], num_images=2)
