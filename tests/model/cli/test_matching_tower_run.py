@@ -73,6 +73,13 @@ def test_only_test_and_resume_follow_the_tower(dino_run, sample_root, tmp_path):
                    "--device", "cpu", "--matching-tower", dino_run["tower"], "--run-dir", tmp_path / "t", "--force",
                    "--feature-cache", dino_run["base"] / "cache"])
     assert same.exit_code == 0, same.output
+    # A resumed run (here: one epoch more) builds the same network and reads the same tower's cached patches.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(run, resumed)
+    result = invoke(["--run-dir", resumed, "--resume", "--epochs", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert len((resumed / rf.METRICS).read_text().splitlines()) == 2
+    assert torch.load(resumed / rf.LAST, weights_only=True)["model_config"]["matching_tower"] == str(dino_run["tower"])
     other = invoke(["--data-root", sample_root, "--dataset", "sample", "--only-test", "--load-path", run / rf.BEST,
                     "--device", "cpu", "--matching-tower", tmp_path, "--run-dir", tmp_path / "t2"])
     assert other.exit_code != 0 and "--matching-tower" in other.output and "the checkpoint has" in other.output
