@@ -22,7 +22,7 @@ TRAIN_FIELDS = ["epochs", "batch_size", "eval_batch_size", "lr", "new_lr", "crf_
 MODEL_FIELDS = ["text_model", "random_init", "clip_model", "clip_pretrained", "prompt_len", "embed_dim", "aux_k",
                 "use_prompt", "use_dynamic_matching", "use_contrastive", "visual_norm", "separate_path_encoders",
                 "path_gate",
-                "contrastive_weight", "dropout", "max_seq"]
+                "contrastive_weight", "contrastive_temperature", "dropout", "max_seq"]
 SWITCHES = ("use_prompt", "use_dynamic_matching", "use_contrastive")
 # Options about this invocation itself, never part of a run's config.
 _INVOCATION = {"verbose", "quiet", "no_progress", "resume", "run_dir", "force", "only_test", "load_path"}
