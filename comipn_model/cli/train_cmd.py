@@ -19,10 +19,11 @@ TRAIN_FIELDS = ["epochs", "batch_size", "eval_batch_size", "lr", "new_lr", "crf_
                 "warmup_ratio", "grad_clip", "seed", "sample_ratio", "device", "amp", "max_steps",
                 "eval_every_epoch", "bucket", "feature_cache", "save_steps", "report_to", "allow_missing_images",
                 "seeds"]
-MODEL_FIELDS = ["text_model", "random_init", "clip_model", "clip_pretrained", "matching_tower", "prompt_len", "embed_dim", "aux_k",
+MODEL_FIELDS = ["text_model", "random_init", "clip_model", "clip_pretrained", "matching_tower", "prompt_len",
+                "embed_dim", "aux_k",
                 "use_prompt", "use_dynamic_matching", "use_contrastive", "visual_norm", "separate_path_encoders",
                 "path_gate",
-                "contrastive_weight", "dropout", "max_seq"]
+                "contrastive_weight", "contrastive_temperature", "dropout", "max_seq"]
 SWITCHES = ("use_prompt", "use_dynamic_matching", "use_contrastive")
 # Options about this invocation itself, never part of a run's config.
 _INVOCATION = {"verbose", "quiet", "no_progress", "resume", "run_dir", "force", "only_test", "load_path"}

@@ -92,6 +92,7 @@ class CoMIPN(nn.Module):
                             if config.uses_images and config.visual_norm else None)
         # With dynamic matching on, the contrastive pool reuses its relevance of each image to the text.
         self.contrastive = (ContrastiveAggregation(hidden, self.vision_dim, config.embed_dim,
+                                                   temperature=config.contrastive_temperature,
                                                    own_relevance=not config.use_dynamic_matching)
                             if config.use_contrastive else None)
 
