@@ -1,4 +1,4 @@
-"""Co-MIPN: a BERT-architecture text encoder, visual prefix prompts (idea 1), dynamic similarity
+"""Co-MIPN: a text encoder of the BERT, RoBERTa or XLM-R family, visual prefix prompts (idea 1), dynamic similarity
 matching (idea 2), token-wise multi-path fusion (idea 3), contrastive aggregation (idea 4), and a
 BIO-constrained CRF over words. docs/model.md describes each part and what it measured.
 
@@ -22,7 +22,8 @@ from comipn_model.network.crf import BIOCRF
 from comipn_model.network.matching import DynamicMatching
 from comipn_model.network.multipath import PATH_MATCHED, PATH_PROMPT, PATH_TEXT, make_gate
 from comipn_model.network.prompts import VisualPrefixPrompts
-from comipn_model.network.text_encoder import encode, encoder_dims, load_text_encoder, positions
+from comipn_model.network.text_encoder import check_architecture, check_max_seq, encode, encoder_dims, \
+    load_text_encoder, positions
 from comipn_model.network.vision import vision_dims
 from comipn_model.network.visual_norm import VisualNorm
 
@@ -57,6 +58,8 @@ class CoMIPN(nn.Module):
         self.config = config
         if encoder is None:
             encoder, tokenizer = load_text_encoder(config.text_model, config.random_init)
+        check_architecture(encoder, config.text_model)
+        check_max_seq(encoder.config, config.max_seq, config.text_model)
         self.tokenizer = tokenizer
         layers, _, _ = encoder_dims(encoder)
         hidden = encoder.config.hidden_size
@@ -125,7 +128,7 @@ class CoMIPN(nn.Module):
             # The matching reads the encoder's token embeddings (not the text path's output), so
             # that all paths can run as one encoder call.
             tokens = self.encoder_for(PATH_MATCHED).embeddings(
-                input_ids=ids, token_type_ids=types, position_ids=positions(ids))
+                input_ids=ids, token_type_ids=types, position_ids=positions(self.encoder_for(PATH_MATCHED), ids))
             states, prefix_mask, bias, relevance = self.matching(tokens, mask, visual.patches, visual.mask)
             prefixes[PATH_MATCHED] = (states, prefix_mask, bias)
         if self.shared_encoder:

