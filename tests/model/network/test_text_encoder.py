@@ -189,3 +189,34 @@ def test_an_unsupported_architecture_is_refused_naming_the_supported_ones(config
         check_text_encoder(str(folder), random_init=True, max_seq=128)
     with pytest.raises(TextEncoderUnavailable, match=supported):
         load_text_encoder(str(folder), random_init=True)
+
+
+@pytest.mark.parametrize("family", FAMILIES[1:])
+def test_all_paths_on_the_roberta_family(encoders, folders, tweets, family):
+    """Prompts, dynamic matching (which reads the encoder's embeddings) and fusion on a RoBERTa-family
+    encoder, left padding included: a tweet without a picture is tagged as by the text path alone, one
+    with a picture sees it, and a backward step reaches the prefixes."""
+    from comipn_model import CoMIPN, CoMIPNConfig
+    from comipn_model.data.features import ImageFeatures, stack_visual
+    from comipn_model.network.vision import vision_dims
+
+    encoder, tokenizer = encoders[family]
+    tokenizer = copy.copy(tokenizer)
+    tokenizer.padding_side = "left"
+    config = CoMIPNConfig(text_model=folders[family], random_init=True, clip_model="ViT-S-32", clip_pretrained=None)
+    torch.manual_seed(0)
+    model = CoMIPN(config, encoder=copy.deepcopy(encoder), tokenizer=tokenizer).eval()
+    blocks, width, patches = vision_dims("ViT-S-32")
+    image = ImageFeatures(cls=torch.randn(blocks, width), patches=torch.randn(patches, width))
+    pair = sorted(tweets, key=len)[:1] + sorted(tweets, key=len)[-1:]  # the short one is left-padded
+    batch = WordBatcher(tokenizer, config.labels).encode(pair, visual=stack_visual([[], [image]], 4))
+    assert batch.attention_mask[0, 0] == 0
+    text_only = copy.copy(batch)
+    text_only.visual = None
+    with torch.no_grad():
+        full, plain = model(batch).emissions, model(text_only).emissions
+    assert (full[0] - plain[0]).abs().max() <= ATOL
+    assert (full[1] - plain[1]).abs().max() > 10 * ATOL  # more than rounding: the picture is seen
+    model.train()
+    model(batch).emissions.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.matching.parameters())
