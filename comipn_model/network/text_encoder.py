@@ -26,6 +26,13 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.ind
                 "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
+# How each supported family's own embeddings number the positions of a row, by transformers' model_type:
+# BERT counts 0..T-1 whatever the padding; RoBERTa and its relatives count only the real tokens, from
+# padding_idx + 1 (a pad gets padding_idx, whose row of the table is zero), so left padding shifts nothing.
+FROM_ZERO, AFTER_PADDING = "from zero", "after padding"
+FAMILIES = {"bert": FROM_ZERO, "roberta": AFTER_PADDING, "xlm-roberta": AFTER_PADDING, "camembert": AFTER_PADDING}
+SUPPORTED = "BERT (model_type bert), RoBERTa (roberta) or XLM-R (xlm-roberta, camembert)"
+
 
 class TextEncoderUnavailable(RuntimeError):
     """The text encoder could not be loaded; the message names the flag that takes a local folder."""
@@ -91,14 +98,6 @@ def _read_config(source: str, name: str, flag: str):
         return None
 
 
-# How each supported family's own embeddings number the positions of a row, by transformers' model_type:
-# BERT counts 0..T-1 whatever the padding; RoBERTa and its relatives count only the real tokens, from
-# padding_idx + 1 (a pad gets padding_idx, whose row of the table is zero), so left padding shifts nothing.
-FROM_ZERO, AFTER_PADDING = "from zero", "after padding"
-FAMILIES = {"bert": FROM_ZERO, "roberta": AFTER_PADDING, "xlm-roberta": AFTER_PADDING, "camembert": AFTER_PADDING}
-SUPPORTED = "BERT (model_type bert), RoBERTa (roberta) or XLM-R (xlm-roberta, camembert)"
-
-
 def position_scheme(config, name: str = "", flag: str = "--text-model") -> str:
     """:data:`FROM_ZERO` or :data:`AFTER_PADDING` for an encoder's config; an encoder of another family
     (GPT-2, DistilBERT, DeBERTa, ...) or with relative positions is refused, naming the supported ones."""
@@ -162,7 +161,7 @@ def load_text_encoder(name_or_path: str, random_init: bool = False, flag: str = 
             encoder = AutoModel.from_config(config, add_pooling_layer=False, trust_remote_code=False)
         else:
             encoder = AutoModel.from_pretrained(source, config=config, add_pooling_layer=False,
-                                            trust_remote_code=False)
+                                                trust_remote_code=False)
     except (OSError, ValueError, TypeError) as err:
         if ref.is_hub:
             raise TextEncoderUnavailable("text encoder " + hub_unavailable(ref, f"it could not be loaded ({err})",
