@@ -50,6 +50,12 @@ class CoMIPNOutput:
     gates: torch.Tensor | None = None  # (B, T, paths) token-wise path weights, when multi-path
 
 
+def first_token(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``(B, D)``: each row's first real token ([CLS] / ``<s>``), at index 0 unless the row is left-padded."""
+    first = attention_mask.long().argmax(dim=1)  # the first 1
+    return states[torch.arange(states.shape[0], device=states.device), first]
+
+
 class CoMIPN(nn.Module):
     def __init__(self, config: CoMIPNConfig, encoder: nn.Module | None = None, tokenizer=None):
         """Loads the text encoder named by ``config`` (or takes an already loaded ``encoder`` /
@@ -119,7 +125,7 @@ class CoMIPN(nn.Module):
             # No picture anywhere in the batch: every visual prefix would be masked, and a masked
             # prefix gives the text-only states (up to float rounding), so the visual paths are skipped.
             states = encode(self.encoder_for(PATH_TEXT), ids, mask, types)
-            return Encoded(states=states, text_cls=states[:, 0])
+            return Encoded(states=states, text_cls=first_token(states, mask))
         prefixes: dict[str, tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor] | None]] = {}
         relevance = None
         if self.prompts is not None:
@@ -138,7 +144,8 @@ class CoMIPN(nn.Module):
             for path, (states, prefix_mask, bias) in prefixes.items():
                 outputs[path] = encode(self.encoder_for(path), ids, mask, types, states, prefix_mask, bias)
         fused, gates = self.gate(outputs)
-        return Encoded(states=fused, text_cls=outputs[PATH_TEXT][:, 0], gates=gates, relevance=relevance)
+        return Encoded(states=fused, text_cls=first_token(outputs[PATH_TEXT], mask), gates=gates,
+                       relevance=relevance)
 
     def _encode_paths_together(self, batch: ModelBatch, prefixes) -> dict[str, torch.Tensor]:
         """All paths as one encoder call of batch ``paths x B`` (on CPU one large call costs far less

@@ -213,10 +213,19 @@ def test_all_paths_on_the_roberta_family(encoders, folders, tweets, family):
     assert batch.attention_mask[0, 0] == 0
     text_only = copy.copy(batch)
     text_only.visual = None
+    right = WordBatcher(copy.copy(encoder_tokenizer := encoders[family][1]), config.labels).encode(
+        pair, [["O"] * len(t) for t in pair], visual=stack_visual([[image], [image]], 4))
+    left = WordBatcher(tokenizer, config.labels).encode(pair, [["O"] * len(t) for t in pair],
+                                                        visual=stack_visual([[image], [image]], 4))
+    assert encoder_tokenizer.padding_side == "right" and not torch.equal(right.input_ids, left.input_ids)
     with torch.no_grad():
         full, plain = model(batch).emissions, model(text_only).emissions
+        on_right, on_left = model(right), model(left)
     assert (full[0] - plain[0]).abs().max() <= ATOL
     assert (full[1] - plain[1]).abs().max() > 10 * ATOL  # more than rounding: the picture is seen
+    # the side of the padding changes nothing: emissions, the text's first token in the contrastive loss
+    assert (on_right.emissions - on_left.emissions)[right.word_mask].abs().max() <= 1e-4
+    assert abs(on_right.contrastive_loss - on_left.contrastive_loss) <= 1e-4
     model.train()
     model(batch).emissions.sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.matching.parameters())
