@@ -82,7 +82,7 @@ def draw(out: Path = OUT) -> Path:
 
     # Text side: one encoder, three paths
     enc = box(ax, col_a - 0.2, 4.2, col_c + w - col_a + 0.4, 2.0, "", TEXT)
-    ax.text(col_a - 0.05, 5.95, "BERT-architecture text encoder (WordPiece; a word = its first sub-token)",
+    ax.text(col_a - 0.05, 5.95, "text encoder: BERT, RoBERTa or XLM-R (a word = its first sub-token)",
             fontsize=8.5, va="center")
     path_b = box(ax, col_a, 5.0, w, 0.65, "path (b): matched\nprompts", "#c6dbef", size=8)
     path_a = box(ax, col_b, 5.0, w, 0.65, "path (a): [prefix ; text]", "#c6dbef", size=8)

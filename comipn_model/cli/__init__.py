@@ -96,7 +96,7 @@ POSITIVE = click.FloatRange(0, min_open=True)
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Dropout of the new modules and before the emissions.")
 @click.option("--max-seq", type=click.IntRange(8), default=128, show_default=True,
-              help="Sub-tokens per tweet ([CLS]/[SEP] included).")
+              help="Sub-tokens per tweet, the special tokens included; at most the text encoder's positions (512).")
 @_recipe("--epochs", "epochs", 30, click.IntRange(1), "Training epochs.")
 @_recipe("--batch-size", "batch_size", 8, click.IntRange(1), "Tweets per optimizer step (per process under DDP).")
 @click.option("--eval-batch-size", type=click.IntRange(1), default=32, show_default=True,

@@ -11,7 +11,7 @@ import click
 from comipn_prep.cli.errors import EXIT_BAD_INPUT, bad_input_exits
 
 _UNAVAILABLE = ("WeightsUnavailable", "TextEncoderUnavailable", "ImageLoadError")
-_MODEL_FLAGS = "--text-model (a local BERT folder) and --clip-pretrained (a local weights file, or none)"
+_MODEL_FLAGS = "--text-model (a local encoder folder) and --clip-pretrained (a local weights file, or none)"
 
 
 @contextlib.contextmanager

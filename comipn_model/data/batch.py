@@ -1,5 +1,5 @@
-"""The model's batch (``ModelBatch``, ``VisualInputs``) and ``WordBatcher``: words -> WordPiece ids, one
-position per word (its first sub-token), labels aligned.
+"""The model's batch (``ModelBatch``, ``VisualInputs``) and ``WordBatcher``: words -> sub-token ids (WordPiece,
+byte-level BPE, SentencePiece), one position per word (its first sub-token), labels aligned.
 
 Words are represented by their first sub-token. Padding is dynamic: to the longest tweet of the batch.
 A word cut off by ``max_seq`` has no sub-token in the batch: it is decoded as O and counted.
@@ -56,12 +56,29 @@ class Tokenised:
     token_type_ids: list[int] | None = None
 
 
+# A tweet's start: a retweet mark, a mention, a name (each a word that byte-level BPE marks as a word start).
+PROBE_WORDS = ("RT", "@user", "Collins")
+
+
+def splits_words_as_text(tokenizer) -> bool:
+    """The tokenizer gives words passed one by one (``is_split_into_words=True``) the same ids as the
+    words joined by spaces. A byte-level BPE (RoBERTa's) loaded without ``add_prefix_space=True`` does
+    not: it tokenises every word given alone as if it went on the previous one (``C ol lins`` for
+    ``ĠCollins``), and raises nothing."""
+    alone = tokenizer(list(PROBE_WORDS), is_split_into_words=True)["input_ids"]
+    return alone == tokenizer(" ".join(PROBE_WORDS))["input_ids"]
+
+
 class WordBatcher:
-    """Tokenises word lists with a fast (WordPiece) tokenizer and aligns labels to first sub-tokens."""
+    """Tokenises word lists with a fast tokenizer and aligns labels to first sub-tokens."""
 
     def __init__(self, tokenizer, labels: Sequence[str], max_seq: int = 128):
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("a fast tokenizer is needed (word_ids); load it with use_fast=True")
+        if not splits_words_as_text(tokenizer):
+            raise ValueError(f"the tokenizer ({type(tokenizer).__name__}) tokenises a word given alone "
+                             f"(is_split_into_words) otherwise than in running text, e.g. {PROBE_WORDS[-1]!r} "
+                             f"as if it went on the previous word: load it with add_prefix_space=True")
         self.tokenizer = tokenizer
         self.label_to_id = {label: i for i, label in enumerate(labels)}
         self.max_seq = max_seq

@@ -11,7 +11,7 @@ PATH_GATES = ("softmax", "tanh", "sigmoid-softmax")  # comipn_model.network.mult
 
 @dataclass
 class CoMIPNConfig:
-    # Text encoder: any BERT-architecture checkpoint transformers loads, by hub name or local folder.
+    # Text encoder: a BERT, RoBERTa or XLM-R checkpoint (text_encoder.FAMILIES), by hub name or local folder.
     text_model: str = "bert-base-uncased"
     # Build the text encoder from its config with random weights (paper-size speed checks, no download).
     random_init: bool = False

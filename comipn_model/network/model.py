@@ -1,4 +1,4 @@
-"""Co-MIPN: a BERT-architecture text encoder, visual prefix prompts (idea 1), dynamic similarity
+"""Co-MIPN: a text encoder of the BERT, RoBERTa or XLM-R family, visual prefix prompts (idea 1), dynamic similarity
 matching (idea 2), token-wise multi-path fusion (idea 3), contrastive aggregation (idea 4), and a
 BIO-constrained CRF over words. docs/model.md describes each part and what it measured.
 
@@ -24,7 +24,8 @@ from comipn_model.network.matching import DynamicMatching
 from comipn_model.network.matching_tower import matching_tower_dim
 from comipn_model.network.multipath import PATH_MATCHED, PATH_PROMPT, PATH_TEXT, make_gate
 from comipn_model.network.prompts import VisualPrefixPrompts
-from comipn_model.network.text_encoder import encode, encoder_dims, load_text_encoder, positions
+from comipn_model.network.text_encoder import check_architecture, check_max_seq, encode, encoder_dims, \
+    load_text_encoder, positions
 from comipn_model.network.vision import vision_dims
 from comipn_model.network.visual_norm import VisualNorm
 
@@ -51,6 +52,12 @@ class CoMIPNOutput:
     gates: torch.Tensor | None = None  # (B, T, paths) token-wise path weights, when multi-path
 
 
+def first_token(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``(B, D)``: each row's first real token ([CLS] / ``<s>``), at index 0 unless the row is left-padded."""
+    first = attention_mask.long().argmax(dim=1)  # the first 1
+    return states[torch.arange(states.shape[0], device=states.device), first]
+
+
 class CoMIPN(nn.Module):
     def __init__(self, config: CoMIPNConfig, encoder: nn.Module | None = None, tokenizer=None):
         """Loads the text encoder named by ``config`` (or takes an already loaded ``encoder`` /
@@ -59,6 +66,8 @@ class CoMIPN(nn.Module):
         self.config = config
         if encoder is None:
             encoder, tokenizer = load_text_encoder(config.text_model, config.random_init)
+        check_architecture(encoder, config.text_model)
+        check_max_seq(encoder.config, config.max_seq, config.text_model)
         self.tokenizer = tokenizer
         layers, _, _ = encoder_dims(encoder)
         hidden = encoder.config.hidden_size
@@ -125,7 +134,7 @@ class CoMIPN(nn.Module):
             # No picture anywhere in the batch: every visual prefix would be masked, and a masked
             # prefix gives the text-only states (up to float rounding), so the visual paths are skipped.
             states = encode(self.encoder_for(PATH_TEXT), ids, mask, types)
-            return Encoded(states=states, text_cls=states[:, 0])
+            return Encoded(states=states, text_cls=first_token(states, mask))
         prefixes: dict[str, tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor] | None]] = {}
         relevance = None
         if self.prompts is not None:
@@ -134,7 +143,7 @@ class CoMIPN(nn.Module):
             # The matching reads the encoder's token embeddings (not the text path's output), so
             # that all paths can run as one encoder call.
             tokens = self.encoder_for(PATH_MATCHED).embeddings(
-                input_ids=ids, token_type_ids=types, position_ids=positions(ids))
+                input_ids=ids, token_type_ids=types, position_ids=positions(self.encoder_for(PATH_MATCHED), ids))
             states, prefix_mask, bias, relevance = self.matching(tokens, mask, visual.patches, visual.mask)
             prefixes[PATH_MATCHED] = (states, prefix_mask, bias)
         if self.shared_encoder:
@@ -144,7 +153,8 @@ class CoMIPN(nn.Module):
             for path, (states, prefix_mask, bias) in prefixes.items():
                 outputs[path] = encode(self.encoder_for(path), ids, mask, types, states, prefix_mask, bias)
         fused, gates = self.gate(outputs)
-        return Encoded(states=fused, text_cls=outputs[PATH_TEXT][:, 0], gates=gates, relevance=relevance)
+        return Encoded(states=fused, text_cls=first_token(outputs[PATH_TEXT], mask), gates=gates,
+                       relevance=relevance)
 
     def _encode_paths_together(self, batch: ModelBatch, prefixes) -> dict[str, torch.Tensor]:
         """All paths as one encoder call of batch ``paths x B`` (on CPU one large call costs far less

@@ -1,5 +1,6 @@
-"""The text encoder: any BERT-architecture checkpoint, and key/value prefixes injected through its own
-attention (a fresh ``transformers.DynamicCache`` per forward, no copy of BERT's source).
+"""The text encoder: a checkpoint of the BERT, RoBERTa or XLM-R family (``FAMILIES``), its position ids
+numbered as its own embeddings number them, and key/value prefixes injected through its own attention (a
+fresh ``transformers.DynamicCache`` per forward, no copy of the encoder's source).
 """
 
 from __future__ import annotations
@@ -15,13 +16,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from comipn_model.data.batch import splits_words_as_text
+
 logger = logging.getLogger(__name__)
 
 # A folder made with save_pretrained: one of these holds its vocabulary, one of those its weights.
-VOCAB_FILES = ("tokenizer.json", "vocab.txt")
+VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                 "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+# How each supported family's own embeddings number the positions of a row, by transformers' model_type:
+# BERT counts 0..T-1 whatever the padding; RoBERTa and its relatives count only the real tokens, from
+# padding_idx + 1 (a pad gets padding_idx, whose row of the table is zero), so left padding shifts nothing.
+FROM_ZERO, AFTER_PADDING = "from zero", "after padding"
+FAMILIES = {"bert": FROM_ZERO, "roberta": AFTER_PADDING, "xlm-roberta": AFTER_PADDING, "camembert": AFTER_PADDING}
+SUPPORTED = "BERT (model_type bert), RoBERTa (roberta) or XLM-R (xlm-roberta, camembert)"
 
 
 class TextEncoderUnavailable(RuntimeError):
@@ -48,22 +58,76 @@ def check_text_model_ref(name_or_path: str, flag: str = "--text-model"):
     return ref
 
 
-def check_text_encoder(name: str, random_init: bool, flag: str = "--text-model") -> None:
+def check_text_encoder(name: str, random_init: bool, flag: str = "--text-model", max_seq: int | None = None) -> None:
     """The encoder's folder (config, tokenizer, weights unless ``random_init``) or hub name is usable,
-    without loading it."""
+    without loading it; where its config can be read (a folder, or a Hub id in the cache), its family
+    is one of :data:`FAMILIES` and ``max_seq`` (when given) fits its position table."""
     local = Path(name).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
             raise TextEncoderUnavailable(f"text encoder folder {name} has no config.json; pass a folder made "
                                          f"with save_pretrained to {flag}")
         if not any((local / f).is_file() for f in VOCAB_FILES):
-            raise TextEncoderUnavailable(f"text encoder folder {name} has no tokenizer (tokenizer.json or "
-                                         f"vocab.txt); pass a folder made with save_pretrained to {flag}")
+            raise TextEncoderUnavailable(f"text encoder folder {name} has no tokenizer ({', '.join(VOCAB_FILES)}); "
+                                         f"pass a folder made with save_pretrained to {flag}")
         if not random_init and not any((local / f).is_file() for f in WEIGHT_FILES):
             raise TextEncoderUnavailable(f"text encoder folder {name} has no weights file ({WEIGHT_FILES[0]} or "
                                          f"{WEIGHT_FILES[1]}); pass --random-init to build it with random weights")
-        return
-    check_text_model_ref(name, flag)  # no such folder / a file / a Hub id not cached offline: said which
+        source = str(local)
+    else:
+        check_text_model_ref(name, flag)  # no such folder / a file / a Hub id not cached offline: said which
+        source = name
+    config = _read_config(source, name, flag)
+    if config is not None:
+        position_scheme(config, name, flag)
+        if max_seq is not None:
+            check_max_seq(config, max_seq, name)
+
+
+def _read_config(source: str, name: str, flag: str):
+    """The encoder's config (JSON only), or None where it cannot be had yet (a Hub id the load will
+    fetch, and report on if it cannot)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source, trust_remote_code=False)
+    except ValueError as err:  # a model_type transformers does not know, or one that needs remote code
+        raise TextEncoderUnavailable(f"text encoder {name!r}: {err}; the text encoder must be of the "
+                                     f"{SUPPORTED} family; pass one with {flag}") from None
+    except OSError:
+        return None
+
+
+def position_scheme(config, name: str = "", flag: str = "--text-model") -> str:
+    """:data:`FROM_ZERO` or :data:`AFTER_PADDING` for an encoder's config; an encoder of another family
+    (GPT-2, DistilBERT, DeBERTa, ...) or with relative positions is refused, naming the supported ones."""
+    model_type = getattr(config, "model_type", None)
+    scheme = FAMILIES.get(model_type)
+    if scheme is None:
+        raise TextEncoderUnavailable(f"text encoder {name!r} is a {model_type!r} model, which is not supported: "
+                                     f"the text encoder must be of the {SUPPORTED} family; pass one with {flag}")
+    kind = getattr(config, "position_embedding_type", None) or "absolute"
+    if kind != "absolute":
+        raise TextEncoderUnavailable(f"text encoder {name!r} has {kind!r} position embeddings; only absolute "
+                                     f"ones are supported (the prefix prompts need them); pass another with {flag}")
+    return scheme
+
+
+def usable_positions(config) -> int:
+    """How many tokens a row may have: ``max_position_embeddings``, less ``padding_idx + 1`` for the
+    RoBERTa family (514 - 2 = 512 for roberta-large and xlm-roberta-large)."""
+    total = config.max_position_embeddings
+    return total - config.pad_token_id - 1 if position_scheme(config) == AFTER_PADDING else total
+
+
+def check_max_seq(config, max_seq: int, name: str = "") -> None:
+    """``max_seq`` fits the encoder's position table (else a position id would index past its end)."""
+    usable = usable_positions(config)
+    if max_seq > usable:
+        offset = "" if usable == config.max_position_embeddings else \
+            f" (max_position_embeddings {config.max_position_embeddings} less padding_idx + 1)"
+        raise ValueError(f"--max-seq {max_seq} is more than the {usable} positions text encoder {name!r} has"
+                         f"{offset}; pass --max-seq {usable} or less")
 
 
 def load_text_encoder(name_or_path: str, random_init: bool = False, flag: str = "--text-model",
@@ -71,6 +135,11 @@ def load_text_encoder(name_or_path: str, random_init: bool = False, flag: str = 
     """``(encoder, fast tokenizer)`` from a hub name or a local folder; ``random_init`` builds the
     architecture from the folder's config.json with random weights (no weights file needed).
     ``weights`` says where the weights will come from instead (e.g. a checkpoint), for the log.
+
+    A tokenizer that reads a word given alone (``is_split_into_words``) otherwise than the same word in
+    running text (a byte-level BPE such as RoBERTa's loaded without ``add_prefix_space``: every word would
+    be tokenised as if it went on the previous one) is loaded again with ``add_prefix_space=True``, and
+    refused if that does not mend it.
 
     Nothing here runs code from the folder or the Hub: ``trust_remote_code=False`` (a config that needs
     its own Python classes is refused), config and tokenizer are JSON, and transformers reads weights
@@ -82,12 +151,17 @@ def load_text_encoder(name_or_path: str, random_init: bool = False, flag: str = 
     ref = check_text_model_ref(name_or_path, flag)
     source = str(ref.path) if ref.path is not None else name_or_path
     try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+        position_scheme(config, name_or_path, flag)  # before the weights are read
         tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, trust_remote_code=False)
+        if getattr(tokenizer, "is_fast", False) and not splits_words_as_text(tokenizer):
+            tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, trust_remote_code=False,
+                                                      add_prefix_space=True)
         if random_init:
-            config = AutoConfig.from_pretrained(source, trust_remote_code=False)
             encoder = AutoModel.from_config(config, add_pooling_layer=False, trust_remote_code=False)
         else:
-            encoder = AutoModel.from_pretrained(source, add_pooling_layer=False, trust_remote_code=False)
+            encoder = AutoModel.from_pretrained(source, config=config, add_pooling_layer=False,
+                                                trust_remote_code=False)
     except (OSError, ValueError, TypeError) as err:
         if ref.is_hub:
             raise TextEncoderUnavailable("text encoder " + hub_unavailable(ref, f"it could not be loaded ({err})",
@@ -96,20 +170,27 @@ def load_text_encoder(name_or_path: str, random_init: bool = False, flag: str = 
             f"could not load text encoder {name_or_path!r}: {err}; pass a local folder with {flag}") from err
     if not getattr(tokenizer, "is_fast", False):
         raise TextEncoderUnavailable(f"text encoder {name_or_path!r} has no fast tokenizer (tokenizer.json)")
-    check_bert_like(encoder, name_or_path)
-    logger.info("text encoder %s loaded (%s, %d layers, hidden %d)", name_or_path,
+    if not splits_words_as_text(tokenizer):
+        raise TextEncoderUnavailable(
+            f"the tokenizer of text encoder {name_or_path!r} tokenises a word given alone otherwise than the same "
+            f"word in running text, even loaded with add_prefix_space=True (words would lose their word-start "
+            f"marker); pass an encoder whose tokenizer takes add_prefix_space with {flag}")
+    check_architecture(encoder, name_or_path)
+    logger.info("text encoder %s loaded (%s, %s, %d layers, hidden %d)", name_or_path, encoder.config.model_type,
                 weights or ("random weights" if random_init else "pretrained"), encoder.config.num_hidden_layers,
                 encoder.config.hidden_size)
     return encoder, tokenizer
 
 
-def check_bert_like(encoder: nn.Module, name: str = "") -> None:
+def check_architecture(encoder: nn.Module, name: str = "") -> None:
+    """The encoder is of a supported family and has the attention layout the prefixes are injected into."""
+    position_scheme(encoder.config, name)
     try:
         self_attn = encoder.encoder.layer[0].attention.self
         self_attn.key, self_attn.value  # noqa: B018 - the prefix needs these projections
     except AttributeError as err:
         raise TextEncoderUnavailable(
-            f"text encoder {name!r} is not BERT-architecture (encoder.layer[i].attention.self.key): {err}"
+            f"text encoder {name!r} has no encoder.layer[i].attention.self.key/value for the prefixes: {err}"
         ) from None
 
 
@@ -135,14 +216,20 @@ def make_random_bert_base(folder: str | os.PathLike, tokenizer_from: str | os.Pa
 
 
 def encoder_dims(encoder: nn.Module) -> tuple[int, int, int]:
-    """``(layers, heads, head_dim)`` of a BERT-architecture encoder."""
+    """``(layers, heads, head_dim)`` of the encoder."""
     cfg = encoder.config
     return cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size // cfg.num_attention_heads
 
 
-def positions(input_ids: torch.Tensor) -> torch.Tensor:
-    """Explicit position ids ``0..T-1`` per row (with a cache, BERT would otherwise shift the text's
-    positions by the prefix length)."""
+def positions(encoder: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    """Explicit position ids, numbered as the encoder's own embeddings number them without a cache
+    (with one, they would shift the text's positions by the prefix length): ``0..T-1`` per row for BERT;
+    for the RoBERTa family the real tokens count from ``padding_idx + 1`` and pads get ``padding_idx``,
+    so a left-padded row's first token has the same position as unpadded."""
+    config = encoder.config
+    if position_scheme(config) == AFTER_PADDING:
+        real = input_ids.ne(config.pad_token_id).long()
+        return real.cumsum(dim=1) * real + config.pad_token_id
     batch, length = input_ids.shape
     return torch.arange(length, device=input_ids.device).unsqueeze(0).expand(batch, length)
 
@@ -176,7 +263,7 @@ def encode(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
     from transformers import DynamicCache
 
     batch, length = input_ids.shape
-    position_ids = positions(input_ids)
+    position_ids = positions(encoder, input_ids)
     if prefix is None:
         return encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                        position_ids=position_ids).last_hidden_state

@@ -117,5 +117,5 @@ def load_model(path: str | os.PathLike | LoadedModel, device: torch.device, *, t
     elif loaded.config.tower_matching:
         check_recorded_matching_tower(loaded.config.matching_tower, f"{loaded.source} (model.matching_tower)",
                                       "--matching-tower")
-    check_text_encoder(loaded.config.text_model, random_init=True)
+    check_text_encoder(loaded.config.text_model, random_init=True, max_seq=loaded.config.max_seq)
     return build_network(loaded, device, built_from), loaded

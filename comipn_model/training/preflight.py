@@ -145,7 +145,7 @@ def check_clip(model_name: str, pretrained: str | None, flag: str = "--clip-pret
 def check_weights(cfg: TrainConfig, data: RunData | None) -> None:
     """Text encoder always; CLIP only when the model uses images and some image is on disk (else the tower is
     never built); the matching tower whenever dynamic matching reads one."""
-    check_text_encoder(cfg.model.text_model, cfg.model.random_init)
+    check_text_encoder(cfg.model.text_model, cfg.model.random_init, max_seq=cfg.model.max_seq)
     if cfg.model.uses_images and (data is None or any(c.any_found for c in data.counts.values())):
         check_clip(cfg.model.clip_model, cfg.model.clip_pretrained)
     if cfg.model.tower_matching:  # its width is needed to build the network, images or not

@@ -100,3 +100,70 @@ def make_matching_tower():
         return folder
 
     return make
+
+
+# The families of text encoder the model takes besides BERT (comipn_model.network.text_encoder.FAMILIES).
+TINY_SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def _sample_sentences(sample_root: Path) -> list[str]:
+    from comipn_prep.conll import read_conll
+
+    return [" ".join(t.tokens) for split in ("train", "valid", "test")
+            for t in read_conll(sample_root / "sample" / f"{split}.txt").tweets]
+
+
+def _roberta_tokenizer(sentences: list[str]):
+    """A byte-level BPE trained on ``sentences``, in RoBERTa's tokenizer class with its defaults (as
+    roberta-base/large: ``add_prefix_space=False``)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import RobertaTokenizer
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(sentences, trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return RobertaTokenizer(vocab=model["vocab"], merges=merges)
+
+
+def _xlmr_tokenizer(sentences: list[str]):
+    """A SentencePiece-style Unigram trained on ``sentences``, in XLM-R's tokenizer class (special tokens
+    at XLM-R's ids: ``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3, ``<mask>`` last)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import XLMRobertaTokenizer
+
+    unigram = Tokenizer(models.Unigram())
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace()
+    unigram.train_from_iterator(sentences, trainers.UnigramTrainer(
+        vocab_size=600, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False))
+    pieces = [tuple(piece) for piece in json.loads(unigram.to_str())["model"]["vocab"]]
+    return XLMRobertaTokenizer(vocab=pieces + [("<mask>", 0.0)])
+
+
+@pytest.fixture(scope="session")
+def make_tiny_family(sample_root):
+    """``make_tiny_family(folder, family, max_positions=130)``: a random-weight 2-layer encoder (hidden 32)
+    of ``family`` (``roberta`` or ``xlm-roberta``) in ``folder``, as save_pretrained writes it: its config
+    and a tokenizer trained on the sample tweets with the ``tokenizers`` library (RoBERTa's byte-level BPE
+    saved with the class default ``add_prefix_space=False``, XLM-R's Unigram). No weights file: load it
+    with ``random_init``. ``max_positions``: ``max_position_embeddings`` (130: 128 usable, as the default
+    ``max_seq``)."""
+    sentences = _sample_sentences(sample_root)
+
+    def make(folder: Path, family: str, max_positions: int = 130) -> Path:
+        from transformers import RobertaConfig, XLMRobertaConfig
+
+        tokenizer, config_class = {"roberta": (_roberta_tokenizer, RobertaConfig),
+                                   "xlm-roberta": (_xlmr_tokenizer, XLMRobertaConfig)}[family]
+        tokenizer = tokenizer(sentences)
+        folder.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(folder)
+        config_class(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                     bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                     max_position_embeddings=max_positions, **TINY_SIZES).save_pretrained(folder)
+        return folder
+
+    return make

@@ -371,6 +371,7 @@ def test_the_original_preset_sets_the_original_codes_choices_and_the_command_lin
     assert (m.text_model, m.max_seq, m.separate_path_encoders, m.path_gate) == ("bert-base-uncased", 128, True,
                                                                                 "sigmoid-softmax")
     assert (m.contrastive_temperature, m.contrastive_weight, m.prompt_len) == (0.179, 0.333, 4)
+    assert m.matching_tower == "facebook/dino-vitb16"
     assert PRESETS["original"]["model"]["prompt_len"] == 12
 
 
