@@ -13,8 +13,9 @@ from comipn_model.saved.loader import load_model
 
 
 def export_model(load_path: str | os.PathLike, out_dir: str | os.PathLike, *, text_model: str | None = None,
-                 force: bool = False) -> Path:
-    """Write ``load_path`` (best.pt, a run folder, or an exported folder) as an exported folder."""
+                 force: bool = False, license: str | None = None) -> Path:
+    """Write ``load_path`` (best.pt, a run folder, or an exported folder) as an exported folder;
+    ``license``: the model card's (a Hub license id; None: an exported source's, else ``unknown``)."""
     check_export_target(Path(out_dir), force)
     model, loaded = load_model(load_path, torch.device("cpu"), text_model=text_model)
-    return write_exported(model, loaded, out_dir, force=force)
+    return write_exported(model, loaded, out_dir, force=force, license=license)
