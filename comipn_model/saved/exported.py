@@ -200,7 +200,7 @@ def card_metadata(data: dict):
     ``metrics``, ``base_model`` (a Hub encoder only), ``license``."""
     from huggingface_hub import EvalResult, ModelCardData
 
-    model, training = data["model"], data.get("training") or {}
+    training = data.get("training") or {}
     test = training.get("test") or {}
     overall = test.get("overall") or {}
     dataset = test.get("dataset") or training.get("dataset")
