@@ -260,7 +260,9 @@ def predict_file(opts: PredictOptions) -> int:
         rows, conll = read_conll_rows(source, opts, tagger, conll)
     elif kind == "jsonl":
         resolve_jsonl_images(rows, source, Path(opts.images_dir) if opts.images_dir else None, tagger.uses_images)
-    results = tag_rows(tagger, rows, source, opts.batch_size, scores=opts.scores, marginals=opts.marginals)
+    # CoNLL output has no room for scores: they are not computed for it
+    results = tag_rows(tagger, rows, source, opts.batch_size, scores=opts.scores and fmt == "jsonl",
+                       marginals=opts.marginals)
     unreadable = report_unused(rows, results) if tagger.uses_images else 0
     text = format_output(rows, results, fmt, conll, with_crops=tagger.uses_images)
     atomic_write_bytes(out, text.encode("utf-8"))

@@ -113,7 +113,8 @@ def test_round_trip_gives_the_checkpoints_tags(models):
     want = Tagger.from_pretrained(run / rf.BEST, device="cpu")(tweets + RAW)
     got = Tagger.from_pretrained(out, device="cpu")(tweets + RAW)
     assert [r.tags for r in got] == [r.tags for r in want]
-    assert sum(len(r.entities) for r in got) > 0
+    assert [r.entities for r in got] == [r.entities for r in want]  # scores, offsets and words too
+    assert sum(len(r.entities) for r in got) > 0 and all(e["score"] is not None for r in got for e in r.entities)
 
 
 def test_round_trip_with_images_and_grounding(models, tmp_path, picture):
