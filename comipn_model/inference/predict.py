@@ -12,8 +12,9 @@ else its line number). A JSONL line holds the tweet's ``text`` (as given, or its
 spaces), ``tokens``, ``tags`` and ``entities`` (:mod:`comipn_model.inference.entities`: ``entity_group``,
 ``score``, ``word``, character ``start``/``end`` in ``text``, ``token_start``/``token_end``), and with
 ``--marginals`` each token's label probabilities. JSONL output of a model with images says per tweet
-whether its image was used (``"image_used"``, and a ``"reason"`` when not: ``missing: ...``, ``unreadable: ...``, ``no image given``)
-and per crop likewise (``"used"``, ``"reason"``); unreadable files are masked, logged once each and counted.
+whether its image was used (``"image_used"``, and a ``"reason"`` when not: ``missing: ...``,
+``unreadable: ...``, ``no image given``) and per crop likewise (``"used"``, ``"reason"``); unreadable
+files are masked, logged once each and counted.
 
 Order of the checks: the input is read and validated in full (UTF-8 and JSON with ``file:line``, the
 fields, an input without tweets) before the model loads; what needs the model (does it read images? are
