@@ -86,7 +86,7 @@ def draw(out: Path = OUT) -> Path:
             fontsize=8.5, va="center")
     path_b = box(ax, col_a, 5.0, w, 0.65, "path (b): matched\nprompts", "#c6dbef", size=8)
     path_a = box(ax, col_b, 5.0, w, 0.65, "path (a): [prefix ; text]", "#c6dbef", size=8)
-    path_c = box(ax, col_c, 5.0, w, 0.65, "path (c): text only", "#c6dbef", size=8)
+    box(ax, col_c, 5.0, w, 0.65, "path (c): text only", "#c6dbef", size=8)
     ax.text((col_a + col_c + w) / 2, 4.5, "paths share the encoder's weights "
             "(or one copy each: --separate-path-encoders)", fontsize=7.2, ha="center", color="#333333")
     arrow(ax, right(words), (enc[0], words[1] + 0.4))

@@ -12,6 +12,7 @@ import os
 
 import click
 
+from comipn_model.network.config import PATH_GATES
 from comipn_model.version import __version__
 from comipn_model.training.config import PRESETS, presets_help
 
@@ -67,6 +68,10 @@ POSITIVE = click.FloatRange(0, min_open=True)
 @click.option("--clip-model", help="open_clip vision model name. [default: ViT-B-32]")
 @click.option("--clip-pretrained", help="open_clip pretrained tag, local weights file, or 'none' (random). "
               "[default: openai]")
+@click.option("--matching-tower", metavar="NAME|FOLDER",
+              help="Dynamic matching's patch tokens from this frozen DINO ViT (transformers: DINOv2, or the original "
+                   "DINO ViTModel; a Hub name such as facebook/dinov2-base or a local save_pretrained folder); the "
+                   "prompts keep CLIP's. [default: none, CLIP's patches]")
 @click.option("--use-prompt/--no-use-prompt", default=True, help="Visual prefix prompts.")
 @click.option("--use-dynamic-matching/--no-use-dynamic-matching", default=True, help="Dynamic similarity matching.")
 @click.option("--use-contrastive/--no-use-contrastive", default=True, help="Contrastive aggregation loss.")
@@ -74,9 +79,10 @@ POSITIVE = click.FloatRange(0, min_open=True)
               help="Standardise the vision tower's features by the training images' mean and std.")
 @click.option("--separate-path-encoders/--shared-path-encoders", default=False,
               help="One encoder copy per path (paper-faithful) or one shared encoder.")
-@click.option("--path-gate", type=click.Choice(["softmax", "tanh"]), default="softmax", show_default=True,
-              help="Fusion of the paths: a softmax over them at every token (the paper's), or tanh: text-only "
-              "at the start, each visual path opened by a zero-initialised gate.")
+@click.option("--path-gate", type=click.Choice(list(PATH_GATES)), default="softmax", show_default=True,
+              help="Fusion of the paths: a softmax over them at every token (the paper's); tanh: text-only "
+              "at the start, each visual path opened by a zero-initialised gate; sigmoid-softmax: the original "
+              "code's (a shared score, sigmoid, then softmax: no path below 21% of a token).")
 @click.option("--text-only", is_flag=True, help="All switches off: the BERT-CRF baseline (no images read).")
 @click.option("--aux-k", type=click.IntRange(0, 3), default=3, show_default=True, help="Object crops per tweet.")
 @click.option("--prompt-len", type=click.IntRange(1), default=4, show_default=True,
@@ -85,6 +91,8 @@ POSITIVE = click.FloatRange(0, min_open=True)
               help="Width of the contrastive aggregation's shared space.")
 @click.option("--contrastive-weight", type=click.FloatRange(0, 1), default=0.2, show_default=True,
               help="lambda in (1 - lambda) * CRF loss + lambda * contrastive loss.")
+@click.option("--contrastive-temperature", type=click.FloatRange(0.01, 1), default=0.07, show_default=True,
+              help="The contrastive loss's learned temperature at the start (the original code: 0.179).")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Dropout of the new modules and before the emissions.")
 @click.option("--max-seq", type=click.IntRange(8), default=128, show_default=True,

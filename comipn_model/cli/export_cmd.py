@@ -16,13 +16,15 @@ from comipn_model.cli.errors import fail_fast
               help="A new or empty folder for config.json, model.safetensors, text_encoder/ and README.md "
                    "(never a run folder).")
 @click.option("--text-model", help="Folder with the encoder's config and tokenizer, if moved since training.")
+@click.option("--matching-tower", help="Dynamic matching's DINO tower (Hub name or local folder), if moved since "
+                                       "training: the export records it instead.")
 @click.option("--force", is_flag=True, help="Replace an earlier export in --out (a folder export made; any "
                                            "other non-empty folder is refused).")
 @click.option("--license", "license_",
               help="The model card's license, a Hub license id (apache-2.0, mit, other, ...): what the weights may "
                    "be used under, given the encoder's and the training data's terms. Default: an exported "
                    "--load-path's, else unknown.")
-def export(load_path, out, text_model, force, from_hub, license_) -> None:
+def export(load_path, out, text_model, matching_tower, force, from_hub, license_) -> None:
     """Export a trained model: config.json (model config, labels, grounding settings of training),
     model.safetensors, the tokenizer files and a model card with the run's dev/test figures.
 
@@ -33,5 +35,6 @@ def export(load_path, out, text_model, force, from_hub, license_) -> None:
     with fail_fast():
         # Resolved here, so that a Hub id is downloaded only when asked for; export_model gets a local path.
         source = resolve_source(load_path, from_hub=from_hub)
-        folder = export_model(source, out, text_model=text_model, force=force, license=license_)
+        folder = export_model(source, out, text_model=text_model, force=force, matching_tower=matching_tower,
+                              license=license_)
     click.echo(f"exported {load_path} -> {folder}")

@@ -32,6 +32,8 @@ from comipn_model.cli.errors import fail_fast
 @click.option("--feature-cache", type=click.Path(file_okay=False), help="Cache of visual features of image files.")
 @click.option("--clip-pretrained", help="Weights of the model's CLIP tower if not the training's: a local file, "
                                         "or none (random).")
+@click.option("--matching-tower", help="Dynamic matching's DINO tower (Hub name or local folder) if not the one "
+                                       "recorded in the model (e.g. its folder moved).")
 @click.option("--detector", help="Grounding on the fly: YOLO weights (.pt) or model .yaml (random weights), "
                                  "if not the training's.")
 @click.option("--trust-detector", is_flag=True,
@@ -62,8 +64,8 @@ from comipn_model.cli.errors import fail_fast
               help="CoNLL: tag although --images-dir holds none, or under half, of the input's images (they are "
                    "masked); without it that is an error (exit 2), as it usually is a wrong folder.")
 def predict(load_path, input_, input_format, out, fmt, text_model, images_dir, aux_dict, crops_dir, feature_cache,
-            clip_pretrained, detector, ground_clip_pretrained, conf, np_backend, batch_size, device, precision,
-            force, from_hub, trust_detector, allow_empty, allow_missing_images, scores, marginals) -> None:
+            clip_pretrained, matching_tower, detector, ground_clip_pretrained, conf, np_backend, batch_size, device,
+            precision, force, from_hub, trust_detector, allow_empty, allow_missing_images, scores, marginals) -> None:
     """Tag new tweets with a saved model; images are optional, and raw ones are grounded on the fly.
 
     The input is read and checked before the model loads. JSONL output gives each entity's type
@@ -83,7 +85,8 @@ def predict(load_path, input_, input_format, out, fmt, text_model, images_dir, a
         n = predict_file(PredictOptions(load_path=load_path, input=input_, out=out, fmt=fmt,
                                         input_format=input_format, text_model=text_model, images_dir=images_dir,
                                         aux_dict=aux_dict, crops_dir=crops_dir, feature_cache=feature_cache,
-                                        clip_pretrained=clip_pretrained, grounding=grounding,
+                                        clip_pretrained=clip_pretrained, matching_tower=matching_tower,
+                                        grounding=grounding,
                                         np_backend=np_backend, batch_size=batch_size, device=device,
                                         precision=precision, force=force, from_hub=from_hub,
                                         trust_detector=trust_detector, allow_empty=allow_empty,

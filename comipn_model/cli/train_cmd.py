@@ -19,10 +19,11 @@ TRAIN_FIELDS = ["epochs", "batch_size", "eval_batch_size", "lr", "new_lr", "crf_
                 "warmup_ratio", "grad_clip", "seed", "sample_ratio", "device", "amp", "max_steps",
                 "eval_every_epoch", "bucket", "feature_cache", "save_steps", "report_to", "allow_missing_images",
                 "seeds"]
-MODEL_FIELDS = ["text_model", "random_init", "clip_model", "clip_pretrained", "prompt_len", "embed_dim", "aux_k",
+MODEL_FIELDS = ["text_model", "random_init", "clip_model", "clip_pretrained", "matching_tower", "prompt_len",
+                "embed_dim", "aux_k",
                 "use_prompt", "use_dynamic_matching", "use_contrastive", "visual_norm", "separate_path_encoders",
                 "path_gate",
-                "contrastive_weight", "dropout", "max_seq"]
+                "contrastive_weight", "contrastive_temperature", "dropout", "max_seq"]
 SWITCHES = ("use_prompt", "use_dynamic_matching", "use_contrastive")
 # Options about this invocation itself, never part of a run's config.
 _INVOCATION = {"verbose", "quiet", "no_progress", "resume", "run_dir", "force", "only_test", "load_path"}
@@ -74,6 +75,10 @@ def build_config(ctx: click.Context, opts: dict):
         model_given.update({name: False for name in SWITCHES})
     train_opts, model_opts = apply_preset(opts["preset"], train_given, model_given)
     model_defaults = {name: opts[name] for name in MODEL_FIELDS if opts.get(name) is not None}
+    if model_opts.get("matching_tower") and model_opts.get("use_dynamic_matching") is False:
+        # Only matching reads the tower: a run without it keeps no tower in its config.
+        log.warning("--matching-tower %s is not used: dynamic matching is off", model_opts["matching_tower"])
+        model_opts["matching_tower"] = None
     model = CoMIPNConfig(**{**model_defaults, **model_opts})
     merged = {**{name: opts[name] for name in TRAIN_FIELDS}, **train_opts}
     run_dir = opts["run_dir"] or default_run_dir(opts["dataset"])
@@ -150,6 +155,17 @@ def _resume_command(run_dir: str, opts: dict) -> list[str]:
     return command
 
 
+def _same_place(given_ref: str | None, saved: str | None) -> bool:
+    """A model reference given here names what the checkpoint recorded (a local folder as an absolute path)."""
+    from comipn_model.network.config import CoMIPNConfig
+
+    given_ref = CoMIPNConfig(matching_tower=given_ref).matching_tower
+    if given_ref is None or saved is None:
+        return given_ref == saved
+    local = Path(given_ref).expanduser()
+    return given_ref == saved or (local.exists() and str(local.absolute()) == saved)
+
+
 def _only_test(ctx: click.Context, opts: dict) -> None:
     """Score a checkpoint with its own model: a model option that says otherwise is refused."""
     from comipn_model.saved import run_folder as rf
@@ -167,7 +183,8 @@ def _only_test(ctx: click.Context, opts: dict) -> None:
             model_given.update({name: False for name in SWITCHES})
         conflicts = [f"{_flag(k)} {v} (the checkpoint has {getattr(saved, k)})"
                      for k, v in model_given.items() if getattr(saved, k) != v and not
-                     (k == "clip_pretrained" and CoMIPNConfig(clip_pretrained=v).clip_pretrained == saved.clip_pretrained)]
+                     (k == "clip_pretrained" and CoMIPNConfig(clip_pretrained=v).clip_pretrained == saved.clip_pretrained)
+                     and not (k == "matching_tower" and _same_place(v, saved.matching_tower))]
         if conflicts:
             raise ValueError(f"--only-test scores {opts['load_path']} with its own model: "
                              f"{'; '.join(conflicts)}; leave these options out")

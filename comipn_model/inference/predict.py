@@ -52,6 +52,7 @@ class PredictOptions:
     crops_dir: str | None = None
     feature_cache: str | None = None
     clip_pretrained: str | None = None  # the model's vision tower, if not the training's ("none": random)
+    matching_tower: str | None = None  # dynamic matching's DINO tower, if not the recorded one
     grounding: dict = field(default_factory=dict)  # overrides of the recorded grounding settings
     np_backend: str | None = None
     batch_size: int = 32
@@ -255,7 +256,8 @@ def predict_file(opts: PredictOptions) -> int:
                                     grounding=opts.grounding, np_backend=opts.np_backend,
                                     feature_cache=feature_cache, precision=opts.precision, progress=True,
                                     from_hub=opts.from_hub, trust_detector=opts.trust_detector,
-                                    check_grounding=grounds_on_the_fly(kind, rows, opts), **overrides)
+                                    check_grounding=grounds_on_the_fly(kind, rows, opts),
+                                    matching_tower=opts.matching_tower, **overrides)
     # What needs the model (does it read images at all?), still before tagging.
     if kind == "conll":
         rows, conll = read_conll_rows(source, opts, tagger, conll)

@@ -27,6 +27,8 @@ from comipn_model.inference.entities import entities_of, joined, token_offsets
 from comipn_model.network.config import CoMIPNConfig
 from comipn_model.network.precision import autocast
 from comipn_model.network.text_encoder import check_text_model_ref
+from comipn_model.network.matching_tower import (MatchingFeatures, MatchingTower, MatchingTowers,
+                                                  check_recorded_matching_tower, recordable)
 from comipn_model.network.vision import FeatureCache, VisionTower
 from comipn_model.saved.exported import CONFIG_NAME, write_exported
 from comipn_model.saved.loaded import LoadedModel
@@ -189,7 +191,8 @@ class Tagger:
                         clip_pretrained: Any = _UNSET, grounding: dict | None = None,
                         np_backend: str | None = None, feature_cache: str | os.PathLike | None = None,
                         precision: str = "auto", progress: bool = False, from_hub: bool = False,
-                        trust_detector: bool = False, check_grounding: bool = False) -> "Tagger":
+                        trust_detector: bool = False, check_grounding: bool = False,
+                        matching_tower: str | None = None) -> "Tagger":
         """Load a run folder, a ``best.pt``, an exported folder or a Hub repository id.
 
         ``text_model``: the encoder's folder (config + tokenizer) when a checkpoint's has moved.
@@ -213,12 +216,18 @@ class Tagger:
         and a recorded relative or ``~`` path is refused rather than looked up from the current folder.
         The text encoder loads with ``trust_remote_code=False``. ``check_grounding``: make those checks
         now, before the network is built, rather than at the first raw image (predict sets it when its
-        input has pictures to ground)."""
+        input has pictures to ground). ``matching_tower``: dynamic matching's DINO tower (Hub name or
+        folder) if not the one recorded; a recorded one is refused when it is a relative or ``~`` path."""
         if text_model:
             check_text_model_ref(text_model, "--text-model (Tagger: text_model=)")  # before any loading
         loaded = load_source(path, from_hub=from_hub)
         if text_model:
             loaded.config.text_model = text_model
+        if matching_tower:
+            loaded.config.matching_tower = recordable(matching_tower)
+        elif loaded.config.tower_matching:  # its config.json is read to build the network
+            check_recorded_matching_tower(loaded.config.matching_tower, recorded_in(loaded, "model.matching_tower"),
+                                          "--matching-tower (Tagger: matching_tower=)")
         dev = resolve_device(device)
         if check_grounding and loaded.config.uses_images:
             # Before the network is built (the slow part): a refused recorded detector is said at once.
@@ -251,6 +260,13 @@ class Tagger:
                                           flag="clip_pretrained= (Tagger) / --clip-pretrained")
             if self.feature_cache_dir is not None:
                 self._cache = FeatureCache(self.feature_cache_dir, self._tower, progress=self.progress)
+            if self.config.tower_matching:  # matching's patches from the DINO tower, CLIP's class tokens
+                tower = MatchingTower(self.config.matching_tower, device=str(self.device),
+                                      flag="matching_tower= (Tagger) / --matching-tower")
+                if self._cache is not None:
+                    self._cache = MatchingFeatures(self._cache, FeatureCache(self.feature_cache_dir, tower,
+                                                                             progress=self.progress))
+                self._tower = MatchingTowers(self._tower, tower)
         return self._tower
 
     def _ground(self):

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 from comipn_prep.conll import bio_labels
 
+PATH_GATES = ("softmax", "tanh", "sigmoid-softmax")  # comipn_model.network.multipath's fusions
+
 
 @dataclass
 class CoMIPNConfig:
@@ -17,6 +19,9 @@ class CoMIPNConfig:
     # None / "none" builds the architecture with random weights.
     clip_model: str = "ViT-B-32"
     clip_pretrained: str | None = "openai"
+    # Dynamic matching's patch tokens from a frozen DINO / DINOv2 ViT (transformers: Hub name or local folder)
+    # instead of CLIP's; the prompts keep CLIP's class tokens. None: CLIP's patches.
+    matching_tower: str | None = None
     prompt_len: int = 4  # prefix vectors per image per text layer (original: 12; docs/model.md says why 4)
     embed_dim: int = 256  # shared space of the contrastive aggregation
     aux_k: int = 3  # object crops used per tweet, 0..3
@@ -28,8 +33,10 @@ class CoMIPNConfig:
     separate_path_encoders: bool = False  # idea 3, paper-faithful: one encoder copy per path
     # Idea 3's fusion: "softmax" over the paths at every token (the paper's), or "tanh": text-only at the
     # start, each visual path opened token-wise by a zero-initialised tanh gate (comipn_model.network.multipath).
+    # "sigmoid-softmax": the original code's (a shared score, sigmoid, softmax over the paths).
     path_gate: str = "softmax"
     contrastive_weight: float = 0.2  # lambda in (1 - lambda) * CRF NLL + lambda * InfoNCE
+    contrastive_temperature: float = 0.07  # InfoNCE's learned temperature at the start (original: 0.179)
     dropout: float = 0.1
     max_seq: int = 128  # sub-tokens per tweet, [CLS] and [SEP] included
     labels: list[str] = field(default_factory=bio_labels)
@@ -37,15 +44,25 @@ class CoMIPNConfig:
     def __post_init__(self):
         if not 0 <= self.aux_k <= 3:
             raise ValueError(f"aux_k must be 0..3, got {self.aux_k}")
-        if self.path_gate not in ("softmax", "tanh"):
-            raise ValueError(f"path_gate must be softmax or tanh, got {self.path_gate!r}")
+        if self.path_gate not in PATH_GATES:
+            raise ValueError(f"path_gate must be one of {', '.join(PATH_GATES)}, got {self.path_gate!r}")
+        if not 0.01 <= self.contrastive_temperature <= 1:
+            raise ValueError(f"contrastive_temperature must lie in [0.01, 1] (the range it is kept in), "
+                             f"got {self.contrastive_temperature}")
         if isinstance(self.clip_pretrained, str) and self.clip_pretrained.lower() in ("", "none"):
             self.clip_pretrained = None
+        if isinstance(self.matching_tower, str) and self.matching_tower.strip().lower() in ("", "none"):
+            self.matching_tower = None
 
     @property
     def multi_path(self) -> bool:
         """Multi-path fusion is on whenever a visual path (prompts or matching) is."""
         return self.use_prompt or self.use_dynamic_matching
+
+    @property
+    def tower_matching(self) -> bool:
+        """Dynamic matching reads the matching tower's patches (not CLIP's)."""
+        return self.use_dynamic_matching and self.matching_tower is not None
 
     @property
     def uses_images(self) -> bool:

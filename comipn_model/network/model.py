@@ -3,7 +3,8 @@ matching (idea 2), token-wise multi-path fusion (idea 3), contrastive aggregatio
 BIO-constrained CRF over words. docs/model.md describes each part and what it measured.
 
 The vision tower is not part of the module: features come from :class:`comipn_model.network.vision.FeatureCache`
-through ``batch.visual``; only the dimensions of the vision side are read from open_clip's config.
+through ``batch.visual``; only the dimensions of the vision side are read from open_clip's config (and
+from the matching tower's config.json when dynamic matching reads its patches).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from comipn_model.network.config import CoMIPNConfig
 from comipn_model.network.contrastive import ContrastiveAggregation
 from comipn_model.network.crf import BIOCRF
 from comipn_model.network.matching import DynamicMatching
+from comipn_model.network.matching_tower import matching_tower_dim
 from comipn_model.network.multipath import PATH_MATCHED, PATH_PROMPT, PATH_TEXT, make_gate
 from comipn_model.network.prompts import VisualPrefixPrompts
 from comipn_model.network.text_encoder import encode, encoder_dims, load_text_encoder, positions
@@ -75,19 +77,22 @@ class CoMIPN(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.emission = nn.Linear(hidden, len(config.labels))
         self.crf = BIOCRF(config.labels)
-        self.vision_blocks = self.vision_dim = None
+        self.vision_blocks = self.vision_dim = self.patch_dim = None
         if config.uses_images:
             self.vision_blocks, self.vision_dim, _ = vision_dims(config.clip_model)
+            # Matching's patches: CLIP's last block, or the matching tower's last layer (its own width).
+            self.patch_dim = matching_tower_dim(config.matching_tower) if config.tower_matching else self.vision_dim
         self.prompts = (VisualPrefixPrompts(self.vision_dim, self.vision_blocks, hidden, layers,
                                             config.prompt_len, config.dropout) if config.use_prompt else None)
-        self.matching = (DynamicMatching(hidden, self.vision_dim, config.embed_dim, layers, config.prompt_len,
+        self.matching = (DynamicMatching(hidden, self.patch_dim, config.embed_dim, layers, config.prompt_len,
                                          config.dropout) if config.use_dynamic_matching else None)
         self.gate = make_gate(config.path_gate, hidden, self.paths) if config.multi_path else None
         # Buffers only (no random numbers drawn): fitted on the training images before training.
-        self.visual_norm = (VisualNorm(self.vision_blocks, self.vision_dim)
+        self.visual_norm = (VisualNorm(self.vision_blocks, self.vision_dim, self.patch_dim)
                             if config.uses_images and config.visual_norm else None)
         # With dynamic matching on, the contrastive pool reuses its relevance of each image to the text.
         self.contrastive = (ContrastiveAggregation(hidden, self.vision_dim, config.embed_dim,
+                                                   temperature=config.contrastive_temperature,
                                                    own_relevance=not config.use_dynamic_matching)
                             if config.use_contrastive else None)
 
@@ -106,6 +111,10 @@ class CoMIPN(nn.Module):
             raise ValueError(f"visual features of shape {tuple(visual.cls.shape)} do not match "
                              f"{self.config.clip_model} ({self.vision_blocks} blocks x {self.vision_dim}); "
                              f"were they cached with another CLIP model?")
+        if visual.patches.shape[-1] != self.patch_dim:
+            tower = self.config.matching_tower if self.config.tower_matching else self.config.clip_model
+            raise ValueError(f"patch features of width {visual.patches.shape[-1]} do not match {tower} "
+                             f"({self.patch_dim}); were they made by another tower?")
         if not visual.mask.any():
             return None
         return visual if self.visual_norm is None else self.visual_norm(visual)

@@ -6,17 +6,21 @@ prompts, dynamically matched prompts, text only) and a token-wise gate fuses the
 - ``tanh`` (zero start): ``h_t = h_text + sum_{p visual} tanh(score_p(h_{t,p})) (h_{t,p} - h_text)``
   with every score's weights and bias zero at the start, so the model starts as text-only and a visual
   path opens, token by token, only as far as training finds it useful (Flamingo's tanh gates, at the
-  fusion instead of inside the layers)."""
+  fusion instead of inside the layers).
+- ``sigmoid-softmax`` (the original code's): one scorer shared by the paths, ``sigmoid`` of each path's
+  score, then a softmax over the paths. The softmax of numbers in (0, 1) keeps every one of 3 paths
+  between 21% and 58% of every token: the gate can lean, never close a path."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from comipn_model.network.config import PATH_GATES
+
 PATH_TEXT = "text"
 PATH_PROMPT = "prompt"
 PATH_MATCHED = "matched"
-GATES = ("softmax", "tanh")
 
 
 class TokenGate(nn.Module):
@@ -58,9 +62,26 @@ class ZeroStartGate(nn.Module):
         return fused, torch.cat([torch.ones_like(opened[0]), *opened], dim=-1)
 
 
+class SquashedSoftmaxGate(nn.Module):
+    """The original code's fusion: ``g_t = softmax_p(sigmoid(w . h_{t,p} + b))`` with one ``(w, b)`` for
+    every path."""
+
+    def __init__(self, hidden: int, paths: list[str]):
+        super().__init__()
+        self.paths = list(paths)
+        self.score = nn.Linear(hidden, 1)
+
+    def forward(self, states: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        stacked = torch.stack([states[p] for p in self.paths], dim=2)  # (B, T, paths, D)
+        gates = torch.softmax(torch.sigmoid(self.score(stacked).squeeze(-1)), dim=-1)
+        return (gates.unsqueeze(-1) * stacked).sum(2), gates
+
+
 def make_gate(kind: str, hidden: int, paths: list[str]) -> nn.Module:
     if kind == "softmax":
         return TokenGate(hidden, paths)
     if kind == "tanh":
         return ZeroStartGate(hidden, paths)
-    raise ValueError(f"path gate must be one of {', '.join(GATES)}, got {kind!r}")
+    if kind == "sigmoid-softmax":
+        return SquashedSoftmaxGate(hidden, paths)
+    raise ValueError(f"path gate must be one of {', '.join(PATH_GATES)}, got {kind!r}")

@@ -25,12 +25,14 @@ EPS = 1e-5
 
 
 class VisualNorm(nn.Module):
-    def __init__(self, blocks: int, dim: int):
+    def __init__(self, blocks: int, dim: int, patch_dim: int | None = None):
+        """``patch_dim``: the patches' width when another tower than CLIP's makes them (default ``dim``)."""
         super().__init__()
+        patch_dim = dim if patch_dim is None else patch_dim
         self.register_buffer("cls_mean", torch.zeros(blocks, dim))
         self.register_buffer("cls_std", torch.ones(blocks, dim))
-        self.register_buffer("patch_mean", torch.zeros(dim))
-        self.register_buffer("patch_std", torch.ones(dim))
+        self.register_buffer("patch_mean", torch.zeros(patch_dim))
+        self.register_buffer("patch_std", torch.ones(patch_dim))
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))  # 0: not fitted, identity
 
     @torch.no_grad()
@@ -55,9 +57,10 @@ class VisualNorm(nn.Module):
             n += 1
         if n == 0:
             return 0
-        if cls_sum.shape != self.cls_mean.shape:
-            raise ValueError(f"features of shape {tuple(cls_sum.shape)} do not fit the model's "
-                             f"{tuple(self.cls_mean.shape)} (another CLIP model?)")
+        if cls_sum.shape != self.cls_mean.shape or patch_sum.shape != self.patch_mean.shape:
+            raise ValueError(f"features of shape {tuple(cls_sum.shape)} / patches {tuple(patch_sum.shape)} do not "
+                             f"fit the model's {tuple(self.cls_mean.shape)} / {tuple(self.patch_mean.shape)} "
+                             f"(another CLIP model or matching tower?)")
         for name, total, squares, count in (("cls", cls_sum, cls_sq, n), ("patch", patch_sum, patch_sq, patches_seen)):
             mean = total / count
             var = (squares / count - mean * mean).clamp(min=0)

@@ -240,6 +240,9 @@ def model_card(data: dict) -> str:
     aux_k = int(model.get("aux_k") or 0)
     crops = (f"{aux_k} object crop{'s' if aux_k != 1 else ''} per tweet" if aux_k else
              "no object crops (the whole image only)")
+    tower = model.get("matching_tower") if model.get("use_dynamic_matching") else None
+    if tower:  # dynamic matching's patches from a DINO tower, not CLIP's
+        crops += f"; dynamic matching's patches from `{encoder_shown(tower)[0]}`"
     dataset = test.get("dataset") or training.get("dataset")
     lines = [f"# Co-MIPN tagger ({DATASET_NAMES.get(dataset, dataset) if dataset else 'custom data'})", "",
              f"Multimodal named entity recognition for tweets ({', '.join(types) or 'no entity type'}): text "

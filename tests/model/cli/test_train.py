@@ -335,7 +335,7 @@ def test_every_option_has_help_and_help_lists_each_preset():
     for name, values in PRESETS.items():
         assert f"--preset {name}:" in text
         assert f"--epochs {values['epochs']} --batch-size {values['batch_size']}" in text
-    assert "[default: 30; cpu-small: 4]" in text  # defaults show the presets' values too
+    assert "[default: 30; original: 20; cpu-small: 4]" in " ".join(text.split())  # defaults show the presets' values too
 
 
 def test_every_config_field_a_user_sets_is_an_option():
@@ -360,6 +360,18 @@ def test_options_given_win_over_the_preset_which_wins_over_the_defaults():
     assert given(ctx, TRAIN_FIELDS) == {"epochs": 3} and given(ctx, MODEL_FIELDS) == {"dropout": 0.2}
     assert (cfg.epochs, cfg.batch_size) == (3, PRESETS["cpu-small"]["batch_size"]) != (plain.epochs, plain.batch_size)
     assert cfg.model.dropout == 0.2 and not cfg.model.uses_images and cfg.run_dir == "x" and cfg.preset == "cpu-small"
+
+
+def test_the_original_preset_sets_the_original_codes_choices_and_the_command_line_still_wins():
+    ctx = main.make_context("comipn-train", ["--data-root", "r", "--dataset", "twitter2017", "--preset", "original",
+                                             "--prompt-len", "4"])
+    cfg = build_config(ctx, ctx.params)
+    assert (cfg.epochs, cfg.batch_size, cfg.seed, cfg.warmup_ratio) == (20, 16, 1234, 0.01)
+    m = cfg.model
+    assert (m.text_model, m.max_seq, m.separate_path_encoders, m.path_gate) == ("bert-base-uncased", 128, True,
+                                                                                "sigmoid-softmax")
+    assert (m.contrastive_temperature, m.contrastive_weight, m.prompt_len) == (0.179, 0.333, 4)
+    assert PRESETS["original"]["model"]["prompt_len"] == 12
 
 
 def test_cpu_small_uses_the_packaged_minilm_or_names_what_to_pass(minilm_path, monkeypatch, tiny, tmp_path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -390,3 +391,11 @@ def test_with_the_tanh_gate_a_fresh_model_tags_as_text_only_and_one_step_opens_t
     with torch.no_grad():
         moved = (model(batch).emissions - model(text_only).emissions).abs().max()
     assert moved > 1e-3, moved
+
+
+def test_the_contrastive_temperature_starts_where_the_config_says(minilm, minilm_path):
+    for temperature in (0.07, 0.179):
+        model = build(minilm, minilm_path, **ALL_ON, contrastive_temperature=temperature)
+        assert math.isclose(float(model.contrastive.logit_scale.exp()), 1 / temperature, rel_tol=1e-5)
+    with pytest.raises(ValueError, match="contrastive_temperature must lie in"):
+        CoMIPNConfig(contrastive_temperature=2.0)

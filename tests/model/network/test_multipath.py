@@ -1,11 +1,13 @@
-"""The token gates of interactive multi-path encoding (comipn_model.network.multipath): softmax and zero-start tanh."""
+"""The token gates of interactive multi-path encoding (comipn_model.network.multipath): softmax, zero-start tanh,
+and the original code's sigmoid-then-softmax."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from comipn_model.network.multipath import PATH_MATCHED, PATH_PROMPT, PATH_TEXT, TokenGate, ZeroStartGate, make_gate
+from comipn_model.network.multipath import (PATH_MATCHED, PATH_PROMPT, PATH_TEXT, SquashedSoftmaxGate, TokenGate,
+                                            ZeroStartGate, make_gate)
 
 
 def test_the_gate_is_a_softmax_over_paths_at_every_token_and_mixes_their_states():
@@ -53,7 +55,8 @@ def test_the_zero_start_gate_starts_as_the_text_path_and_opens_where_its_score_g
 def test_the_gate_is_chosen_by_name():
     assert isinstance(make_gate("softmax", 4, [PATH_TEXT, PATH_PROMPT]), TokenGate)
     assert isinstance(make_gate("tanh", 4, [PATH_TEXT, PATH_PROMPT]), ZeroStartGate)
-    with pytest.raises(ValueError, match="softmax, tanh"):
+    assert isinstance(make_gate("sigmoid-softmax", 4, [PATH_TEXT, PATH_PROMPT]), SquashedSoftmaxGate)
+    with pytest.raises(ValueError, match="softmax, tanh, sigmoid-softmax"):
         make_gate("sigmoid", 4, [PATH_TEXT, PATH_PROMPT])
     with pytest.raises(ValueError, match="text path first"):
         ZeroStartGate(4, [PATH_PROMPT, PATH_TEXT])
@@ -66,5 +69,23 @@ def test_a_config_saved_before_the_choice_loads_with_the_softmax_gate_and_a_wron
     del older["path_gate"]
     assert CoMIPNConfig.from_dict(older).path_gate == "softmax"
     assert CoMIPNConfig.from_dict(CoMIPNConfig(path_gate="tanh").to_dict()).path_gate == "tanh"
-    with pytest.raises(ValueError, match="path_gate must be softmax or tanh"):
+    with pytest.raises(ValueError, match="path_gate must be one of softmax, tanh, sigmoid-softmax"):
         CoMIPNConfig(path_gate="zero")
+
+
+def test_the_original_gate_shares_one_score_and_never_closes_a_path():
+    paths = [PATH_TEXT, PATH_PROMPT, PATH_MATCHED]
+    gate = SquashedSoftmaxGate(hidden=3, paths=paths)
+    with torch.no_grad():  # a score that saturates the sigmoid: +50 on the prompt path, -50 on the others
+        gate.score.weight.copy_(torch.tensor([[1.0, 0.0, 0.0]]))
+        gate.score.bias.zero_()
+    states = {PATH_TEXT: torch.full((1, 2, 3), -50.0), PATH_PROMPT: torch.full((1, 2, 3), 50.0),
+              PATH_MATCHED: torch.full((1, 2, 3), -50.0)}
+    with torch.no_grad():
+        fused, gates = gate(states)
+    e = torch.e
+    # sigmoid gives 1 / 0 / 0, the softmax of that e / 1 / 1 over (e + 2): the most a path can get...
+    assert torch.allclose(gates[0, 0], torch.tensor([1 / (e + 2), e / (e + 2), 1 / (e + 2)]), atol=1e-6)
+    assert 0.21 < float(gates.min()) and float(gates.max()) < 0.58  # ...and the least
+    assert torch.allclose(fused, sum(gates[..., i:i + 1] * states[p] for i, p in enumerate(paths)), atol=1e-5)
+    assert sum(p.numel() for p in gate.parameters()) == 3 + 1  # one scorer for every path

@@ -102,8 +102,9 @@ def test_card_of_a_hub_encoder_a_run_without_crops_and_its_own_labels():
     # no test report: the dev figure alone, still a valid model-index
     assert [(r.dataset_split, r.metric_type, r.metric_value) for r in card.data.eval_results] == \
         [("validation", "f1", 0.7)]
-    data["model"]["aux_k"] = 2
-    assert "2 object crops per tweet" in model_card(data)
+    data["model"].update(aux_k=2, use_dynamic_matching=True, matching_tower="/somewhere/private/dinov2-small")
+    card = model_card(data)
+    assert "2 object crops per tweet" in card and "`dinov2-small (a local folder)`" in card and "private" not in card
 
 
 def test_round_trip_gives_the_checkpoints_tags(models):
