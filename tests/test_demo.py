@@ -125,8 +125,9 @@ def test_demo_ends_with_a_raw_tweet_tagged_by_tagger(demo_run):
     assert re.search(r"^\s+Tagger entities\s+\S", proc.stdout.rstrip().splitlines()[-1]), proc.stdout[-2000:]
     saved = json.loads((out / "raw_tweet.json").read_text())
     assert saved["tokens"] == tokenize_tweet(saved["text"]) and len(saved["tags"]) == len(saved["tokens"])
-    printed = "; ".join(f"{e['text']} ({e['type']})" for e in saved["entities"]) or "none"
+    printed = "; ".join(f"{e['word']} ({e['entity_group']}, {e['score']:.2f})" for e in saved["entities"]) or "none"
     assert f"Tagger entities   {printed}" in proc.stdout
+    assert all(saved["text"][e["start"]:e["end"]] == e["word"] for e in saved["entities"])
     assert 1 <= len(saved["crops"]) <= 3  # the random-weight detector at the recorded --conf proposes boxes
     tagger = Tagger.from_pretrained(out / "run", device="cpu")
     grounding = tagger.grounding_config()

@@ -324,13 +324,19 @@ def test_inference_examples_run(tmp_path, monkeypatch, make_tiny_encoder, make_c
                 result = CliRunner().invoke(main, command[1:])
                 assert result.exit_code == 0, f"{' '.join(command)}\n{result.output}"
                 ran["commands"] += 1
-    assert ran == {"python": 3, "commands": 4, "files": 2}
+    assert ran == {"python": 6, "commands": 5, "files": 2}
     rows = [json.loads(line) for line in (tmp_path / "tagged.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["launch", "paris", "tokens"]
+    scored = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
+    assert all(len(r["marginals"]) == len(r["tokens"]) for r in scored)
+    assert all(r["text"][e["start"]:e["end"]] == e["word"] for r in scored for e in r["entities"])
     assert rows[0]["crops"] and rows[0]["image"].endswith("9100004.jpg") and rows[1]["crops"] == []
     # the exported model tags like the checkpoint it came from
     assert (tmp_path / "tagged-exported.txt").read_text() == (tmp_path / "tagged.txt").read_text()
     assert (tmp_path / "models" / "sample-copy" / "model.safetensors").is_file()
+    from huggingface_hub import metadata_load
+
+    assert metadata_load(tmp_path / "models" / "sample" / "README.md")["license"] == "mit"
 
 
 def test_training_python_example_runs(tmp_path, monkeypatch):

@@ -20,7 +20,11 @@ from comipn_model.cli.errors import fail_fast
                                        "training: the export records it instead.")
 @click.option("--force", is_flag=True, help="Replace an earlier export in --out (a folder export made; any "
                                            "other non-empty folder is refused).")
-def export(load_path, out, text_model, matching_tower, force, from_hub) -> None:
+@click.option("--license", "license_",
+              help="The model card's license, a Hub license id (apache-2.0, mit, other, ...): what the weights may "
+                   "be used under, given the encoder's and the training data's terms. Default: an exported "
+                   "--load-path's, else unknown.")
+def export(load_path, out, text_model, matching_tower, force, from_hub, license_) -> None:
     """Export a trained model: config.json (model config, labels, grounding settings of training),
     model.safetensors, the tokenizer files and a model card with the run's dev/test figures.
 
@@ -31,5 +35,6 @@ def export(load_path, out, text_model, matching_tower, force, from_hub) -> None:
     with fail_fast():
         # Resolved here, so that a Hub id is downloaded only when asked for; export_model gets a local path.
         source = resolve_source(load_path, from_hub=from_hub)
-        folder = export_model(source, out, text_model=text_model, force=force, matching_tower=matching_tower)
+        folder = export_model(source, out, text_model=text_model, force=force, matching_tower=matching_tower,
+                              license=license_)
     click.echo(f"exported {load_path} -> {folder}")

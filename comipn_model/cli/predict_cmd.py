@@ -51,6 +51,11 @@ from comipn_model.cli.errors import fail_fast
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="auto: bf16 on CUDA, fp32 on CPU (training's evaluation, same tags); bf16 on a CPU is faster "
                    "where it has bf16 instructions, and a few tags may differ.")
+@click.option("--scores/--no-scores", default=True, show_default=True,
+              help="Each entity's \"score\": the CRF's exact probability that this span is one entity of this "
+                   "type (--no-scores: null, a little faster).")
+@click.option("--marginals", is_flag=True,
+              help="JSONL output: each token's label probabilities (\"marginals\": {label: P} per token).")
 @click.option("--force", is_flag=True, help="Overwrite --out.")
 @click.option("--allow-empty", is_flag=True,
               help="Write an empty --out for an input without tweets (e.g. a shard of a job array that may be "
@@ -60,12 +65,13 @@ from comipn_model.cli.errors import fail_fast
                    "masked); without it that is an error (exit 2), as it usually is a wrong folder.")
 def predict(load_path, input_, input_format, out, fmt, text_model, images_dir, aux_dict, crops_dir, feature_cache,
             clip_pretrained, matching_tower, detector, ground_clip_pretrained, conf, np_backend, batch_size, device,
-            precision, force, from_hub, trust_detector, allow_empty, allow_missing_images) -> None:
+            precision, force, from_hub, trust_detector, allow_empty, allow_missing_images, scores, marginals) -> None:
     """Tag new tweets with a saved model; images are optional, and raw ones are grounded on the fly.
 
-    The input is read and checked before the model loads. JSONL output says per tweet whether its image
-    was used ("image_used", and a "reason" when not) and per crop likewise; unreadable files are masked
-    and logged."""
+    The input is read and checked before the model loads. JSONL output gives each entity's type
+    ("entity_group"), probability ("score"), text ("word") and character offsets ("start", "end") in the
+    tweet's "text"; it says per tweet whether its image was used ("image_used", and a "reason" when not)
+    and per crop likewise; unreadable files are masked and logged."""
     from comipn_model.inference.predict import PredictOptions, predict_file
 
     grounding = {}
@@ -84,5 +90,6 @@ def predict(load_path, input_, input_format, out, fmt, text_model, images_dir, a
                                         np_backend=np_backend, batch_size=batch_size, device=device,
                                         precision=precision, force=force, from_hub=from_hub,
                                         trust_detector=trust_detector, allow_empty=allow_empty,
-                                        allow_missing_images=allow_missing_images))
+                                        allow_missing_images=allow_missing_images, scores=scores,
+                                        marginals=marginals))
     click.echo(f"tagged {n} tweets -> {out}")

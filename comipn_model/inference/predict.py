@@ -8,9 +8,13 @@ Input, one of:
   relative to ``--images-dir`` or else to the file's folder), ``"crops"`` (prepared crop paths) and ``"id"``.
 
 Output (CoNLL or JSONL) keeps the input's order and ids (a CoNLL tweet's IMGID; a raw tweet's ``id``, or
-else its line number). JSONL output of a model with images says per tweet whether its image was used
-(``"image_used"``, and a ``"reason"`` when not: ``missing: ...``, ``unreadable: ...``, ``no image given``)
-and per crop likewise (``"used"``, ``"reason"``); unreadable files are masked, logged once each and counted.
+else its line number). A JSONL line holds the tweet's ``text`` (as given, or its tokens joined by
+spaces), ``tokens``, ``tags`` and ``entities`` (:mod:`comipn_model.inference.entities`: ``entity_group``,
+``score``, ``word``, character ``start``/``end`` in ``text``, ``token_start``/``token_end``), and with
+``--marginals`` each token's label probabilities. JSONL output of a model with images says per tweet
+whether its image was used (``"image_used"``, and a ``"reason"`` when not: ``missing: ...``,
+``unreadable: ...``, ``no image given``) and per crop likewise (``"used"``, ``"reason"``); unreadable
+files are masked, logged once each and counted.
 
 Order of the checks: the input is read and validated in full (UTF-8 and JSON with ``file:line``, the
 fields, an input without tweets) before the model loads; what needs the model (does it read images? are
@@ -59,6 +63,8 @@ class PredictOptions:
     trust_detector: bool = False  # load the model's recorded detector even if it is a pickle (.pt)
     allow_empty: bool = False  # an input without tweets writes an empty output instead of exit 2
     allow_missing_images: bool = False  # CoNLL: tag although --images-dir holds none (or under half) of its images
+    scores: bool = True  # each entity's span probability (JSONL "score"; False: null, a little faster)
+    marginals: bool = False  # JSONL: each token's label probabilities ("marginals")
 
 
 EMPTY_HINT = "pass --allow-empty if an empty input is expected (e.g. a shard that may hold no tweet)"
@@ -225,6 +231,9 @@ def grounds_on_the_fly(kind: str, rows: list[InputRow], opts: PredictOptions) ->
 def predict_file(opts: PredictOptions) -> int:
     """Tag ``opts.input`` into ``opts.out``; returns the number of tweets tagged."""
     fmt = output_format(opts)
+    if opts.marginals and fmt != "jsonl":
+        raise ValueError("--marginals needs JSONL output (--out ending .jsonl, or --format jsonl): CoNLL has no "
+                         "room for them")
     out = Path(opts.out)
     if out.exists() and not opts.force:
         raise FileExistsError(f"{out} exists: pass --force to overwrite it")
@@ -254,7 +263,9 @@ def predict_file(opts: PredictOptions) -> int:
         rows, conll = read_conll_rows(source, opts, tagger, conll)
     elif kind == "jsonl":
         resolve_jsonl_images(rows, source, Path(opts.images_dir) if opts.images_dir else None, tagger.uses_images)
-    results = tag_rows(tagger, rows, source, opts.batch_size)
+    # CoNLL output has no room for scores: they are not computed for it
+    results = tag_rows(tagger, rows, source, opts.batch_size, scores=opts.scores and fmt == "jsonl",
+                       marginals=opts.marginals)
     unreadable = report_unused(rows, results) if tagger.uses_images else 0
     text = format_output(rows, results, fmt, conll, with_crops=tagger.uses_images)
     atomic_write_bytes(out, text.encode("utf-8"))
@@ -280,7 +291,8 @@ def report_unused(rows: list[InputRow], results: list[TaggedTweet]) -> int:
     return len(unreadable)
 
 
-def tag_rows(tagger: Tagger, rows: list[InputRow], source: Path, batch_size: int) -> list[TaggedTweet]:
+def tag_rows(tagger: Tagger, rows: list[InputRow], source: Path, batch_size: int, *, scores: bool = True,
+             marginals: bool = False) -> list[TaggedTweet]:
     """Tag rows in order; an image that cannot be decoded is reported with its input line."""
     from comipn_prep.images import ImageLoadError
 
@@ -290,7 +302,7 @@ def tag_rows(tagger: Tagger, rows: list[InputRow], source: Path, batch_size: int
     try:
         return tagger(texts, images if tagger.uses_images else None,
                       crops=crops if tagger.uses_images else None, batch_size=batch_size,
-                      return_crop_images=False)
+                      return_crop_images=False, scores=scores, marginals=marginals)
     except ImageLoadError as err:
         lines = [row.line for row in rows if str(row.image) == err.path or
                  any(str(c) == err.path for c in row.crops or [])]
@@ -311,7 +323,9 @@ def format_output(rows: list[InputRow], results: list[TaggedTweet], fmt: str, co
         item = {"id": row.id}
         if conll is not None:
             item["imgid"] = row.id
-        item.update(tokens=res.tokens, tags=res.tags, entities=res.entities)
+        item.update(text=res.text, tokens=res.tokens, tags=res.tags, entities=res.entities)
+        if res.marginals is not None:
+            item["marginals"] = res.marginals
         if row.gold is not None:
             item["gold"] = row.gold
         if with_crops:

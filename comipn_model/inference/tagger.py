@@ -9,6 +9,7 @@ CLIP; models with images load them on first need only, so tagging with prepared 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -22,6 +23,7 @@ from comipn_prep.devices import resolve_device
 
 from comipn_model.data.batch import WordBatcher
 from comipn_model.data.features import ImageFeatures, stack_visual
+from comipn_model.inference.entities import entities_of, joined, token_offsets
 from comipn_model.network.config import CoMIPNConfig
 from comipn_model.network.precision import autocast
 from comipn_model.network.text_encoder import check_text_model_ref
@@ -43,26 +45,40 @@ NO_IMAGE = "no image given"
 
 @dataclass
 class TaggedTweet:
-    """One tweet's tags. ``crops``: what grounding chose (box, phrase, scores) or the prepared crop
+    """One tweet's tags. ``entities``: ``entity_group``, ``score``, ``word``, ``start``/``end`` (characters
+    of ``text``), ``token_start``/``token_end`` (:mod:`comipn_model.inference.entities`). ``text``: the
+    input as given (for tokens given, the tokens joined by spaces); ``offsets``: each token's characters
+    in it. ``marginals`` (when asked for): per token ``{label: P(label)}``, None for a word ``max_seq`` cut.
+    ``crops``: what grounding chose (box, phrase, scores) or the prepared crop
     files, each with ``"used"`` (False, with a ``"reason"``, for a missing or unreadable file: masked);
     ``crop_images``: the crops themselves (PIL), when made in memory. ``image_used``: whether the tweet's
     image reached the model (None for a text-only model), ``image_reason`` why not."""
 
     tokens: list[str]
     tags: list[str]
-    entities: list[dict]  # {"type", "start", "end" (exclusive), "text"}
+    entities: list[dict]
     crops: list[dict] = field(default_factory=list)
     crop_images: list = field(default_factory=list, repr=False)
     image_used: bool | None = None
     image_reason: str | None = None  # "no image given", "missing: ...", "unreadable: <status>: <reason>"
+    text: str = ""
+    offsets: list[tuple[int, int]] = field(default_factory=list, repr=False)
+    marginals: list[dict[str, float] | None] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        return {"tokens": self.tokens, "tags": self.tags, "entities": self.entities, "crops": self.crops,
-                "image_used": self.image_used, "image_reason": self.image_reason}
+        out = {"text": self.text, "tokens": self.tokens, "offsets": [list(o) for o in self.offsets],
+               "tags": self.tags, "entities": self.entities, "crops": self.crops,
+               "image_used": self.image_used, "image_reason": self.image_reason}
+        if self.marginals is not None:
+            out["marginals"] = self.marginals
+        return out
 
+    def to_doc(self, nlp):
+        """This tweet as a spaCy ``Doc`` (``doc.text`` is :attr:`text`, ``doc.ents`` the entities);
+        ``nlp``: any pipeline (``spacy.blank("en")``) or its ``Vocab``. See :mod:`comipn_model.inference.spacy_doc`."""
+        from comipn_model.inference.spacy_doc import make_doc
 
-def entities_of(tokens: Sequence[str], tags: Sequence[str]) -> list[dict]:
-    return [{"type": t, "start": s, "end": e, "text": " ".join(tokens[s:e])} for t, s, e in entity_spans(tags)]
+        return make_doc(nlp, self.text, self.offsets, self.entities)
 
 
 def recorded_in(loaded: LoadedModel, field_name: str) -> str:
@@ -132,6 +148,8 @@ def batch_order(lengths: Sequence[int]) -> list[int]:
 class _Item:
     index: int
     tokens: list[str]
+    text: str = ""
+    offsets: list = field(default_factory=list)
     image: Any = None  # path, PIL image or None
     crops: list | None = None  # prepared crops (paths / PIL); None: ground when there is an image
 
@@ -278,13 +296,14 @@ class Tagger:
     # -- tagging --------------------------------------------------------------------------------------
     def __call__(self, texts: Sequence[str | Sequence[str]], images: Sequence[ImageLike] | None = None, *,
                  crops: Sequence[Sequence[ImageLike] | None] | None = None, batch_size: int = 32,
-                 return_crop_images: bool = True) -> list[TaggedTweet]:
+                 return_crop_images: bool = True, scores: bool = True, marginals: bool = False) -> list[TaggedTweet]:
         """Tag tweets: raw strings (tokenised like the Twitter datasets) or token lists.
 
         ``images``: per tweet a path, a PIL image or None. ``crops``: per tweet its prepared crops
         (paths / PIL) or None to ground the image on the fly. Both are ignored by text-only models.
         ``return_crop_images=False`` drops the crops' pixels from the results (long inputs: memory).
-        Results come back in input order."""
+        ``scores``: each entity's exact span probability (``False``: ``"score": None``, a little faster);
+        ``marginals``: each token's label probabilities too. Results come back in input order."""
         from comipn_prep.nps.tokenize import tokenize_tweet
 
         if isinstance(texts, (str, bytes)):
@@ -301,20 +320,32 @@ class Tagger:
                     raise FileNotFoundError(f"image {image} (tweet {i + 1}): no such file")
         items = []
         for i, text in enumerate(texts):
-            tokens = tokenize_tweet(text) if isinstance(text, str) else [str(t) for t in text]
-            item = _Item(i, tokens)
+            if isinstance(text, str):
+                tokens = tokenize_tweet(text)
+                item = _Item(i, tokens, text, token_offsets(text, tokens))
+            else:
+                tokens = [str(t) for t in text]
+                item = _Item(i, tokens, *joined(tokens))
             if self.uses_images:
                 item.image = images[i] if images is not None else None
                 item.crops = list(crops[i]) if crops is not None and crops[i] is not None else None
             items.append(item)
-        return self._tag(items, batch_size, return_crop_images)
+        return self._tag(items, batch_size, return_crop_images, scores, marginals)
 
-    def _tag(self, items: Sequence[_Item], batch_size: int, keep_pixels: bool = True) -> list[TaggedTweet]:
+    def to_spacy(self, nlp, texts: Sequence[str | Sequence[str]], images: Sequence[ImageLike] | None = None,
+                 **options) -> list:
+        """Tag ``texts`` (as :meth:`__call__`, with ``options``) and return one spaCy ``Doc`` per tweet,
+        ``doc.ents`` set: :meth:`TaggedTweet.to_doc`."""
+        return [result.to_doc(nlp) for result in self(texts, images, **options)]
+
+    def _tag(self, items: Sequence[_Item], batch_size: int, keep_pixels: bool = True, scores: bool = True,
+             marginals: bool = False) -> list[TaggedTweet]:
         results: list[TaggedTweet | None] = [None] * len(items)
         for item in items:
             if not item.tokens:
                 results[item.index] = TaggedTweet([], [], [], image_used=False if self.uses_images else None,
-                                                  image_reason="no token to tag" if self.uses_images else None)
+                                                  image_reason="no token to tag" if self.uses_images else None,
+                                                  text=item.text, marginals=[] if marginals else None)
         todo = [it for it in items if it.tokens]
         tokenised = self.batcher.tokenise([it.tokens for it in todo])  # once, for every batch
         order = batch_order([len(t.input_ids) for t in tokenised])
@@ -326,11 +357,43 @@ class Tagger:
             visual, crop_info, crop_images, marks = self._visual(batch)
             encoded = self.batcher.collate([tokenised[i] for i in picked], visual=visual).to(self.device)
             with torch.inference_mode(), self._autocast():
-                tags = self.model.decode(encoded)
+                emissions = self.model.emissions(encoded)
+                tags = self.model.decode(encoded, emissions)
+            span_scores, token_probs = self._probabilities(emissions, encoded.word_mask, tags, scores, marginals)
             for k, (it, row) in enumerate(zip(batch, tags)):
-                results[it.index] = TaggedTweet(it.tokens, row, entities_of(it.tokens, row), crop_info[k],
-                                                crop_images[k] if keep_pixels else [], *marks[k])
+                results[it.index] = TaggedTweet(
+                    it.tokens, row, entities_of(it.text, it.offsets, row, span_scores[k]), crop_info[k],
+                    crop_images[k] if keep_pixels else [], *marks[k], text=it.text, offsets=it.offsets,
+                    marginals=token_probs[k])
         return results  # type: ignore[return-value]
+
+    def _probabilities(self, emissions: torch.Tensor, word_mask: torch.Tensor, tags: list[list[str]],
+                       scores: bool, marginals: bool) -> tuple[list, list]:
+        """Per tweet of a batch, its entities' span probabilities and its tokens' marginals (None where
+        not asked for), from one forward-backward pass of the CRF (fp64: fp32 leaves sums 1e-5 off 1)."""
+        rows = len(tags)
+        if not (scores or marginals):
+            return [None] * rows, [None] * rows
+        crf = self.model.crf
+        emissions = emissions.double()
+        with torch.inference_mode(), torch.autocast(emissions.device.type, enabled=False):
+            tables = crf.forward_backward(emissions, word_mask)
+            span_scores: list = [None] * rows
+            if scores:
+                spans = [(b, first, stop, kind) for b, row in enumerate(tags)
+                         for kind, first, stop in entity_spans(row)]
+                logp = crf.span_log_probs(emissions, word_mask, spans, tables).tolist()
+                span_scores = [[] for _ in range(rows)]
+                for (b, *_), value in zip(spans, logp):
+                    span_scores[b].append(min(1.0, math.exp(value)))
+            token_probs: list = [None] * rows
+            if marginals:
+                probs = crf.marginals(emissions, word_mask, tables).cpu().tolist()
+                lengths = (tables.lengths * tables.rows).tolist()
+                labels = self.config.labels
+                token_probs = [[dict(zip(labels, probs[b][w])) if w < lengths[b] else None for w in range(len(row))]
+                               for b, row in enumerate(tags)]
+        return span_scores, token_probs
 
     def _autocast(self):
         # auto: bf16 on CUDA only, as training's evaluation runs (the same tags as its test predictions).
@@ -438,9 +501,10 @@ class Tagger:
         return out
 
     # -- saving ---------------------------------------------------------------------------------------
-    def save_pretrained(self, out_dir: str | os.PathLike, *, force: bool = False) -> Path:
-        """Write this model as an exported folder (config.json, model.safetensors, text_encoder/, README.md)."""
-        return write_exported(self.model, self._loaded, out_dir, force=force)
+    def save_pretrained(self, out_dir: str | os.PathLike, *, force: bool = False, license: str | None = None) -> Path:
+        """Write this model as an exported folder (config.json, model.safetensors, text_encoder/, README.md);
+        ``license``: the model card's (a Hub license id)."""
+        return write_exported(self.model, self._loaded, out_dir, force=force, license=license)
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
                     commit_message: str = "Upload comipn tagger") -> str:

@@ -1,14 +1,22 @@
-"""Linear-chain CRF over words with BIO constraints (pytorch-crf underneath).
+"""Linear-chain CRF over words with BIO constraints (pytorch-crf underneath), with exact marginals.
 
 Forbidden transitions (``I-X`` after ``O`` or after another type, ``I-X`` at the start) are fixed to a
 large negative score in training and decoding alike, so the model learns under the constraint it is
 decoded with (AllenNLP CrfTagger style) and weight decay can never wear the constraint away.
+
+pytorch-crf has no marginals: :meth:`BIOCRF.forward_backward` runs the forward and backward passes in
+log space over the same masked scores, giving token marginals (:meth:`BIOCRF.marginals`) and the exact
+probability that a span is one whole entity (:meth:`BIOCRF.span_log_probs`): ``exp(Z_span - Z)``, with
+``Z_span`` the normaliser over the paths that tag ``B-X`` at its first word, ``I-X`` on the rest, and no
+``I-X`` right after it. The B- marginal alone is no such probability: it counts paths that continue
+the entity past the span or end it early.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
@@ -152,6 +160,114 @@ class BIOCRF(CRF):
         with self._masked_once():
             paths = self.decode(emissions, mask=crf_mask)
         return [path if keep else [] for path, keep in zip(paths, rows.tolist())]
+
+    # -- probabilities ------------------------------------------------------------------------------
+    def _scores(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (self.start_transitions.to(dtype), self.transitions.to(dtype), self.end_transitions.to(dtype))
+
+    @torch.no_grad()
+    def forward_backward(self, emissions: torch.Tensor, mask: torch.Tensor) -> Tables:
+        """Both tables of a batch (``emissions (B, T, C)``, ``mask (B, T)`` on for each row's words, a
+        prefix), in at least fp32 (fp64 emissions stay fp64)."""
+        crf_mask, rows = _crf_mask(mask)
+        dtype = torch.promote_types(emissions.dtype, torch.float32)
+        em = emissions.to(dtype)
+        start, trans, end = self._scores(dtype)
+        batch, width, _ = em.shape
+        lengths = crf_mask.sum(1)
+        alpha = torch.empty_like(em)
+        alpha[:, 0] = start + em[:, 0]
+        for t in range(1, width):  # past a row's end the values are never read
+            alpha[:, t] = torch.logsumexp(alpha[:, t - 1, :, None] + trans, dim=1) + em[:, t]
+        beta = torch.empty_like(em)
+        beta[:, width - 1] = end
+        last = (lengths - 1)[:, None]
+        for t in range(width - 2, -1, -1):
+            step = torch.logsumexp(trans + (em[:, t + 1] + beta[:, t + 1])[:, None, :], dim=2)
+            beta[:, t] = torch.where(last <= t, end, step)
+        final = alpha[torch.arange(batch, device=em.device), lengths - 1]
+        log_z = torch.logsumexp(final + end, dim=1)
+        return Tables(alpha, beta, log_z, em, lengths, rows)
+
+    @torch.no_grad()
+    def marginals(self, emissions: torch.Tensor, mask: torch.Tensor, tables: Tables | None = None) -> torch.Tensor:
+        """``P(label y at word t)``, ``(B, T, C)``: each word's row sums to 1; zero past a row's words."""
+        tables = tables or self.forward_backward(emissions, mask)
+        probs = (tables.alpha + tables.beta - tables.log_z[:, None, None]).exp()
+        keep = torch.arange(probs.shape[1], device=probs.device)[None, :] < tables.lengths[:, None]
+        return probs * (keep & tables.rows[:, None])[..., None]
+
+    def _type_labels(self, kinds: Sequence[str]) -> tuple[list[int], list[int]]:
+        """Per entity type, the index of its ``B-`` label and of its ``I-`` label (-1 when there is none)."""
+        begin, inside = [], []
+        for kind in kinds:
+            if f"B-{kind}" not in self.labels:
+                raise ValueError(f"entity type {kind!r} has no B-{kind} label (labels: {self.labels})")
+            begin.append(self.labels.index(f"B-{kind}"))
+            inside.append(self.labels.index(f"I-{kind}") if f"I-{kind}" in self.labels else -1)
+        return begin, inside
+
+    @torch.no_grad()
+    def span_log_probs(self, emissions: torch.Tensor, mask: torch.Tensor,
+                       spans: Sequence[tuple[int, int, int, str]], tables: Tables | None = None) -> torch.Tensor:
+        """``log P(words start..end-1 of row b are exactly one entity of type X)`` for each span
+        ``(b, start, end, X)`` (end exclusive), all spans at once.
+
+        ``Z_span`` is read off the two tables rather than by a second forward pass: the paths it sums
+        are free before the span (``alpha`` at ``start - 1``), fixed inside it (``B-X I-X ... I-X``), and
+        free after it except that the next word is no ``I-X`` (``beta`` at ``end``)."""
+        tables = tables or self.forward_backward(emissions, mask)
+        em = tables.emissions
+        if not spans:
+            return em.new_zeros(0)
+        device, dtype = em.device, em.dtype
+        start_t, trans, end_t = self._scores(dtype)
+        row, first, stop = (torch.tensor([s[i] for s in spans], device=device) for i in range(3))
+        if bool(((stop <= first) | (first < 0) | (stop > tables.lengths[row])).any()):
+            raise ValueError("a span must hold at least one word and lie within its row's words")
+        begin_l, inside_l = self._type_labels([s[3] for s in spans])
+        begin, inside = torch.tensor(begin_l, device=device), torch.tensor(inside_l, device=device)
+        if bool(((stop - first > 1) & (inside < 0)).any()):
+            raise ValueError("a span of more than one word needs its type's I- label")
+        inside_c = inside.clamp(min=0)
+        # left: the start transition, or every path up to the word before, into B-X
+        before = tables.alpha[row, (first - 1).clamp(min=0)]  # (S, C)
+        into = torch.logsumexp(before + trans[:, begin].T, dim=1)
+        score = torch.where(first == 0, start_t[begin], into) + em[row, first, begin]
+        # inside: B-X -> I-X -> ... -> I-X, emissions included
+        width = int((stop - first).max())
+        if width > 1:
+            at = first[:, None] + torch.arange(1, width, device=device)[None, :]  # (S, width - 1)
+            on = at < stop[:, None]
+            emitted = em[row[:, None], at.clamp(max=em.shape[1] - 1), inside_c[:, None]]
+            moves = torch.where(torch.arange(1, width, device=device)[None, :] == 1,
+                                trans[begin, inside_c][:, None], trans[inside_c, inside_c][:, None])
+            score = score + ((emitted + moves) * on).sum(1)
+        # right: the end transition, or any next label but I-X, and every path after it
+        last_label = torch.where(stop - first > 1, inside_c, begin)
+        after = stop.clamp(max=em.shape[1] - 1)
+        nxt = trans[last_label] + em[row, after] + tables.beta[row, after]  # (S, C)
+        barred = torch.zeros_like(nxt, dtype=torch.bool)
+        has_inside = inside >= 0
+        barred[has_inside.nonzero().squeeze(1), inside[has_inside]] = True
+        out = torch.logsumexp(nxt.masked_fill(barred, float("-inf")), dim=1)
+        score = score + torch.where(stop == tables.lengths[row], end_t[last_label], out)
+        return score - tables.log_z[row]
+
+
+@dataclass
+class Tables:
+    """Forward / backward tables of a batch in log space: ``alpha[b, t, y]`` sums the scores of the paths
+    over words ``0..t`` that end in ``y`` (its emission included), ``beta[b, t, y]`` those of the words
+    after ``t`` given ``y`` at ``t`` (the end transition included); ``log_z[b]`` normalises row ``b``.
+    ``lengths``: words per row (a row with none is given one dummy word; ``rows`` marks the real ones)."""
+
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    log_z: torch.Tensor
+    emissions: torch.Tensor
+    lengths: torch.Tensor
+    rows: torch.Tensor
 
 
 def _crf_mask(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

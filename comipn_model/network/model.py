@@ -217,6 +217,12 @@ class CoMIPN(nn.Module):
                             contrastive_loss=contrastive_loss, gates=encoded.gates)
 
     @torch.no_grad()
+    def emissions(self, batch: ModelBatch) -> torch.Tensor:
+        """The CRF's per-word label scores ``(B, W, C)``, fp32: what :meth:`decode` and the CRF's
+        probabilities read (computed once for both)."""
+        return self._emissions(batch)[2]
+
+    @torch.no_grad()
     def decode(self, batch: ModelBatch, emissions: torch.Tensor | None = None) -> list[list[str]]:
         """BIO label strings per word; words cut off by ``max_seq`` (no sub-token) are ``O``."""
         if emissions is None:

@@ -5,7 +5,8 @@ config.json          format, model config (labels included), the grounding / NP 
                      the checkpoint's epoch and dev F1, the run's test figures
 model.safetensors    the weights
 text_encoder/        the text encoder's config.json and tokenizer files (weights are in model.safetensors)
-README.md            a model card: what it tags, its switches, dev/test figures, how to load it
+README.md            a model card (huggingface_hub's): YAML metadata with the Hub's model-index (the run's
+                     test precision / recall / F1), what it tags, its switches, how to load it
 ```
 
 The file names follow the Hugging Face Hub's conventions (``config.json`` + ``model.safetensors``), so
@@ -38,6 +39,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ENCODER_DIR = "text_encoder"
 CARD_NAME = "README.md"
+LICENSE_KEY = "license"
 
 
 def is_exported(folder: Path) -> bool:
@@ -69,7 +71,10 @@ def read_exported(folder: Path) -> LoadedModel:
     except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"{folder / WEIGHTS_NAME}: not readable safetensors ({err})") from None
     prep = {"grounding": data.get("grounding"), "np_backend": data.get("np_backend")}
-    return LoadedModel(config, state, prep, folder, dict(data.get("training") or {}))
+    meta = dict(data.get("training") or {})
+    if data.get("license"):
+        meta[LICENSE_KEY] = data["license"]  # carried on by a re-export
+    return LoadedModel(config, state, prep, folder, meta)
 
 
 # -- writing -----------------------------------------------------------------------------------------
@@ -106,16 +111,18 @@ def check_export_target(out: Path, force: bool) -> None:
                           f"(--force replaces only an earlier export)")
 
 
-def write_exported(model, loaded: LoadedModel, out_dir: str | os.PathLike, *, force: bool = False) -> Path:
+def write_exported(model, loaded: LoadedModel, out_dir: str | os.PathLike, *, force: bool = False,
+                   license: str | None = None) -> Path:
     """Write a built network and what it was loaded with; the files are made in a temporary folder
     beside ``out_dir`` and moved in at the end (an interrupted export leaves no half folder).
     ``out_dir`` must be new, empty, or (with ``force``) an earlier export: see :func:`check_export_target`.
-    A second export to the same ``out_dir`` while this one runs is refused (:mod:`comipn_prep.folder_lock`)."""
+    A second export to the same ``out_dir`` while this one runs is refused (:mod:`comipn_prep.folder_lock`).
+    ``license``: the card's ``license`` (a Hub license id); None: an exported source's, else ``unknown``."""
     out = Path(out_dir)
     # The lock sits beside --out, not in it: an empty --out must stay empty for the check.
     with hold_folder(out.parent, export_lock_name(out), what=f"export target {out.name}"):
         check_export_target(out, force)
-        _write_into(model, loaded, out)
+        _write_into(model, loaded, out, license)
     log.info("exported %s -> %s", loaded.source, out)
     return out
 
@@ -125,7 +132,7 @@ def export_lock_name(out: Path) -> str:
     return f".{out.name}.comipn-export.lock"
 
 
-def _write_into(model, loaded: LoadedModel, out: Path) -> None:
+def _write_into(model, loaded: LoadedModel, out: Path, license: str | None = None) -> None:
     from safetensors.torch import save_file
 
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
@@ -140,12 +147,14 @@ def _write_into(model, loaded: LoadedModel, out: Path) -> None:
         trained_text_model = model_dict.pop("text_model")
         model_dict.pop("random_init", None)
         training = {**loaded.meta}
+        license = license or training.pop(LICENSE_KEY, None) or "unknown"
+        training.pop(LICENSE_KEY, None)
         training.setdefault("text_model", trained_text_model)
         training.setdefault("checkpoint", str(loaded.source))
         data = {"format": FORMAT, "format_version": FORMAT_VERSION, "comipn_version": __version__,
                 "model_type": "comipn", "text_encoder": ENCODER_DIR, "labels": loaded.config.labels,
                 "model": model_dict, "grounding": loaded.prep.get("grounding"),
-                "np_backend": loaded.prep.get("np_backend"), "training": training}
+                "np_backend": loaded.prep.get("np_backend"), "training": training, "license": license}
         (tmp / CONFIG_NAME).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         atomic_write_bytes(tmp / CARD_NAME, model_card(data).encode("utf-8"))
         out.mkdir(parents=True, exist_ok=True)
@@ -163,20 +172,86 @@ def _pct(value) -> str:
     return f"{100 * value:.2f}" if isinstance(value, (int, float)) else "n/a"
 
 
+DATASET_NAMES = {"twitter2015": "Twitter-2015", "twitter2017": "Twitter-2017", "sample": "comipn sample"}
+
+
+def encoder_shown(text_model: str | None) -> tuple[str, str | None]:
+    """How the card names the text encoder, and its ``base_model``: a Hub id as itself (and as the
+    base model); a local folder by its folder name only (the exporting machine's path says nothing to a
+    reader, and may say too much)."""
+    from comipn_prep.model_refs import classify
+
+    if not text_model:
+        return "unknown", None
+    ref = classify(text_model)
+    if ref.is_hub:
+        return text_model, text_model
+    return f"{Path(text_model).expanduser().name} (a local folder)", None
+
+
+def entity_types(labels) -> list[str]:
+    """The entity types of a BIO label set, in the label set's order."""
+    return list(dict.fromkeys(label.split("-", 1)[1] for label in labels if "-" in label))
+
+
+def card_metadata(data: dict):
+    """The card's YAML metadata as ``huggingface_hub.ModelCardData``: the Hub's ``model-index`` with the
+    run's reported test figures (seqeval micro precision / recall / F1) and dev F1, ``datasets``,
+    ``metrics``, ``base_model`` (a Hub encoder only), ``license``."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    training = data.get("training") or {}
+    test = training.get("test") or {}
+    overall = test.get("overall") or {}
+    dataset = test.get("dataset") or training.get("dataset")
+    _, base_model = encoder_shown(training.get("text_model"))
+    results = []
+    if dataset:
+        pretty = DATASET_NAMES.get(dataset, dataset)
+        common = {"task_type": "token-classification", "task_name": "Named entity recognition",
+                  "dataset_type": dataset, "dataset_name": pretty}
+        for key, name in (("f1", "F1"), ("precision", "Precision"), ("recall", "Recall")):
+            if isinstance(overall.get(key), (int, float)):
+                results.append(EvalResult(**common, dataset_split="test", metric_type=key,
+                                          metric_name=f"seqeval micro {name} (test)", metric_value=overall[key]))
+        if isinstance(training.get("dev_f1"), (int, float)):
+            results.append(EvalResult(**common, dataset_split="validation", metric_type="f1",
+                                      metric_name="seqeval micro F1 (dev, checkpoint selection)",
+                                      metric_value=training["dev_f1"]))
+    return ModelCardData(
+        model_name=f"comipn-{dataset or 'tagger'}", language="en", license=data.get("license") or "unknown",
+        library_name="comipn", pipeline_tag="token-classification", base_model=base_model,
+        datasets=[dataset] if dataset else None, metrics=["seqeval"],
+        tags=["ner", "token-classification", "multimodal", "twitter", "co-mipn"],
+        eval_results=results or None)
+
+
 def model_card(data: dict) -> str:
-    """A Hub model card (README.md with YAML front matter) from the exported config."""
+    """A Hub model card (README.md with YAML front matter, rendered by ``huggingface_hub.ModelCard``)
+    from the exported config: the labels and crops are the run's own."""
+    from huggingface_hub import ModelCard
+
     model, training = data["model"], data.get("training") or {}
     switches = [name for name in ("use_prompt", "use_dynamic_matching", "use_contrastive") if model.get(name)]
     test = training.get("test") or {}
     overall = test.get("overall") or {}
-    lines = ["---", "library_name: comipn", "pipeline_tag: token-classification",
-             "tags: [ner, multimodal, twitter, co-mipn]", "---", "",
-             f"# Co-MIPN tagger ({training.get('dataset') or 'custom data'})", "",
-             "Multimodal named entity recognition for tweets (PER, LOC, ORG, MISC): text encoder "
-             f"`{training.get('text_model')}`, switches: {', '.join(switches) or 'none (text-only BERT-CRF)'}"
+    encoder, _ = encoder_shown(training.get("text_model"))
+    types = entity_types(data.get("labels") or model.get("labels") or [])
+    aux_k = int(model.get("aux_k") or 0)
+    crops = (f"{aux_k} object crop{'s' if aux_k != 1 else ''} per tweet" if aux_k else
+             "no object crops (the whole image only)")
+    tower = model.get("matching_tower") if model.get("use_dynamic_matching") else None
+    if tower:  # dynamic matching's patches from a DINO tower, not CLIP's
+        crops += f"; dynamic matching's patches from `{encoder_shown(tower)[0]}`"
+    dataset = test.get("dataset") or training.get("dataset")
+    lines = [f"# Co-MIPN tagger ({DATASET_NAMES.get(dataset, dataset) if dataset else 'custom data'})", "",
+             f"Multimodal named entity recognition for tweets ({', '.join(types) or 'no entity type'}): text "
+             f"encoder `{encoder}`, switches: {', '.join(switches) or 'none (text-only BERT-CRF)'}"
              + (f"; vision tower `{model.get('clip_model')}` ({model.get('clip_pretrained') or 'random weights'}), "
-                f"{model.get('aux_k')} crops per tweet." if switches else "; reads no image."), "",
+                f"{crops}." if switches else "; reads no image."), "",
              "## Figures", "",
+             "Entity-level micro precision / recall / F1 (seqeval, conlleval's reading of BIO), as the run "
+             "reported them.", "",
              "| split | precision | recall | F1 |", "| --- | --- | --- | --- |",
              f"| dev (epoch {training.get('epoch')}) | | | {_pct(training.get('dev_f1'))} |",
              f"| test ({test.get('tweets', 'n/a')} tweets) | {_pct(overall.get('precision'))} | "
@@ -196,6 +271,8 @@ def model_card(data: dict) -> str:
     lines += [f"- noun phrases: `{data.get('np_backend') or 'auto'}`", "", "## Use", "", "```python",
               "from comipn_model import Tagger", "", "tagger = Tagger.from_pretrained(\"path/or/user-name\")",
               "result = tagger([\"Elon Musk visits Paris today\"], images=[\"photo.jpg\"])[0]",
-              "print(result.entities)", "```", "",
+              "for entity in result.entities:  # entity_group, score, word, start, end (characters)",
+              "    print(entity)", "```", "",
               f"Made by comipn {data['comipn_version']} (`comipn-train export`).", ""]
-    return "\n".join(lines)
+    content = f"---\n{card_metadata(data).to_yaml()}\n---\n\n" + "\n".join(lines)
+    return str(ModelCard(content))

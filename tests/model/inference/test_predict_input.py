@@ -161,3 +161,31 @@ def test_input_format_detection(tmp_path):
     for name, text in cases.items():
         (tmp_path / name).write_text(text)
     assert [detect_input_format(tmp_path / n) for n in cases] == ["jsonl", "conll", "text", "conll", "text"]
+
+
+def test_jsonl_entities_have_offsets_scores_and_marginals(models, tmp_path):
+    """Each entity's start/end index the row's "text" as written (``&amp;``, runs of spaces); scores on by
+    default, --no-scores nulls them, --marginals adds per-token probabilities (JSONL only)."""
+    texts = ["Tom &amp; Jerry  visit   NASA's HQ in New York", "  Elon Musk &gt; Paris  ", "so happy"]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    out = tmp_path / "o.jsonl"
+    result = predict("--load-path", str(models["text"]), "--input", str(src), "--out", str(out), "--marginals")
+    assert result.exit_code == 0, result.output
+    rows = read_jsonl(out)
+    tagger = Tagger.from_pretrained(models["text"], device="cpu")
+    expected = tagger(texts, marginals=True)
+    assert [r["text"] for r in rows] == texts
+    assert [r["entities"] for r in rows] == [r.entities for r in expected]
+    assert [r["marginals"] for r in rows] == [r.marginals for r in expected]
+    for row in rows:
+        for e in row["entities"]:
+            assert row["text"][e["start"]:e["end"]] == e["word"] and 0 < e["score"] <= 1
+        assert all(sum(p.values()) == pytest.approx(1, abs=1e-6) for p in row["marginals"])
+    result = predict("--load-path", str(models["text"]), "--input", str(src), "--out", str(out), "--force",
+                     "--no-scores")
+    assert result.exit_code == 0, result.output
+    assert all(e["score"] is None and "marginals" not in r for r in read_jsonl(out) for e in r["entities"])
+    result = predict("--load-path", str(models["text"]), "--input", str(src), "--out", str(tmp_path / "o.txt"),
+                     "--marginals")
+    assert result.exit_code == 2 and "--marginals needs JSONL output" in result.output

@@ -61,11 +61,12 @@ def test_raw_tweets_give_tokens_tags_and_entities(models):
     assert [r.tokens for r in results] == [tokenize_tweet(t) for t in RAW] + [[]]
     for r in results:
         assert len(r.tags) == len(r.tokens) and r.crops == []
-        spans = [(e["start"], e["end"]) for e in r.entities]
+        spans = [(e["token_start"], e["token_end"]) for e in r.entities]
         assert spans == sorted(spans)
         for e in r.entities:
-            assert r.tags[e["start"]] in (f"B-{e['type']}", f"I-{e['type']}")
-            assert e["text"] == " ".join(r.tokens[e["start"]:e["end"]])
+            assert r.tags[e["token_start"]] == f"B-{e['entity_group']}"
+            assert e["word"] == r.text[e["start"]:e["end"]]
+            assert r.offsets[e["token_start"]][0] == e["start"] and r.offsets[e["token_end"] - 1][1] == e["end"]
     # input order, whatever the batching (tweets are sorted by sub-token count inside)
     assert [r.tags for r in tagger(RAW[::-1], batch_size=1)] == [r.tags for r in results[:3]][::-1]
     assert tagger([["Elon", "Musk"]])[0].tokens == ["Elon", "Musk"]
@@ -92,8 +93,8 @@ def test_all_switches_ground_raw_pictures_on_the_fly(all_switches, tmp_path, mon
     """YOLO + CLIP (the recorded random-weight settings) choose crops; the picture and its crops reach
     the model as visual features; a tweet without a picture is masked."""
     seen = []
-    decode = all_switches.model.decode
-    monkeypatch.setattr(all_switches.model, "decode", lambda batch: seen.append(batch.visual) or decode(batch))
+    emissions = all_switches.model.emissions
+    monkeypatch.setattr(all_switches.model, "emissions", lambda batch: seen.append(batch.visual) or emissions(batch))
     images = [picture(seed=1), picture(tmp_path / "b.jpg", seed=2), None]
     results = all_switches(RAW, images=images, batch_size=8)
     assert len(seen) == 1 and seen[0] is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -123,3 +124,121 @@ def test_nll_and_its_gradients_equal_plain_torchcrf_on_the_masked_scores(seed, b
                           atol=1e-5)
     assert torch.allclose(grad(crf._parameters["end_transitions"]), grad(plain.end_transitions), atol=1e-5)
     assert crf.viterbi(emissions, mask) == plain.decode(emissions, mask=mask)
+
+
+# -- marginals and span probabilities, against enumerating every path ----------------------------------
+
+SMALL = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]  # 5 labels: 5**5 paths for 5 words
+
+
+def _random_crf(labels, gen, scale=1.0) -> BIOCRF:
+    crf = BIOCRF(labels)
+    with torch.no_grad():
+        for name in ("transitions", "start_transitions", "end_transitions"):
+            crf._parameters[name].copy_(torch.randn(crf._parameters[name].shape, generator=gen) * scale)
+    return crf
+
+
+def _path_probs(crf: BIOCRF, emissions: torch.Tensor, length: int) -> dict[tuple[int, ...], float]:
+    """Every path over one row's first ``length`` words with its probability, by enumeration (fp64)."""
+    import itertools
+
+    start, trans, end = (t.detach().double() for t in (crf.start_transitions, crf.transitions, crf.end_transitions))
+    em = emissions.double()
+    scores = {}
+    for path in itertools.product(range(len(crf.labels)), repeat=length):
+        s = start[path[0]] + em[0, path[0]] + end[path[-1]]
+        for t in range(1, length):
+            s = s + trans[path[t - 1], path[t]] + em[t, path[t]]
+        scores[path] = s
+    log_z = torch.logsumexp(torch.stack(list(scores.values())), 0)
+    return {p: float((s - log_z).exp()) for p, s in scores.items()}
+
+
+def _is_exact_span(crf: BIOCRF, path, first: int, stop: int, kind: str) -> bool:
+    labels = [crf.labels[i] for i in path]
+    return (labels[first] == f"B-{kind}" and all(lab == f"I-{kind}" for lab in labels[first + 1:stop])
+            and (stop == len(labels) or labels[stop] != f"I-{kind}"))
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), scale=st.floats(0.3, 3.0))
+def test_marginals_and_span_probabilities_equal_brute_force(seed, scale):
+    gen = torch.Generator().manual_seed(seed)
+    crf = _random_crf(SMALL, gen, scale)
+    lengths = [5, 3, 1, 0]  # padding, a one-word row and a row with no word
+    emissions = (torch.randn(len(lengths), 5, len(SMALL), generator=gen) * scale).double()
+    mask = torch.arange(5)[None, :] < torch.tensor(lengths)[:, None]
+    tables = crf.forward_backward(emissions, mask)
+    marginals = crf.marginals(emissions, mask, tables)
+    spans = [(b, i, j, kind) for b, n in enumerate(lengths) for i in range(n) for j in range(i + 1, n + 1)
+             for kind in ("PER", "LOC")]
+    logp = crf.span_log_probs(emissions, mask, spans, tables)
+    every = {b: _path_probs(crf, emissions[b], n) for b, n in enumerate(lengths) if n}
+    for b, n in enumerate(lengths):
+        if n == 0:
+            assert torch.all(marginals[b] == 0)
+            continue
+        paths = every[b]
+        want = torch.zeros(n, len(SMALL), dtype=torch.float64)
+        for path, p in paths.items():
+            want[torch.arange(n), torch.tensor(path)] += p
+        assert torch.allclose(marginals[b, :n], want, atol=1e-5)
+        assert torch.allclose(marginals[b, :n].sum(1), torch.ones(n, dtype=torch.float64), atol=1e-6)
+        assert torch.all(marginals[b, n:] == 0)
+    for (b, i, j, kind), got in zip(spans, logp.exp().tolist()):
+        want = sum(p for path, p in every[b].items()
+                   if _is_exact_span(crf, path, i, j, kind))
+        assert abs(got - want) < 1e-5, (b, i, j, kind, got, want)
+        assert 0 < got <= 1 + 1e-9
+
+
+def test_fp32_gives_the_same_as_fp64():
+    gen = torch.Generator().manual_seed(3)
+    crf = _random_crf(LABELS, gen, 2.0)
+    emissions = torch.randn(3, 7, len(LABELS), generator=gen) * 2
+    mask = torch.arange(7)[None, :] < torch.tensor([7, 4, 2])[:, None]
+    spans = [(0, 1, 3, "PER"), (1, 0, 1, "LOC"), (2, 1, 2, "MISC")]
+    got = crf.span_log_probs(emissions, mask, spans)
+    want = crf.span_log_probs(emissions.double(), mask, spans)
+    assert got.dtype == torch.float32 and torch.allclose(got.double(), want, atol=1e-4)
+    assert torch.allclose(crf.marginals(emissions, mask).sum(2)[mask], torch.ones(int(mask.sum())), atol=1e-5)
+
+
+def test_the_decoded_entities_score_highest_where_the_answer_is_known():
+    """Words 1-2 are clearly a PER and word 4 a LOC: those spans, and no other, score near 1, above every
+    other span of any type; the B- marginal of a span that runs on is no span probability."""
+    crf = BIOCRF(SMALL)
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.zero_()
+    idx = SMALL.index
+    emissions = torch.zeros(1, 6, len(SMALL))
+    for t, label in enumerate(["O", "B-PER", "I-PER", "O", "B-LOC", "O"]):
+        emissions[0, t, idx(label)] = 6.0
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    path = crf.viterbi(emissions, mask)[0]
+    from comipn_prep.conll import entity_spans
+
+    decoded = {(s, e, t) for t, s, e in entity_spans([SMALL[i] for i in path])}
+    assert decoded == {(1, 3, "PER"), (4, 5, "LOC")}
+    spans = [(0, i, j, kind) for i in range(6) for j in range(i + 1, 7) for kind in ("PER", "LOC")]
+    probs = dict(zip([(i, j, k) for _, i, j, k in spans], crf.span_log_probs(emissions, mask, spans).exp().tolist()))
+    ranked = sorted(probs, key=probs.get, reverse=True)
+    assert set(ranked[:2]) == decoded
+    assert all(probs[s] > 0.9 for s in decoded) and all(probs[s] < 0.1 for s in ranked[2:])
+    assert all(0 < p <= 1 for p in probs.values())
+    # B-PER at word 1 is as likely as ever, but "word 1 alone is a PER" is not
+    marginal = crf.marginals(emissions, mask)[0, 1, idx("B-PER")].item()
+    assert marginal > 0.9 and probs[(1, 2, "PER")] < 0.05
+
+
+def test_span_arguments_are_checked():
+    crf = BIOCRF(SMALL)
+    emissions = torch.zeros(1, 3, len(SMALL))
+    mask = torch.tensor([[True, True, False]])
+    with pytest.raises(ValueError, match="within its row"):
+        crf.span_log_probs(emissions, mask, [(0, 1, 3, "PER")])
+    with pytest.raises(ValueError, match="no B-ORG"):
+        crf.span_log_probs(emissions, mask, [(0, 0, 1, "ORG")])
+    assert crf.span_log_probs(emissions, mask, []).numel() == 0

@@ -51,9 +51,60 @@ def test_folder_contents(models, random_grounding):
     # the model card carries the run's dev and test figures
     card = (out / "README.md").read_text()
     report = json.loads((run / rf.TEST_REPORT).read_text())
-    assert card.startswith("---\nlibrary_name: comipn\n")
+    assert card.startswith("---\n")
     assert f"{100 * report['overall']['f1']:.2f}" in card and f"{100 * report['dev_f1']:.2f}" in card
     assert f"test ({report['tweets']} tweets)" in card
+
+
+def test_card_metadata_parses_and_lists_the_reported_test_figures(models):
+    """The card's YAML is what the Hub reads: model-index with the run's own test precision / recall / F1
+    (and dev F1), the dataset and split; the encoder (a local folder) by its folder name, no base_model."""
+    from huggingface_hub import ModelCard, metadata_load
+
+    out, run = models["exported"], models["run"]
+    report = json.loads((run / rf.TEST_REPORT).read_text())
+    meta = metadata_load(out / "README.md")
+    card = ModelCard.load(out / "README.md")
+    assert card.data.to_dict() == meta
+    assert meta["pipeline_tag"] == "token-classification" and meta["library_name"] == "comipn"
+    assert meta["datasets"] == ["twitter2017"] and meta["metrics"] == ["seqeval"] and meta["license"] == "unknown"
+    assert "base_model" not in meta
+    (index,) = meta["model-index"]
+    found = {}
+    for result in index["results"]:
+        assert result["task"]["type"] == "token-classification"
+        assert result["dataset"]["type"] == "twitter2017"
+        for metric in result["metrics"]:
+            found[result["dataset"]["split"], metric["type"]] = metric["value"]
+    overall = report["overall"]
+    assert found == {("test", "f1"): overall["f1"], ("test", "precision"): overall["precision"],
+                     ("test", "recall"): overall["recall"], ("validation", "f1"): report["dev_f1"]}
+    assert card.data.eval_results[0].metric_value == overall["f1"]
+    text = card.text
+    assert f"`{models['encoder'].name} (a local folder)`" in text and str(models["encoder"]) not in text
+    labels = json.loads((out / "config.json").read_text())["labels"]
+    types = list(dict.fromkeys(label[2:] for label in labels if label != "O"))
+    assert f"tweets ({', '.join(types)})" in text and "reads no image" in text
+
+
+def test_card_of_a_hub_encoder_a_run_without_crops_and_its_own_labels():
+    from huggingface_hub import ModelCard
+
+    from comipn_model.saved.exported import model_card
+
+    data = {"model": {"labels": ["O", "B-PER", "I-PER", "B-GPE", "I-GPE"], "aux_k": 0, "use_prompt": True,
+                      "clip_model": "ViT-B-32", "clip_pretrained": "openai"},
+            "labels": ["O", "B-PER", "I-PER", "B-GPE", "I-GPE"], "comipn_version": "0", "license": "apache-2.0",
+            "training": {"text_model": "bert-base-uncased", "dataset": "twitter2015", "dev_f1": 0.7, "epoch": 3}}
+    card = ModelCard(model_card(data))
+    assert card.data.base_model == "bert-base-uncased" and card.data.license == "apache-2.0"
+    assert "tweets (PER, GPE)" in card.text and "no object crops" in card.text and "3 crops" not in card.text
+    # no test report: the dev figure alone, still a valid model-index
+    assert [(r.dataset_split, r.metric_type, r.metric_value) for r in card.data.eval_results] == \
+        [("validation", "f1", 0.7)]
+    data["model"].update(aux_k=2, use_dynamic_matching=True, matching_tower="/somewhere/private/dinov2-small")
+    card = model_card(data)
+    assert "2 object crops per tweet" in card and "`dinov2-small (a local folder)`" in card and "private" not in card
 
 
 def test_round_trip_gives_the_checkpoints_tags(models):
@@ -63,7 +114,8 @@ def test_round_trip_gives_the_checkpoints_tags(models):
     want = Tagger.from_pretrained(run / rf.BEST, device="cpu")(tweets + RAW)
     got = Tagger.from_pretrained(out, device="cpu")(tweets + RAW)
     assert [r.tags for r in got] == [r.tags for r in want]
-    assert sum(len(r.entities) for r in got) > 0
+    assert [r.entities for r in got] == [r.entities for r in want]  # scores, offsets and words too
+    assert sum(len(r.entities) for r in got) > 0 and all(e["score"] is not None for r in got for e in r.entities)
 
 
 def test_round_trip_with_images_and_grounding(models, tmp_path, picture):

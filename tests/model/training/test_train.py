@@ -208,7 +208,9 @@ def test_predict_conll_and_jsonl(trained, tiny, tmp_path):
     assert all(r["gold"] == t.labels for r, t in zip(records, test))
     for r in records:
         for ent in r["entities"]:
-            assert r["tags"][ent["start"]].endswith(ent["type"])
+            assert r["tags"][ent["token_start"]] == f"B-{ent['entity_group']}"
+            assert ent["word"] == " ".join(r["tokens"][ent["token_start"]:ent["token_end"]])  # tokens given: joined
+            assert 0 < ent["score"] <= 1
     # never overwrites without --force
     result = runner.invoke(main, ["predict", "--load-path", str(trained / rf.BEST), "--input", str(unlabelled),
                                   "--out", str(out)])
