@@ -96,7 +96,10 @@ def check_invocation(words: list[str], groups: dict[str, click.Command]) -> list
         path = [prog]
         rest = iter(words[start + 1:])
         for arg in rest:
-            if arg.startswith("-") and arg != "-":
+            if arg == "--" and len(path) > 1:  # what follows goes to the program itself (ablate -- OPTIONS)
+                command, path = groups[prog], [prog]
+                ctx = command.make_context(prog, [], resilient_parsing=True)
+            elif arg.startswith("-") and arg != "-":
                 opt, eq, _ = arg.partition("=")
                 option = options_by_name(command, ctx).get(opt)
                 if option is None:

@@ -12,6 +12,8 @@ import os
 
 import click
 
+from comipn_model.cli.config_option import config_option
+from comipn_model.cli.option_types import parse_seeds
 from comipn_model.network.config import PATH_GATES
 from comipn_model.version import __version__
 from comipn_model.training.config import PRESETS, presets_help
@@ -29,21 +31,6 @@ def _default(name: str, default) -> str:
     return "; ".join(shown)
 
 
-def parse_seeds(value: str | None) -> list[int] | None:
-    """``--seeds``: a list (``1,2,3``) or a count (``5``: the seeds 1 to 5)."""
-    if value is None:
-        return None
-    try:
-        parts = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: seeds separated by commas (1,2,3) or a count (5)") from None
-    if len(parts) == 1 and "," not in value:
-        if parts[0] < 1:
-            raise click.BadParameter(f"{value!r}: a count of seeds is at least 1")
-        return list(range(1, parts[0] + 1))
-    return parts
-
-
 def _recipe(flag: str, name: str, default, type_, help_: str):
     """A recipe option whose help shows the default and each preset's value (the defaults shown by
     click alone would be the paper's only)."""
@@ -56,6 +43,7 @@ POSITIVE = click.FloatRange(0, min_open=True)
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]},
              epilog="Presets (options given on the command line win):\n\n" + presets_help())
 @click.version_option(__version__, prog_name="comipn-train")
+@config_option
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder holding <dataset>/, "
               "<dataset>_images/ and <dataset>_aux_images/ (the field's layout; HVPNeT's data/NER_data).")
 @click.option("--dataset", help="twitter2015, twitter2017 or any dataset folder under --data-root.")
@@ -145,6 +133,7 @@ def main(ctx: click.Context, **opts) -> None:
 
     \b
     comipn-train --data-root ROOT --dataset twitter2017 --preset cpu-small --text-only
+    comipn-train --config configs/twitter2017-paper.toml --data-root ROOT   # an experiment file
     comipn-train --run-dir runs/x --resume        # after Ctrl-C, a kill, or to train longer (--epochs)
     comipn-train predict --load-path runs/x/best.pt --input tweets.txt --out tagged.jsonl
     """
@@ -161,11 +150,12 @@ def main(ctx: click.Context, **opts) -> None:
 
 
 def _register() -> None:
-    from comipn_model.cli import compare_cmd, export_cmd, predict_cmd
+    from comipn_model.cli import ablate_cmd, compare_cmd, export_cmd, predict_cmd
 
     main.add_command(predict_cmd.predict)
     main.add_command(export_cmd.export)
     main.add_command(compare_cmd.compare)
+    main.add_command(ablate_cmd.ablate)
 
 
 _register()

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from comipn_model.cli.config_option import FILE_KEY
 from comipn_model.cli.errors import fail_fast
 
 log = logging.getLogger("comipn_model.cli")
@@ -26,7 +27,7 @@ MODEL_FIELDS = ["text_model", "random_init", "clip_model", "clip_pretrained", "m
                 "contrastive_weight", "contrastive_temperature", "dropout", "max_seq"]
 SWITCHES = ("use_prompt", "use_dynamic_matching", "use_contrastive")
 # Options about this invocation itself, never part of a run's config.
-_INVOCATION = {"verbose", "quiet", "no_progress", "resume", "run_dir", "force", "only_test", "load_path"}
+_INVOCATION = {"verbose", "quiet", "no_progress", "resume", "run_dir", "force", "only_test", "load_path", "config"}
 # What --resume takes; everything else comes from the run's config.json.
 _RESUME_TAKES = {"device", "epochs", "data_root", "seeds"}
 
@@ -82,8 +83,10 @@ def build_config(ctx: click.Context, opts: dict):
     model = CoMIPNConfig(**{**model_defaults, **model_opts})
     merged = {**{name: opts[name] for name in TRAIN_FIELDS}, **train_opts}
     run_dir = opts["run_dir"] or default_run_dir(opts["dataset"])
+    experiment = ctx.meta.get(FILE_KEY)
+    config_file = str(experiment.path.absolute()) if experiment is not None else None
     return TrainConfig(data_root=opts["data_root"], dataset=opts["dataset"], run_dir=run_dir, model=model,
-                       **merged)
+                       config_file=config_file, **merged)
 
 
 def resume_config(ctx: click.Context, opts: dict):

@@ -2,6 +2,7 @@
 
 ```
 config.json            the whole TrainConfig (enough to rerun)
+experiment.toml        the experiment file the options came from (--config), as given (or .yaml / .yml)
 data.json              the files the run read: sha256 and known version of each split and aux dict, and
                        the splits' warnings (valid = test, shared tweets)
 metrics.jsonl          one line per epoch: train loss, dev P/R/F1, seconds, tweets/s
@@ -47,6 +48,7 @@ TEST_PREDICTIONS = "test_predictions.txt"
 CURVES = "curves.png"
 TENSORBOARD = "tensorboard"  # event files of --report-to tensorboard
 RUN_FILES = (CONFIG, DATA, METRICS, BEST, LAST, TEST_REPORT, TEST_PREDICTIONS, CURVES)
+EXPERIMENT_FILES = ("experiment.toml", "experiment.yaml", "experiment.yml")  # the --config file, kept
 
 
 class RunFolder:
@@ -60,8 +62,8 @@ class RunFolder:
     def holds_run(self) -> bool:
         """Whether a run left files here. A lone config.json (and data.json) does not count: it is what
         a run that failed before its first checkpoint wrote, and a new run may take the folder over."""
-        return self.path.is_dir() and any(p.name not in (CONFIG, DATA) and not p.name.startswith(LOCK_NAME)
-                                          for p in self.path.iterdir())
+        return self.path.is_dir() and any(p.name not in (CONFIG, DATA, *EXPERIMENT_FILES)
+                                          and not p.name.startswith(LOCK_NAME) for p in self.path.iterdir())
 
     def check(self, *, resume: bool, force: bool) -> None:
         """Refuse, before anything is loaded or written, a new run over a run (without ``force``) or a
@@ -85,12 +87,21 @@ class RunFolder:
         """
         self.check(resume=resume, force=force)
         if not resume and self.path.is_dir():
-            for name in RUN_FILES:
+            for name in (*RUN_FILES, *EXPERIMENT_FILES):
                 self.file(name).unlink(missing_ok=True)
             tracking = self.file(TENSORBOARD)
             if tracking.is_dir():
                 shutil.rmtree(tracking)
         self.path.mkdir(parents=True, exist_ok=True)
+
+    def keep_experiment_file(self, source: str | os.PathLike | None) -> None:
+        """A copy of the experiment file the run's options came from, as ``experiment<suffix>``: the file
+        as it was when the run started (a resume keeps the first copy)."""
+        if not source or not Path(source).is_file():
+            return
+        target = self.file("experiment" + Path(source).suffix.lower())
+        if target.name in EXPERIMENT_FILES and not target.exists():
+            atomic_write_bytes(target, Path(source).read_bytes())
 
     # -- json files -----------------------------------------------------------------------------
     def write_json(self, name: str, data: dict) -> None:

@@ -78,6 +78,7 @@ class TrainConfig:
     report_to: str = "none"  # "tensorboard": loss, learning rates and dev scores as event files
     allow_missing_images: bool = False  # train although most images are missing (they are masked)
     seeds: list[int] | None = None  # one run per seed in run_dir/seed-<k>/ (comipn_model.training.seeds)
+    config_file: str | None = None  # the experiment file the options came from (--config); kept in the run folder
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -99,7 +100,8 @@ class TrainConfig:
                         clip_pretrained=_absolute_if_local(self.model.clip_pretrained, dir_ok=False),
                         matching_tower=_absolute_if_local(self.model.matching_tower, dir_ok=True))
         return replace(self, data_root=_absolute(self.data_root), run_dir=_absolute(self.run_dir),
-                       feature_cache=_absolute(self.feature_cache) if self.feature_cache else None, model=model)
+                       feature_cache=_absolute(self.feature_cache) if self.feature_cache else None,
+                       config_file=_absolute(self.config_file) if self.config_file else None, model=model)
 
 
 def _absolute(path: str) -> str:

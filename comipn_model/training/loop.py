@@ -109,6 +109,7 @@ def write_run_files(folder: rf.RunFolder, cfg: TrainConfig, data: RunData) -> No
     """What the run folder records when training starts (rank 0): the config, with absolute paths, and
     the fingerprints of the files read (``data.json``)."""
     folder.write_json(rf.CONFIG, cfg.to_dict())
+    folder.keep_experiment_file(cfg.config_file)
     folder.write_json(rf.DATA, data.files)
 
 

@@ -48,7 +48,7 @@ def check_folder(cfg: TrainConfig, *, resume: bool, force: bool) -> None:
         return
     if folder.path.exists() and not folder.path.is_dir():
         raise FileExistsError(f"{folder.path} is a file, not a run folder")
-    held = [p.name for p in folder.path.iterdir() if p.name not in (rf.CONFIG,)
+    held = [p.name for p in folder.path.iterdir() if p.name not in (rf.CONFIG, *rf.EXPERIMENT_FILES)
             and not p.name.startswith(".")] if folder.path.is_dir() else []
     if held and not force:
         raise FileExistsError(f"{folder.path} already holds {', '.join(sorted(held)[:4])}: pass --resume to "
@@ -110,6 +110,7 @@ def train_seeds(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         check_folder(cfg, resume=resume, force=force)
         folder.path.mkdir(parents=True, exist_ok=True)
         folder.write_json(rf.CONFIG, cfg.to_dict())  # what --resume reads back (seeds included)
+        folder.keep_experiment_file(cfg.config_file)
     for seed in cfg.seeds:
         child = rf.RunFolder(seed_folder(cfg.run_dir, seed))
         if child.file(rf.TEST_REPORT).is_file() and (resume or not force):

@@ -53,7 +53,7 @@ class ProbeRuns:
 
 
 def wanted_seeds(seeds: str) -> list[int]:
-    from comipn_model.cli import parse_seeds
+    from comipn_model.cli.option_types import parse_seeds
 
     return parse_seeds(seeds)
 

@@ -82,6 +82,20 @@ def test_example_without_image_equals_the_text_only_path(minilm, minilm_path, tw
     assert model.decode(batch)[1] == model.decode(text_only)[1]
 
 
+def test_contrastive_alone_tags_without_reading_the_picture(minilm, minilm_path, tweets):
+    """Contrastive aggregation alone is a training loss only: the tags are the text path's whatever the
+    pictures (why it cannot carry the image on a probe whose text does not predict its picture)."""
+    model = build(minilm, minilm_path, use_prompt=False, use_dynamic_matching=False, use_contrastive=True).eval()
+    pictured = encode(model, tweets[:3], [[features(i), features(i + 10)] for i in range(3)])
+    other = encode(model, tweets[:3], [[features(i + 50)] for i in range(3)])
+    text_only = copy.copy(pictured)
+    text_only.visual = None
+    with torch.no_grad():
+        a, b, plain = model(pictured), model(other), model(text_only)
+    assert torch.equal(a.emissions, b.emissions) and torch.equal(a.emissions, plain.emissions)
+    assert a.contrastive_loss is not None and not torch.equal(a.contrastive_loss, b.contrastive_loss)  # it sees them
+
+
 @pytest.mark.parametrize("separate", [False, True], ids=["shared", "separate"])
 def test_one_backward_reaches_every_trainable_parameter(minilm, minilm_path, tweets, separate):
     model = build(minilm, minilm_path, **ALL_ON, separate_path_encoders=separate).train()

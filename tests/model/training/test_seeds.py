@@ -10,7 +10,8 @@ import statistics
 import pytest
 from click.testing import CliRunner
 
-from comipn_model.cli import main, parse_seeds
+from comipn_model.cli import main
+from comipn_model.cli.option_types import parse_seeds
 from comipn_model.network.config import CoMIPNConfig
 from comipn_model.saved import run_folder as rf
 from comipn_model.training import seeds as seeds_module

@@ -291,20 +291,37 @@ def test_all_switches_with_and_without_images(tiny, tmp_path, caplog):
     assert state["visual_norm.cls_mean"].abs().sum() > 0 and (state["visual_norm.cls_std"] > 0).all()
 
 
-def test_run_script_passes_the_paper_preset(tiny, tmp_path, repo_root):
-    """bin/run_twitter17.sh: the paper preset, the data root as argument, extra options passed through."""
-    import subprocess
-    import sys
+def test_the_paper_recipe_file_trains_with_the_paper_preset(tiny, tmp_path, repo_root):
+    """configs/twitter2017-paper.toml (was bin/run_twitter17.sh): the paper preset and the dataset from the
+    file, the data root and the rest on the command line, which wins over the file."""
+    from click.testing import CliRunner
 
-    script = repo_root / "bin" / "run_twitter17.sh"
-    env = {**__import__("os").environ, "PYTHON": sys.executable, "DEVICE": "cpu"}
-    proc = subprocess.run([str(script), str(tiny["root"]), str(tmp_path / "run"), "--text-model", tiny["encoder"],
-                           "--random-init", "--text-only", "--epochs", "1"], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    from comipn_model.cli import main
+
+    recipe = repo_root / "configs" / "twitter2017-paper.toml"
+    result = CliRunner().invoke(main, ["--config", str(recipe), "--data-root", str(tiny["root"]), "--text-model",
+                                       tiny["encoder"], "--random-init", "--text-only", "--epochs", "1", "--device",
+                                       "cpu", "--run-dir", str(tmp_path / "run"), "-q"])
+    assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "run" / rf.CONFIG).read_text())
     assert config["preset"] == "paper" and config["batch_size"] == 8 and config["lr"] == 3e-5
+    assert config["dataset"] == "twitter2017" and config["device"] == "cpu"
     assert config["epochs"] == 1 and config["model"]["text_model"] == tiny["encoder"]
     assert (tmp_path / "run" / rf.TEST_REPORT).is_file()
-    usage = subprocess.run([str(script)], capture_output=True, text=True)
-    assert usage.returncode == 2 and "DATA_ROOT" in usage.stderr
+    assert (tmp_path / "run" / "experiment.toml").read_text() == recipe.read_text()
+
+
+def test_every_recipe_file_resolves(repo_root):
+    """Each file in configs/ is a valid experiment: known options of valid values, a preset or recipe."""
+    from comipn_model.cli import main
+    from comipn_model.cli.train_cmd import build_config
+
+    recipes = sorted((repo_root / "configs").glob("*.toml"))
+    assert len(recipes) >= 5
+    presets = set()
+    for recipe in recipes:
+        ctx = main.make_context("comipn-train", ["--config", str(recipe), "--data-root", "ROOT"])
+        cfg = build_config(ctx, ctx.params)
+        assert cfg.dataset in ("twitter2015", "twitter2017") and cfg.config_file == str(recipe), recipe
+        presets.add(cfg.preset)
+    assert {"paper", "cpu-small", "roberta-large", "xlm-roberta-large"} <= presets

@@ -1,5 +1,0 @@
-#!/usr/bin/env bash
-# Co-MIPN on Twitter-2017 with the paper's recipe on a GPU (see bin/_run_paper.sh). Usage:
-#   bin/run_twitter17.sh DATA_ROOT [RUN_DIR] [extra comipn-train options...]
-DATASET=twitter2017
-source "$(dirname "$0")/_run_paper.sh"
