@@ -295,3 +295,44 @@ def lock_holder():
     yield start
     for holder in started:
         holder.stop(signal.SIGKILL)
+
+
+# -- Twitter-GMNER-shaped folders ------------------------------------------------------------------------
+
+def voc_xml(objects, filename: str = "image.jpg", size=(640, 480)) -> str:
+    """A Pascal VOC annotation as labelImg writes one: ``objects`` are ``(name, (x1, y1, x2, y2))``."""
+    parts = [f"<annotation>\n\t<folder>images</folder>\n\t<filename>{filename}</filename>\n\t<size>\n"
+             f"\t\t<width>{size[0]}</width>\n\t\t<height>{size[1]}</height>\n\t\t<depth>3</depth>\n\t</size>\n"]
+    for name, box in objects:
+        coords = "".join(f"\t\t\t<{k}>{v}</{k}>\n" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
+        parts.append(f"\t<object>\n\t\t<name>{name}</name>\n\t\t<pose>Unspecified</pose>\n\t\t<truncated>0"
+                     f"</truncated>\n\t\t<difficult>0</difficult>\n\t\t<bndbox>\n{coords}\t\t</bndbox>\n\t</object>\n")
+    return "".join(parts) + "</annotation>\n"
+
+
+@pytest.fixture(scope="session")
+def make_gmner_folder():
+    """``make_gmner_folder(folder, splits)``: a folder shaped as the Twitter-GMNER release (``txt/<split>.txt``,
+    ``xml/<imgid>.xml``). ``splits``: ``{"test": [(imgid, [(token, label), ...], [(name, box), ...]), ...]}``
+    (split names as the release spells them: train, dev, test); a tweet with ``None`` for its objects gets
+    no XML file. Returns ``folder``."""
+    from comipn_prep.conll import Tweet, write_conll
+
+    def make(folder: Path, splits: dict) -> Path:
+        (folder / "xml").mkdir(parents=True, exist_ok=True)
+        for split, tweets in splits.items():
+            rows = []
+            for imgid, tagged, objects in tweets:
+                rows.append(Tweet(imgid, [t for t, _ in tagged], [lab for _, lab in tagged]))
+                if objects is not None:
+                    (folder / "xml" / f"{imgid}.xml").write_text(voc_xml(objects, f"{imgid}.jpg"), encoding="utf-8")
+            write_conll(folder / "txt" / f"{split}.txt", rows)
+        return folder
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def voc_annotation():
+    """``voc_annotation(objects, filename="image.jpg", size=(640, 480))``: the text of a VOC XML file."""
+    return voc_xml
