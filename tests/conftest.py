@@ -336,3 +336,48 @@ def make_gmner_folder():
 def voc_annotation():
     """``voc_annotation(objects, filename="image.jpg", size=(640, 480))``: the text of a VOC XML file."""
     return voc_xml
+
+
+@pytest.fixture(scope="session")
+def make_gmner_release(twitter_data, make_gmner_folder):
+    """``make_gmner_release(base, sizes=(8, 6, 6), image_size=(160, 120))``: a Twitter-GMNER-shaped release
+    built from the first real Twitter-2017 tweets of each split (``base/Twitter10000``: txt/ with dev.txt,
+    xml/), every other entity boxed (its even-numbered ones, counting across the splits; the first entity
+    of a tweet with two or more also gets a second box), and a picture per tweet in ``base/images`` (random
+    blocks, PNG; Pillow). Returns ``(release folder, images folder)``."""
+    from PIL import Image
+
+    from comipn_prep.conll import entity_spans, read_conll
+
+    def make(base: Path, sizes=(8, 6, 6), image_size=(160, 120)) -> tuple[Path, Path]:
+        rng = random.Random(0)
+        images = base / "images"
+        images.mkdir(parents=True)
+        splits, k = {}, 0
+        w, h = image_size
+        for split, ours, n in zip(("train", "dev", "test"), ("train", "valid", "test"), sizes):
+            rows = []
+            for tweet in read_conll(twitter_data / "twitter2017" / f"{ours}.txt").tweets[:n]:
+                objects = []
+                spans = entity_spans(tweet.labels)
+                for j, (_, start, end) in enumerate(spans):
+                    if k % 2 == 0:
+                        x, y = rng.randrange(w // 2), rng.randrange(h // 2)
+                        objects.append((" ".join(tweet.tokens[start:end]), (x, y, x + w // 3, y + h // 3)))
+                        if j == 0 and len(spans) > 1:
+                            objects.append((" ".join(tweet.tokens[start:end]), (0, 0, w // 4, h // 4)))
+                    k += 1
+                rows.append((tweet.imgid, list(zip(tweet.tokens, tweet.raw_labels)), objects))
+                Image.fromarray(_blocks(rng, image_size)).save(images / f"{tweet.imgid}.png")
+            splits[split] = rows
+        return make_gmner_folder(base / "Twitter10000", splits), images
+
+    return make
+
+
+def _blocks(rng: random.Random, size: tuple[int, int]):
+    import numpy as np
+
+    blocks = np.array([[[rng.randrange(256) for _ in range(3)] for _ in range(size[0] // 16)]
+                       for _ in range(size[1] // 16)], dtype=np.uint8)
+    return np.kron(blocks, np.ones((16, 16, 1), dtype=np.uint8))
