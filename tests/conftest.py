@@ -130,7 +130,7 @@ def tiny_args():
 def make_checkpoint():
     """``make_checkpoint(path, encoder, *, switches=True, prep=None, seed=0, **model)``: a best.pt as
     training writes it, with random weights (quality does not matter here) and CLIP ViT-S-32; ``prep``
-    defaults to the random-weight grounding record."""
+    defaults to the random-weight grounding record; ``model`` fields win over ``switches``."""
     def make(path: Path, encoder: str | Path, *, switches: bool = True, prep: dict | None = None, seed: int = 0,
              **model) -> Path:
         import torch
@@ -138,8 +138,9 @@ def make_checkpoint():
         from comipn_model.network.config import CoMIPNConfig
         from comipn_model.network.model import CoMIPN
 
+        switched = dict(use_prompt=switches, use_dynamic_matching=switches, use_contrastive=switches)
         config = CoMIPNConfig(text_model=str(encoder), random_init=True, clip_model=CLIP, clip_pretrained=None,
-                              use_prompt=switches, use_dynamic_matching=switches, use_contrastive=switches, **model)
+                              **{**switched, **model})
         torch.manual_seed(seed)
         net = CoMIPN(config)
         with torch.no_grad():  # a CRF with strong random transitions tags something other than all-O

@@ -43,6 +43,8 @@ class PredictedEntity:
     start: int  # token span, end exclusive
     end: int
     box: Box | None = None  # None: "not in the picture"
+    box_score: float | None = None  # the linker's score of its best crop (predict JSONL), if any
+    linker: str | None = None  # the linker that gave the region (predict JSONL "box_linker")
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,10 @@ def read_predict_jsonl(path: Path) -> dict[str, PredictedTweet]:
                 raise ValueError(f"{at}: \"token_start\" / \"token_end\" must be integers, 0 <= start < end")
             box = _box(ent.get("box"), at)
             boxes += box is not None
-            entities.append(PredictedEntity(str(etype), start, end, box))
+            box_score = ent.get("box_score")
+            if box_score is not None and (not isinstance(box_score, (int, float)) or isinstance(box_score, bool)):
+                raise ValueError(f"{at}: \"box_score\" must be a number or null")
+            entities.append(PredictedEntity(str(etype), start, end, box, box_score, ent.get("box_linker")))
         tokens = obj.get("tokens")
         tweets[tweet_id] = PredictedTweet(tokens if isinstance(tokens, list) else None, entities, where)
     if tweets and not boxes:
@@ -230,6 +235,53 @@ def evaluate(predictions: str | Path, gold_folder: str | Path, split: str = "tes
             "gold_boxes": n_boxes, "unmatched_gold_boxes": len(gold.unmatched),
             "predicted_with_box": sum(e.box is not None for t in pred.values() for e in t.entities),
             "scores": {task: c.to_dict() for task, c in scores.items()}}
+
+
+def choose_none_threshold(predictions: str | Path, gold_folder: str | Path, split: str = "valid") -> dict:
+    """The "none" threshold of a region linker that gets most regions right on ``split`` (dev), from
+    predictions made without one (every entity with a candidate crop keeps its best box and its
+    ``box_score``). Counted over the correctly tagged entities (span and type): below the threshold an
+    entity is "none". Returns the threshold (None: never "none"), the linker, and the regions right before
+    and after."""
+    gold = read_gmner_split(gold_folder, split)
+    pred = read_predictions(predictions)
+    samples, linkers = [], set()
+    for tweet_id, g in gold.tweets.items():
+        by_span = {(e.start, e.end): e for e in g.entities}
+        for p in pred.get(tweet_id, PredictedTweet(None, [], "")).entities:
+            linkers.add(p.linker)
+            e = by_span.get((p.start, p.end))
+            if e is None or e.type != p.type:
+                continue
+            if p.box is None and p.box_score is not None:
+                raise ValueError(f"{predictions}: IMGID:{tweet_id}: an entity scored {p.box_score} has no box: "
+                                 "the predictions were made with a none threshold; predict dev with "
+                                 "--none-threshold -inf (every entity keeps its best crop) to choose one")
+            samples.append((p.box_score, p.box is not None and region_matches(p.box, e.boxes), not e.boxes))
+    linkers.discard(None)
+    if len(linkers) != 1:
+        raise ValueError(f"{predictions}: " + ("no entity has a region (\"box_linker\"): predict with --linker"
+                                               if not linkers else f"regions of several linkers {sorted(linkers)}"))
+    if not samples:
+        log.warning("%s: no entity tagged right (span and type) on %s: nothing to choose from; never \"none\"",
+                    predictions, split)
+    threshold, right = best_threshold(samples)
+    never = sum(gold_none if s is None else ok for s, ok, gold_none in samples)
+    return {"linker": linkers.pop(), "none_threshold": threshold, "split": split, "gold": str(gold.text_path),
+            "entities": len(samples), "regions_right": right, "regions_right_never_none": never}
+
+
+def best_threshold(samples: Sequence[tuple[float | None, bool, bool]]) -> tuple[float | None, int]:
+    """The threshold that gets most regions right, and how many. ``samples``: per entity ``(box_score,
+    box_right, gold_none)``: its best crop's score (None: no candidate crop), whether that box matches the
+    gold, whether the gold is "none". An entity is "none" when its score is below the threshold. Ties go
+    to the lowest; None: never "none"."""
+    best_t, best = None, -1
+    for t in [None, *sorted({s for s, _, _ in samples if s is not None}), math.inf]:
+        right = sum(gold_none if s is None or (t is not None and s < t) else ok for s, ok, gold_none in samples)
+        if right > best:
+            best_t, best = t, right
+    return (None if best_t is None else float(best_t)), best
 
 
 def format_scores(result: dict) -> str:

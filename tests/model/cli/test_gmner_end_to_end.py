@@ -41,12 +41,16 @@ def test_release_to_scores_from_the_command_line(tmp_path, make_gmner_release, m
         "--device", "cpu", "--run-dir", str(run_dir), "--feature-cache", str(tmp_path / "cache")]))
     assert json.loads((run_dir / "test_report.json").read_text())["tweets"] == 3
 
-    out = tmp_path / "test.jsonl"
-    _ok(CliRunner().invoke(train_main, [
-        "predict", "--load-path", str(run_dir), "--input", str(lay.text_path("test")), "--out", str(out),
-        "--images-dir", str(lay.images_dir), "--aux-dict", str(lay.dict_path("test")),
-        "--crops-dir", str(lay.crops_dir("test")), "--feature-cache", str(tmp_path / "cache"), "--device", "cpu"]))
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    def predict(split: str, *options: str) -> tuple:
+        out = tmp_path / f"{split}{len(options)}.jsonl"
+        _ok(CliRunner().invoke(train_main, [
+            "predict", "--load-path", str(run_dir), "--input", str(lay.text_path(split)), "--out", str(out),
+            "--images-dir", str(lay.images_dir), "--aux-dict", str(lay.dict_path(split)),
+            "--crops-dir", str(lay.crops_dir(split)), "--feature-cache", str(tmp_path / "cache"), "--device", "cpu",
+            *options]))
+        return out, [json.loads(line) for line in out.read_text().splitlines()]
+
+    out, rows = predict("test")
     assert len(rows) == 3 and all(row["image_used"] for row in rows)
 
     result = _ok(CliRunner().invoke(train_main, ["evaluate-gmner", str(out), str(lay.text_dir), "--json"]))
@@ -66,3 +70,24 @@ def test_release_to_scores_from_the_command_line(tmp_path, make_gmner_release, m
                 eeg += not g.boxes
     assert [scores["scores"][t]["correct"] for t in ("GMNER", "MNER", "EEG")] == [gmner, mner, eeg]
     assert scores["scores"]["MNER"]["predicted"] == sum(len(row["entities"]) for row in rows)
+
+    # regions: the model's own matching links entities to crops (boxes from grounding's manifest.csv); the
+    # "none" threshold is chosen on dev and saved with the run, where predict finds it
+    dev_out, dev_rows = predict("valid", "--linker", "matching", "--none-threshold", "-inf")
+    assert all(set(e) >= {"box", "box_score", "box_linker"} for row in dev_rows for e in row["entities"])
+    chosen = json.loads(_ok(CliRunner().invoke(train_main, [
+        "evaluate-gmner", str(dev_out), str(lay.text_dir), "--split", "dev", "--choose-none-threshold",
+        "--save-to", str(run_dir), "--json"])).stdout)
+    assert json.loads((run_dir / "regions.json").read_text())["none_threshold"] == chosen["none_threshold"]
+    out, rows = predict("test", "--linker", "matching")
+    threshold = chosen["none_threshold"]
+    for row in rows:
+        for e in row["entities"]:
+            if e["box"] is not None:  # one of the tweet's crops' boxes, at or above the threshold
+                assert e["box"] in [c["box"] for c in row["crops"]]
+                assert threshold is None or e["box_score"] >= threshold
+            else:
+                assert e["box_reason"]
+    result = _ok(CliRunner().invoke(train_main, ["evaluate-gmner", str(out), str(lay.text_dir), "--json"]))
+    boxed = sum(e["box"] is not None for r in rows for e in r["entities"])
+    assert json.loads(result.stdout)["predicted_with_box"] == boxed

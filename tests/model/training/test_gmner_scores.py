@@ -4,6 +4,7 @@ hand-made gold folder whose GMNER / MNER / EEG figures are worked out by hand be
 from __future__ import annotations
 
 import json
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from click.testing import CliRunner
 
 from comipn_prep.gmner import GroundedEntity
 from comipn_model.cli import main
-from comipn_model.training.gmner_scores import PredictedEntity, iou, read_predictions, region_matches, score
+from comipn_model.saved.regions_record import read_regions
+from comipn_model.training.gmner_scores import (PredictedEntity, best_threshold, iou, read_predictions, region_matches,
+                                                score)
 
 SQUARE = (0, 0, 100, 100)
 RIGHT = (200, 0, 300, 100)
@@ -149,3 +152,42 @@ def test_bad_gold_xml_exits_2_naming_the_file_and_line(gold_folder, predictions)
     result = CliRunner().invoke(main, ["evaluate-gmner", str(predictions), str(gold_folder)])
     assert result.exit_code == 2 and f"{gold_folder / 'xml' / 'b2.xml'}:3:" in result.output
     assert "not well-formed XML" in result.output and "Traceback" not in result.output
+
+
+def test_the_none_threshold_that_gets_most_regions_right_by_hand():
+    # (best crop's score, its box right, gold none)
+    samples = [(0.9, True, False), (0.8, False, True), (0.2, False, True), (0.7, True, False), (None, False, True)]
+    # never none: 0.9 and 0.7 right, and the one without a candidate (gold none) -> 3
+    # t = 0.7: 0.2 turns none (right) -> 4; t = 0.8: 0.7 turns none (wrong) -> 3; t = 0.9: 0.8 none (right) -> 3
+    assert best_threshold(samples) == (0.7, 4)
+    assert best_threshold([(0.5, True, False)]) == (None, 1)  # ties go to the lowest: never none
+    assert best_threshold([(0.5, False, True)]) == (math.inf, 1)  # always none
+
+
+def test_choose_none_threshold_from_dev_predictions_and_save_it(tmp_path, gold_folder):
+    tokens = {imgid: [t for t, _ in tagged] for imgid, tagged, _ in GOLD["test"]}
+    lines = []
+    for imgid, ents in {"a1": [(0, 2, "PER", RIGHT, 0.9), (3, 5, "PER", (0, 0, 100, 50), 0.6),
+                               (6, 7, "LOC", SQUARE, 0.3)],
+                        "b2": [(0, 1, "ORG", SQUARE, 0.8), (2, 3, "ORG", SQUARE, 0.7),
+                               (1, 2, "MISC", SQUARE, 0.1)]}.items():
+        lines.append(json.dumps({"imgid": imgid, "tokens": tokens[imgid], "entities": [
+            {"entity_group": t, "token_start": s, "token_end": e, "box": list(b), "box_score": sc,
+             "box_linker": "matching"} for s, e, t, b, sc in ents]}))
+    pred = tmp_path / "dev.jsonl"
+    pred.write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    result = CliRunner().invoke(main, ["evaluate-gmner", str(pred), str(gold_folder), "--split", "test",
+                                       "--choose-none-threshold", "--save-to", str(run), "--json"])
+    assert result.exit_code == 0, result.output
+    chosen = json.loads(result.stdout)
+    # correctly tagged: KD 0.9 right; LeBron 0.6 wrong (IoU 0.5); Oakland 0.3 gold none; Warriors 0.8 right;
+    # Cavaliers 0.7 gold none (MISC "beat" is no entity). Never none: 2 right. t = 0.7: Oakland none -> 3,
+    # Cavaliers? 0.7 is not below 0.7 -> wrong; t = 0.8: LeBron, Oakland, Cavaliers none -> 2 + 2 = 4 (LeBron's
+    # gold has a box: wrong either way); t = 0.9: Warriors none -> 3.
+    assert (chosen["none_threshold"], chosen["regions_right"], chosen["regions_right_never_none"]) == (0.8, 4, 2)
+    assert chosen["entities"] == 5 and chosen["linker"] == "matching"
+    assert read_regions(run)["none_threshold"] == 0.8 and read_regions(run)["split"] == "test"
+    result = CliRunner().invoke(main, ["evaluate-gmner", str(pred), str(gold_folder), "--save-to", str(run)])
+    assert result.exit_code == 2 and "--choose-none-threshold" in result.output
