@@ -191,3 +191,13 @@ def test_choose_none_threshold_from_dev_predictions_and_save_it(tmp_path, gold_f
     assert read_regions(run)["none_threshold"] == 0.8 and read_regions(run)["split"] == "test"
     result = CliRunner().invoke(main, ["evaluate-gmner", str(pred), str(gold_folder), "--save-to", str(run)])
     assert result.exit_code == 2 and "--choose-none-threshold" in result.output
+
+
+def test_the_worked_example_of_docs_grounded_md_prints_what_the_page_shows(repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)  # the page's command runs from the repository root
+    example = ["evaluate-gmner", "docs/examples/gmner/predictions.jsonl", "docs/examples/gmner"]
+    result = CliRunner().invoke(main, example)
+    assert result.exit_code == 0, result.output
+    page = (repo_root / "docs" / "grounded.md").read_text(encoding="utf-8")
+    assert f"```text\n{result.stdout}```" in page
+    _check(json.loads(CliRunner().invoke(main, [*example, "--json"]).stdout)["scores"])  # the hand count above
