@@ -56,11 +56,11 @@ from comipn_model.cli.errors import fail_fast
                    "type (--no-scores: null, a little faster).")
 @click.option("--marginals", is_flag=True,
               help="JSONL output: each token's label probabilities (\"marginals\": {label: P} per token).")
-@click.option("--linker", type=click.Choice(["matching", "clip"]),
+@click.option("--linker", type=click.Choice(["matching", "clip", "largest"]),
               help="Give each entity (JSONL) a region from the tweet's crops: \"box\" [x1, y1, x2, y2] in the image's "
                    "pixels or null (\"box_reason\" says why), \"box_score\". matching: the model's own word-to-crop "
-                   "relevance; clip: CLIP's \"a photo of <entity>\" against each crop. Prepared crops take their "
-                   "boxes from grounding's manifest.csv. [default: no regions]")
+                   "relevance; clip: CLIP's \"a photo of <entity>\" against each crop; largest: the largest crop (a "
+                   "baseline). Prepared crops take their boxes from grounding's manifest.csv. [default: no regions]")
 @click.option("--none-threshold", type=float,
               help="With --linker: below this score an entity is \"none\" (not in the picture); -inf: never. "
                    "[default: the threshold saved with the model for that linker (regions.json), else never]")

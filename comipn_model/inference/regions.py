@@ -8,6 +8,7 @@ pixels: what grounding chose on the fly, or the row of grounding's ``manifest.cs
   averaged over the entity's words; scores in [0, 1].
 - ``clip``: CLIP's cosine between ``"a photo of <entity text>"`` (the grounding prompt) and the crop, with
   the grounding's CLIP model; scores in [-1, 1].
+- ``largest``: a baseline that reads neither text nor crop: the largest crop (its area in pixels).
 
 The best-scoring crop gives the entity's ``box`` and ``box_score``; below the "none" threshold the entity
 is not in the picture (``box`` null, ``box_score`` still the best crop's, ``box_reason`` why). A crop
@@ -32,6 +33,11 @@ def pooled_scores(word_scores: Sequence[Sequence[float]], start: int, end: int) 
     if not rows:
         return []
     return [sum(row[c] for row in rows) / len(rows) for c in range(len(rows[0]))]
+
+
+def box_area(box: Sequence[float] | None) -> float:
+    """The ``largest`` baseline's score: the box's area in pixels (0 for none)."""
+    return 0.0 if box is None else float(max(box[2] - box[0], 0) * max(box[3] - box[1], 0))
 
 
 def link(scores: Sequence[float], crops: Sequence[dict], threshold: float | None) -> dict:

@@ -24,7 +24,7 @@ from comipn_prep.devices import resolve_device
 from comipn_model.data.batch import WordBatcher
 from comipn_model.data.features import ImageFeatures, stack_visual
 from comipn_model.inference.entities import entities_of, joined, token_offsets
-from comipn_model.inference.regions import link, pooled_scores
+from comipn_model.inference.regions import box_area, link, pooled_scores
 from comipn_model.network.config import CoMIPNConfig
 from comipn_model.network.precision import autocast
 from comipn_model.network.text_encoder import check_text_model_ref
@@ -516,6 +516,8 @@ class Tagger:
             rows = [r[1:1 + len(crops)] for r in relevance] if relevance is not None else []
             scores = [pooled_scores(rows, e["token_start"], e["token_end"]) if rows else [0.0] * len(crops)
                       for e in entities]
+        elif self.linker == "largest":
+            scores = [[box_area(c.get("box")) for c in crops]] * len(entities)
         else:
             scores = self._clip_scores([e["word"] for e in entities], crops, sources)
         for entity, entity_scores in zip(entities, scores):

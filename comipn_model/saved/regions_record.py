@@ -8,7 +8,7 @@ from pathlib import Path
 
 from comipn_prep.conll import atomic_write_bytes
 
-LINKERS = ("matching", "clip")
+LINKERS = ("matching", "clip", "largest")  # largest: the baseline, the largest crop
 REGIONS_FILE = "regions.json"
 
 

@@ -137,6 +137,13 @@ def test_clip_scores_the_entity_text_against_each_crop(setup, matching):
         assert e["box_score"] == pytest.approx(float(sims.max()), abs=1e-5)
 
 
+def test_the_largest_box_baseline_links_every_entity_to_the_largest_crop(setup, matching):
+    tagger = _same_model(matching, linker="largest")
+    entities = _entities(tagger(RAW, images=[setup["image"]] * 2, crops=[setup["crops"]] * 2))
+    # areas: 320 x 240 = 76800, 340 x 280 = 95200, 300 x 250 = 75000
+    assert entities and all(e["box"] == [300.0, 200.0, 640.0, 480.0] and e["box_score"] == 95200 for e in entities)
+
+
 def test_a_linker_the_model_cannot_serve_is_refused(setup, make_checkpoint, tmp_path, matching):
     with pytest.raises(ValueError, match="text-only model"):
         Tagger.from_pretrained(setup["models"]["text"], device="cpu", linker="matching")
