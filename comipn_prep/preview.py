@@ -1,4 +1,5 @@
-"""``preview``: a contact sheet of images with their kept boxes, labelled with phrase and score."""
+"""``preview``: a contact sheet of images with their kept boxes, labelled with phrase and score; or with
+each tagged entity's region (``comipn-train predict --linker`` JSONL), labelled with type, text and score."""
 
 from __future__ import annotations
 
@@ -86,6 +87,47 @@ def contact_sheet(aux_dir: Path, images_dir: Path, split: str, n: int = 16, cell
         tiles.append(_caption(draw_boxes(image, rows, cell), f"{imgid} ({len(rows)} crops)"))
     if not tiles:
         raise ValueError(f"{split_dir}: no image with crops to show (images looked up in {images_dir})")
+    return _grid(tiles)
+
+
+def entity_sheet(predictions: Path, images_dir: Path | None = None, n: int = 16, cell: int = 256) -> Image.Image:
+    """Up to ``n`` tagged tweets (predict JSONL, in file order) whose entities have a region: each image
+    with each entity's ``box`` drawn and labelled ``TYPE text box_score``, captioned with the tweet. The
+    image is the row's ``"image"``, else ``<imgid>`` looked up in ``images_dir``."""
+    from .jsonl import json_lines
+
+    tiles = []
+    for _, where, row in json_lines(Path(predictions)):
+        if len(tiles) >= n:
+            break
+        if not isinstance(row, dict) or not isinstance(row.get("entities"), list):
+            raise ValueError(f"{where}: expected a predict JSONL object with \"entities\"")
+        boxed = [e for e in row["entities"] if isinstance(e, dict) and isinstance(e.get("box"), list)]
+        if not boxed:
+            continue
+        path = Path(row["image"]) if row.get("image") else (
+            find_image(Path(images_dir), str(row.get("imgid", row.get("id")))) if images_dir else None)
+        try:
+            image = load_image(path) if path is not None else None
+        except ImageLoadError as err:
+            logger.warning("%s: %s", where, err)
+            image = None
+        if image is None:
+            logger.warning("%s: no image for this tweet (give --images)", where)
+            continue
+        rows = pd.DataFrame([{"rank": k, "phrase": f"{e.get('entity_group')} {e.get('word', '')}",
+                              "clip_score": e.get("box_score", math.nan), "det_score": math.nan,
+                              "x1": e["box"][0], "y1": e["box"][1], "x2": e["box"][2], "y2": e["box"][3]}
+                             for k, e in enumerate(boxed)])
+        rows["clip_score"] = pd.to_numeric(rows["clip_score"])
+        text = str(row.get("text", ""))
+        tiles.append(_caption(draw_boxes(image, rows, cell), text[:cell // 6]))
+    if not tiles:
+        raise ValueError(f"{predictions}: no tweet with an entity region to show (predict with --linker)")
+    return _grid(tiles)
+
+
+def _grid(tiles: list[Image.Image]) -> Image.Image:
     cols = math.ceil(math.sqrt(len(tiles)))
     rows_n = math.ceil(len(tiles) / cols)
     tw, th = tiles[0].size

@@ -130,7 +130,7 @@ def tiny_args():
 def make_checkpoint():
     """``make_checkpoint(path, encoder, *, switches=True, prep=None, seed=0, **model)``: a best.pt as
     training writes it, with random weights (quality does not matter here) and CLIP ViT-S-32; ``prep``
-    defaults to the random-weight grounding record."""
+    defaults to the random-weight grounding record; ``model`` fields win over ``switches``."""
     def make(path: Path, encoder: str | Path, *, switches: bool = True, prep: dict | None = None, seed: int = 0,
              **model) -> Path:
         import torch
@@ -138,8 +138,9 @@ def make_checkpoint():
         from comipn_model.network.config import CoMIPNConfig
         from comipn_model.network.model import CoMIPN
 
+        switched = dict(use_prompt=switches, use_dynamic_matching=switches, use_contrastive=switches)
         config = CoMIPNConfig(text_model=str(encoder), random_init=True, clip_model=CLIP, clip_pretrained=None,
-                              use_prompt=switches, use_dynamic_matching=switches, use_contrastive=switches, **model)
+                              **{**switched, **model})
         torch.manual_seed(seed)
         net = CoMIPN(config)
         with torch.no_grad():  # a CRF with strong random transitions tags something other than all-O
@@ -295,3 +296,89 @@ def lock_holder():
     yield start
     for holder in started:
         holder.stop(signal.SIGKILL)
+
+
+# -- Twitter-GMNER-shaped folders ------------------------------------------------------------------------
+
+def voc_xml(objects, filename: str = "image.jpg", size=(640, 480)) -> str:
+    """A Pascal VOC annotation as labelImg writes one: ``objects`` are ``(name, (x1, y1, x2, y2))``."""
+    parts = [f"<annotation>\n\t<folder>images</folder>\n\t<filename>{filename}</filename>\n\t<size>\n"
+             f"\t\t<width>{size[0]}</width>\n\t\t<height>{size[1]}</height>\n\t\t<depth>3</depth>\n\t</size>\n"]
+    for name, box in objects:
+        coords = "".join(f"\t\t\t<{k}>{v}</{k}>\n" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
+        parts.append(f"\t<object>\n\t\t<name>{name}</name>\n\t\t<pose>Unspecified</pose>\n\t\t<truncated>0"
+                     f"</truncated>\n\t\t<difficult>0</difficult>\n\t\t<bndbox>\n{coords}\t\t</bndbox>\n\t</object>\n")
+    return "".join(parts) + "</annotation>\n"
+
+
+@pytest.fixture(scope="session")
+def make_gmner_folder():
+    """``make_gmner_folder(folder, splits)``: a folder shaped as the Twitter-GMNER release (``txt/<split>.txt``,
+    ``xml/<imgid>.xml``). ``splits``: ``{"test": [(imgid, [(token, label), ...], [(name, box), ...]), ...]}``
+    (split names as the release spells them: train, dev, test); a tweet with ``None`` for its objects gets
+    no XML file. Returns ``folder``."""
+    from comipn_prep.conll import Tweet, write_conll
+
+    def make(folder: Path, splits: dict) -> Path:
+        (folder / "xml").mkdir(parents=True, exist_ok=True)
+        for split, tweets in splits.items():
+            rows = []
+            for imgid, tagged, objects in tweets:
+                rows.append(Tweet(imgid, [t for t, _ in tagged], [lab for _, lab in tagged]))
+                if objects is not None:
+                    (folder / "xml" / f"{imgid}.xml").write_text(voc_xml(objects, f"{imgid}.jpg"), encoding="utf-8")
+            write_conll(folder / "txt" / f"{split}.txt", rows)
+        return folder
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def voc_annotation():
+    """``voc_annotation(objects, filename="image.jpg", size=(640, 480))``: the text of a VOC XML file."""
+    return voc_xml
+
+
+@pytest.fixture(scope="session")
+def make_gmner_release(twitter_data, make_gmner_folder):
+    """``make_gmner_release(base, sizes=(8, 6, 6), image_size=(160, 120))``: a Twitter-GMNER-shaped release
+    built from the first real Twitter-2017 tweets of each split (``base/Twitter10000``: txt/ with dev.txt,
+    xml/), every other entity boxed (its even-numbered ones, counting across the splits; the first entity
+    of a tweet with two or more also gets a second box), and a picture per tweet in ``base/images`` (random
+    blocks, PNG; Pillow). Returns ``(release folder, images folder)``."""
+    from PIL import Image
+
+    from comipn_prep.conll import entity_spans, read_conll
+
+    def make(base: Path, sizes=(8, 6, 6), image_size=(160, 120)) -> tuple[Path, Path]:
+        rng = random.Random(0)
+        images = base / "images"
+        images.mkdir(parents=True)
+        splits, k = {}, 0
+        w, h = image_size
+        for split, ours, n in zip(("train", "dev", "test"), ("train", "valid", "test"), sizes):
+            rows = []
+            for tweet in read_conll(twitter_data / "twitter2017" / f"{ours}.txt").tweets[:n]:
+                objects = []
+                spans = entity_spans(tweet.labels)
+                for j, (_, start, end) in enumerate(spans):
+                    if k % 2 == 0:
+                        x, y = rng.randrange(w // 2), rng.randrange(h // 2)
+                        objects.append((" ".join(tweet.tokens[start:end]), (x, y, x + w // 3, y + h // 3)))
+                        if j == 0 and len(spans) > 1:
+                            objects.append((" ".join(tweet.tokens[start:end]), (0, 0, w // 4, h // 4)))
+                    k += 1
+                rows.append((tweet.imgid, list(zip(tweet.tokens, tweet.raw_labels)), objects))
+                Image.fromarray(_blocks(rng, image_size)).save(images / f"{tweet.imgid}.png")
+            splits[split] = rows
+        return make_gmner_folder(base / "Twitter10000", splits), images
+
+    return make
+
+
+def _blocks(rng: random.Random, size: tuple[int, int]):
+    import numpy as np
+
+    blocks = np.array([[[rng.randrange(256) for _ in range(3)] for _ in range(size[0] // 16)]
+                       for _ in range(size[1] // 16)], dtype=np.uint8)
+    return np.kron(blocks, np.ones((16, 16, 1), dtype=np.uint8))

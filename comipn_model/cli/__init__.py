@@ -150,12 +150,13 @@ def main(ctx: click.Context, **opts) -> None:
 
 
 def _register() -> None:
-    from comipn_model.cli import ablate_cmd, compare_cmd, export_cmd, predict_cmd
+    from comipn_model.cli import ablate_cmd, compare_cmd, evaluate_gmner_cmd, export_cmd, predict_cmd
 
     main.add_command(predict_cmd.predict)
     main.add_command(export_cmd.export)
     main.add_command(compare_cmd.compare)
     main.add_command(ablate_cmd.ablate)
+    main.add_command(evaluate_gmner_cmd.evaluate_gmner)
 
 
 _register()

@@ -56,6 +56,14 @@ from comipn_model.cli.errors import fail_fast
                    "type (--no-scores: null, a little faster).")
 @click.option("--marginals", is_flag=True,
               help="JSONL output: each token's label probabilities (\"marginals\": {label: P} per token).")
+@click.option("--linker", type=click.Choice(["matching", "clip", "largest"]),
+              help="Give each entity (JSONL) a region from the tweet's crops: \"box\" [x1, y1, x2, y2] in the image's "
+                   "pixels or null (\"box_reason\" says why), \"box_score\". matching: the model's own word-to-crop "
+                   "relevance; clip: CLIP's \"a photo of <entity>\" against each crop; largest: the largest crop (a "
+                   "baseline). Prepared crops take their boxes from grounding's manifest.csv. [default: no regions]")
+@click.option("--none-threshold", type=float,
+              help="With --linker: below this score an entity is \"none\" (not in the picture); -inf: never. "
+                   "[default: the threshold saved with the model for that linker (regions.json), else never]")
 @click.option("--force", is_flag=True, help="Overwrite --out.")
 @click.option("--allow-empty", is_flag=True,
               help="Write an empty --out for an input without tweets (e.g. a shard of a job array that may be "
@@ -65,13 +73,15 @@ from comipn_model.cli.errors import fail_fast
                    "masked); without it that is an error (exit 2), as it usually is a wrong folder.")
 def predict(load_path, input_, input_format, out, fmt, text_model, images_dir, aux_dict, crops_dir, feature_cache,
             clip_pretrained, matching_tower, detector, ground_clip_pretrained, conf, np_backend, batch_size, device,
-            precision, force, from_hub, trust_detector, allow_empty, allow_missing_images, scores, marginals) -> None:
+            precision, force, from_hub, trust_detector, allow_empty, allow_missing_images, scores, marginals, linker,
+            none_threshold) -> None:
     """Tag new tweets with a saved model; images are optional, and raw ones are grounded on the fly.
 
     The input is read and checked before the model loads. JSONL output gives each entity's type
     ("entity_group"), probability ("score"), text ("word") and character offsets ("start", "end") in the
-    tweet's "text"; it says per tweet whether its image was used ("image_used", and a "reason" when not)
-    and per crop likewise; unreadable files are masked and logged."""
+    tweet's "text" (with --linker also its region: "box", "box_score"); it says per tweet whether its image
+    was used ("image_used", and a "reason" when not) and per crop likewise; unreadable files are masked and
+    logged."""
     from comipn_model.inference.predict import PredictOptions, predict_file
 
     grounding = {}
@@ -91,5 +101,5 @@ def predict(load_path, input_, input_format, out, fmt, text_model, images_dir, a
                                         precision=precision, force=force, from_hub=from_hub,
                                         trust_detector=trust_detector, allow_empty=allow_empty,
                                         allow_missing_images=allow_missing_images, scores=scores,
-                                        marginals=marginals))
+                                        marginals=marginals, linker=linker, none_threshold=none_threshold))
     click.echo(f"tagged {n} tweets -> {out}")

@@ -65,6 +65,8 @@ class PredictOptions:
     allow_missing_images: bool = False  # CoNLL: tag although --images-dir holds none (or under half) of its images
     scores: bool = True  # each entity's span probability (JSONL "score"; False: null, a little faster)
     marginals: bool = False  # JSONL: each token's label probabilities ("marginals")
+    linker: str | None = None  # each entity's region from the crops: "matching" or "clip" (None: no regions)
+    none_threshold: float | None = None  # below it an entity is "none" (None: the one saved with the model)
 
 
 EMPTY_HINT = "pass --allow-empty if an empty input is expected (e.g. a shard that may hold no tweet)"
@@ -234,6 +236,8 @@ def predict_file(opts: PredictOptions) -> int:
     if opts.marginals and fmt != "jsonl":
         raise ValueError("--marginals needs JSONL output (--out ending .jsonl, or --format jsonl): CoNLL has no "
                          "room for them")
+    if opts.none_threshold is not None and not opts.linker:
+        raise ValueError("--none-threshold applies to a region linker: give --linker too")
     out = Path(opts.out)
     if out.exists() and not opts.force:
         raise FileExistsError(f"{out} exists: pass --force to overwrite it")
@@ -250,6 +254,8 @@ def predict_file(opts: PredictOptions) -> int:
 
         feature_cache = str(default_feature_cache())
     overrides = {}
+    if opts.none_threshold is not None:
+        overrides["none_threshold"] = None if opts.none_threshold == float("-inf") else opts.none_threshold
     if opts.clip_pretrained is not None:
         overrides["clip_pretrained"] = None if opts.clip_pretrained.lower() in ("", "none") else opts.clip_pretrained
     tagger = Tagger.from_pretrained(opts.load_path, opts.device, text_model=opts.text_model,
@@ -257,7 +263,7 @@ def predict_file(opts: PredictOptions) -> int:
                                     feature_cache=feature_cache, precision=opts.precision, progress=True,
                                     from_hub=opts.from_hub, trust_detector=opts.trust_detector,
                                     check_grounding=grounds_on_the_fly(kind, rows, opts),
-                                    matching_tower=opts.matching_tower, **overrides)
+                                    matching_tower=opts.matching_tower, linker=opts.linker, **overrides)
     # What needs the model (does it read images at all?), still before tagging.
     if kind == "conll":
         rows, conll = read_conll_rows(source, opts, tagger, conll)

@@ -24,6 +24,7 @@ from comipn_prep.devices import resolve_device
 from comipn_model.data.batch import WordBatcher
 from comipn_model.data.features import ImageFeatures, stack_visual
 from comipn_model.inference.entities import entities_of, joined, token_offsets
+from comipn_model.inference.regions import box_area, link, pooled_scores
 from comipn_model.network.config import CoMIPNConfig
 from comipn_model.network.precision import autocast
 from comipn_model.network.text_encoder import check_text_model_ref
@@ -33,6 +34,7 @@ from comipn_model.network.vision import FeatureCache, VisionTower
 from comipn_model.saved.exported import CONFIG_NAME, write_exported
 from comipn_model.saved.loaded import LoadedModel
 from comipn_model.saved.loader import build_network, load_source
+from comipn_model.saved.regions_record import LINKERS, read_regions
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +166,7 @@ class Tagger:
     def __init__(self, model, loaded: LoadedModel, device: torch.device, *, clip_pretrained: Any = _UNSET,
                  grounding: dict | None = None, np_backend: str | None = None,
                  feature_cache: str | os.PathLike | None = None, precision: str = "auto", progress: bool = False,
-                 trust_detector: bool = False):
+                 trust_detector: bool = False, linker: str | None = None, none_threshold: Any = _UNSET):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.model = model
@@ -184,6 +186,28 @@ class Tagger:
         self.batcher = WordBatcher(model.tokenizer, self.config.labels, self.config.max_seq)
         self._loaded = loaded
         self._tower = self._cache = self._grounder = self._np_backend = None
+        self._clip_matcher = None
+        self._crop_boxes: dict[Path, dict] = {}
+        self.linker, self.none_threshold = self._linker_settings(linker, none_threshold)
+
+    def _linker_settings(self, linker: str | None, none_threshold: Any) -> tuple[str | None, float | None]:
+        """The region linker asked for and its "none" threshold: the one given, else the one saved with the
+        model for that linker (``regions.json``), else None (the best crop always)."""
+        if linker is None:
+            return None, None
+        if linker not in LINKERS:
+            raise ValueError(f"unknown linker {linker!r}: choose {', '.join(LINKERS)}")
+        if not self.uses_images:
+            raise ValueError(f"linker {linker!r}: {self.source} is a text-only model; it reads no picture")
+        if linker == "matching" and not self.config.use_dynamic_matching:
+            raise ValueError(f"linker 'matching' reads dynamic matching's relevance, and {self.source} was trained "
+                             "without it: use linker 'clip'")
+        if none_threshold is _UNSET:
+            saved = read_regions(self.source) if Path(self.source).exists() else None
+            none_threshold = saved["none_threshold"] if saved and saved["linker"] == linker else None
+            if saved and saved["linker"] == linker:
+                log.info("regions: linker %s, none threshold %s (saved with the model)", linker, none_threshold)
+        return linker, none_threshold
 
     # -- loading --------------------------------------------------------------------------------------
     @classmethod
@@ -192,7 +216,8 @@ class Tagger:
                         np_backend: str | None = None, feature_cache: str | os.PathLike | None = None,
                         precision: str = "auto", progress: bool = False, from_hub: bool = False,
                         trust_detector: bool = False, check_grounding: bool = False,
-                        matching_tower: str | None = None) -> "Tagger":
+                        matching_tower: str | None = None, linker: str | None = None,
+                        none_threshold: Any = _UNSET) -> "Tagger":
         """Load a run folder, a ``best.pt``, an exported folder or a Hub repository id.
 
         ``text_model``: the encoder's folder (config + tokenizer) when a checkpoint's has moved.
@@ -217,7 +242,12 @@ class Tagger:
         The text encoder loads with ``trust_remote_code=False``. ``check_grounding``: make those checks
         now, before the network is built, rather than at the first raw image (predict sets it when its
         input has pictures to ground). ``matching_tower``: dynamic matching's DINO tower (Hub name or
-        folder) if not the one recorded; a recorded one is refused when it is a relative or ``~`` path."""
+        folder) if not the one recorded; a recorded one is refused when it is a relative or ``~`` path.
+        ``linker``: give each entity a region (``box``, ``box_score``, ``box_reason``) from the tweet's crops,
+        by ``"matching"`` (the model's own word-to-crop relevance) or ``"clip"`` (CLIP's "a photo of <entity>"
+        against each crop); ``none_threshold``: below it an entity is "none" (default: the threshold saved
+        for that linker with the model, ``regions.json``, else never none). See
+        :mod:`comipn_model.inference.regions`."""
         if text_model:
             check_text_model_ref(text_model, "--text-model (Tagger: text_model=)")  # before any loading
         loaded = load_source(path, from_hub=from_hub)
@@ -237,7 +267,7 @@ class Tagger:
         model = build_network(loaded, dev)
         return cls(model, loaded, dev, clip_pretrained=clip_pretrained, grounding=grounding,
                    np_backend=np_backend, feature_cache=feature_cache, precision=precision, progress=progress,
-                   trust_detector=trust_detector)
+                   trust_detector=trust_detector, linker=linker, none_threshold=none_threshold)
 
     @property
     def uses_images(self) -> bool:
@@ -354,15 +384,20 @@ class Tagger:
                           disable=not self.progress or len(starts) < 2):
             picked = order[start:start + batch_size]
             batch = [todo[i] for i in picked]
-            visual, crop_info, crop_images, marks = self._visual(batch)
+            visual, crop_info, crop_images, marks, crop_sources = self._visual(batch)
             encoded = self.batcher.collate([tokenised[i] for i in picked], visual=visual).to(self.device)
             with torch.inference_mode(), self._autocast():
                 emissions = self.model.emissions(encoded)
                 tags = self.model.decode(encoded, emissions)
+                relevance = self.model.word_image_relevance(encoded) if self.linker == "matching" else None
             span_scores, token_probs = self._probabilities(emissions, encoded.word_mask, tags, scores, marginals)
             for k, (it, row) in enumerate(zip(batch, tags)):
+                entities = entities_of(it.text, it.offsets, row, span_scores[k])
+                if self.linker is not None:
+                    self._link(entities, crop_info[k], crop_sources[k],
+                               None if relevance is None else relevance[k].tolist())
                 results[it.index] = TaggedTweet(
-                    it.tokens, row, entities_of(it.text, it.offsets, row, span_scores[k]), crop_info[k],
+                    it.tokens, row, entities, crop_info[k],
                     crop_images[k] if keep_pixels else [], *marks[k], text=it.text, offsets=it.offsets,
                     marginals=token_probs[k])
         return results  # type: ignore[return-value]
@@ -405,9 +440,9 @@ class Tagger:
         ``(image_used, reason)``: a missing or unreadable file is masked and said so, never passed as used."""
         empty: list[list] = [[] for _ in batch]
         if not self.uses_images:
-            return None, [[] for _ in batch], empty, [(None, None)] * len(batch)
+            return None, [[] for _ in batch], empty, [(None, None)] * len(batch), empty
         if all(it.image is None and not it.crops for it in batch):
-            return None, [[] for _ in batch], empty, [(False, NO_IMAGE)] * len(batch)
+            return None, [[] for _ in batch], empty, [(False, NO_IMAGE)] * len(batch), empty
         from comipn_prep.images import load_image
 
 
@@ -427,6 +462,10 @@ class Tagger:
         crop_sources: list[list] = [list(it.crops or [])[:k] for it in batch]
         crop_info: list[list[dict]] = [[{"file": None if c is None else "<image>" if _is_pil(c) else str(c)}
                                         for c in cs] for cs in crop_sources]
+        if self.linker is not None:  # a prepared crop's box: its row of grounding's manifest.csv, if any
+            for cs, info in zip(crop_sources, crop_info):
+                for c, entry in zip(cs, info):
+                    entry["box"] = self._prepared_box(c)
         crop_images: list[list] = [[c for c in cs if _is_pil(c)] for cs in crop_sources]
         if to_ground:
             grounded = self._ground_images([batch[j] for j in to_ground], decoded)
@@ -451,7 +490,71 @@ class Tagger:
                 if feat is None:
                     entry["reason"] = "missing" if src is None else reasons.get(at + c, "unreadable")
             at += 1 + len(cs)
-        return stack_visual(per_example, num_images=self.config.num_images), crop_info, crop_images, marks
+        return (stack_visual(per_example, num_images=self.config.num_images), crop_info, crop_images, marks,
+                crop_sources)
+
+    # -- regions --------------------------------------------------------------------------------------
+    def _prepared_box(self, crop) -> list | None:
+        """A crop file's box in its original image, from the manifest of the split folder above its crops
+        folder (``<aux>/<split>/manifest.csv``, as comipn-prep ground writes it); None for a crop without one."""
+        if crop is None or _is_pil(crop):
+            return None
+        from comipn_prep.grounding.manifest import crop_boxes
+
+        split_dir = Path(crop).parent.parent
+        if split_dir not in self._crop_boxes:
+            self._crop_boxes[split_dir] = crop_boxes(split_dir)
+        box = self._crop_boxes[split_dir].get(Path(crop).name)
+        return None if box is None else list(box)
+
+    def _link(self, entities: list[dict], crops: list[dict], sources: list, relevance: list | None) -> None:
+        """Give each entity its region (see :mod:`comipn_model.inference.regions`), in place."""
+        if not entities:
+            return
+        if self.linker == "matching":
+            # relevance[w]: image 0 (the picture) then the crops, in the order of ``crops``
+            rows = [r[1:1 + len(crops)] for r in relevance] if relevance is not None else []
+            scores = [pooled_scores(rows, e["token_start"], e["token_end"]) if rows else [0.0] * len(crops)
+                      for e in entities]
+        elif self.linker == "largest":
+            scores = [[box_area(c.get("box")) for c in crops]] * len(entities)
+        else:
+            scores = self._clip_scores([e["word"] for e in entities], crops, sources)
+        for entity, entity_scores in zip(entities, scores):
+            entity.update(link(entity_scores, crops, self.none_threshold), box_linker=self.linker)
+
+    def _clip_scores(self, phrases: list[str], crops: list[dict], sources: list) -> list[list[float]]:
+        """CLIP's cosine between the grounding prompt of each phrase and each usable crop with a box (the
+        grounding's CLIP model; -inf for the other crops, which are no candidates)."""
+        from comipn_prep.images import load_image
+
+        usable = [i for i, c in enumerate(crops) if c.get("box") is not None and c.get("used", True)]
+        if not usable:
+            return [[-math.inf] * len(crops) for _ in phrases]
+        matcher = self._clip()
+        pictures = [sources[i] if _is_pil(sources[i]) else load_image(sources[i]) for i in usable]
+        sims = matcher.encode_phrases(phrases) @ matcher.encode_crops(pictures).T
+        out = []
+        for row in sims.tolist():
+            scores = [-math.inf] * len(crops)
+            for i, value in zip(usable, row):
+                scores[i] = value
+            out.append(scores)
+        return out
+
+    def _clip(self):
+        """The grounding's CLIP model (the recorded one, after the same checks as grounding's), loaded once."""
+        if self._clip_matcher is None:
+            from comipn_prep.grounding.clip_matcher import ClipMatcher
+            from comipn_prep.weights import load_clip
+
+            config, _ = check_grounding_sources(self._loaded, self.grounding_overrides, True, str(self.device))
+            with torch.random.fork_rng(devices=[]):  # random weights (tests): the same model on every load
+                torch.manual_seed(0)
+                bundle = load_clip(config.clip_model, config.clip_pretrained, device=str(self.device),
+                                   flag="--ground-clip-pretrained")
+            self._clip_matcher = ClipMatcher(bundle, device=str(self.device), prompt=config.prompt)
+        return self._clip_matcher
 
     def _ground_images(self, items: Sequence[_Item], pictures: Sequence) -> list:
         from comipn_prep.grounding.driver import Loaded

@@ -21,6 +21,15 @@ def patch_relevance(text: torch.Tensor, text_mask: torch.Tensor, patches: torch.
     return sims.amax(dim=2).clamp(min=0)
 
 
+def token_image_relevance(text: torch.Tensor, patches: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
+    """``r[b, t, m] = max_v cos(text[b, t], patches[b, m, v])`` clamped at 0, 0 for a missing image: how
+    much token ``t`` finds of itself in image ``m`` (the same cosine :func:`patch_relevance` maximises over
+    tokens, here over patches). text ``(B, T, E)``, patches ``(B, M, P, E)``, image_mask ``(B, M)`` ->
+    ``(B, T, M)``."""
+    sims = torch.einsum("bte,bmpe->btmp", F.normalize(text, dim=-1), F.normalize(patches, dim=-1))
+    return sims.amax(dim=-1).clamp(min=0) * image_mask[:, None, :]
+
+
 # Smallest relevance used in the log: log(1e-4) = -9.2 leaves an unrelated image ~1e-4 of the weight.
 MIN_RELEVANCE = 1e-4
 

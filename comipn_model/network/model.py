@@ -20,7 +20,7 @@ from comipn_model.data.batch import ModelBatch, VisualInputs
 from comipn_model.network.config import CoMIPNConfig
 from comipn_model.network.contrastive import ContrastiveAggregation
 from comipn_model.network.crf import BIOCRF
-from comipn_model.network.matching import DynamicMatching
+from comipn_model.network.matching import DynamicMatching, token_image_relevance
 from comipn_model.network.matching_tower import matching_tower_dim
 from comipn_model.network.multipath import PATH_MATCHED, PATH_PROMPT, PATH_TEXT, make_gate
 from comipn_model.network.prompts import VisualPrefixPrompts
@@ -234,6 +234,25 @@ class CoMIPN(nn.Module):
             row = [labels[i] for i in path][:count]
             tags.append(row + ["O"] * (count - len(row)))
         return tags
+
+    @torch.no_grad()
+    def word_image_relevance(self, batch: ModelBatch) -> torch.Tensor | None:
+        """Dynamic matching's relevance of each word (its first sub-token's embedding, as the matching reads
+        it) to each image of the batch: ``(B, W, 1 + aux_k)`` in [0, 1], 0 for a missing image; None when
+        the model has no dynamic matching or the batch no image. Entities' regions are linked from it
+        (:mod:`comipn_model.inference.regions`)."""
+        if self.matching is None:
+            return None
+        visual = self._visual(batch)
+        if visual is None:
+            return None
+        encoder = self.encoder_for(PATH_MATCHED)
+        tokens = encoder.embeddings(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids,
+                                    position_ids=positions(encoder, batch.input_ids))
+        relevance = token_image_relevance(self.matching.text_proj(tokens), self.matching.patch_proj(visual.patches),
+                                          visual.mask).float()
+        index = batch.word_starts.unsqueeze(-1).expand(-1, -1, relevance.shape[-1])
+        return relevance.gather(1, index)
 
     # ------------------------------------------------------------------------------------ parameters
     def param_groups(self) -> dict[str, list[nn.Parameter]]:

@@ -29,6 +29,7 @@ from comipn_prep.folder_lock import hold_folder
 from comipn_model.network.multipath import PATH_TEXT
 from comipn_model.saved import run_folder as rf
 from comipn_model.saved.loaded import LoadedModel, model_config_of
+from comipn_model.saved.regions_record import REGIONS_FILE, read_regions, regions_path
 from comipn_model.version import __version__
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,9 @@ def _write_into(model, loaded: LoadedModel, out: Path, license: str | None = Non
                 "np_backend": loaded.prep.get("np_backend"), "training": training, "license": license}
         (tmp / CONFIG_NAME).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         atomic_write_bytes(tmp / CARD_NAME, model_card(data).encode("utf-8"))
+        if Path(str(loaded.source)).exists() and read_regions(loaded.source) is not None:
+            # the region linker and its dev-chosen "none" threshold go with the model
+            shutil.copyfile(regions_path(loaded.source), tmp / REGIONS_FILE)
         out.mkdir(parents=True, exist_ok=True)
         # Only the export's own entries are replaced; anything else in an earlier export stays.
         for item in sorted(tmp.iterdir()):

@@ -27,13 +27,14 @@ def _register() -> None:
     from . import extract_nps_cmd
 
     main.add_command(extract_nps_cmd.extract_nps_command)
-    from . import build_dict_cmd, ground_cmd, preview_cmd, run_cmd, verify_cmd
+    from . import build_dict_cmd, ground_cmd, import_gmner_cmd, preview_cmd, run_cmd, verify_cmd
 
     main.add_command(ground_cmd.ground)
     main.add_command(build_dict_cmd.build_dict)
     main.add_command(verify_cmd.verify)
     main.add_command(preview_cmd.preview)
     main.add_command(run_cmd.run)
+    main.add_command(import_gmner_cmd.import_gmner_command)
 
 
 _register()

@@ -132,6 +132,15 @@ def read_split_manifests(split_dir: Path) -> pd.DataFrame:
     return pd.concat(kept, ignore_index=True)
 
 
+def crop_boxes(split_dir: Path) -> dict[str, tuple[int, int, int, int]]:
+    """Each saved crop's box in its original image (``x1, y1, x2, y2``), by crop file name, from the split's
+    manifests; ``{}`` when the folder has none (crops prepared elsewhere, such as the field's released ones)."""
+    df = read_split_manifests(split_dir)
+    df = df[df["crop_file"].astype(str) != ""]
+    return {Path(str(row.crop_file)).name: (int(row.x1), int(row.y1), int(row.x2), int(row.y2))
+            for row in df.itertuples(index=False) if not any(pd.isna(v) for v in (row.x1, row.y1, row.x2, row.y2))}
+
+
 def rows_to_frame(rows: Iterable[dict]) -> pd.DataFrame:
     df = pd.DataFrame(list(rows))
     for col in COLUMNS:

@@ -60,3 +60,29 @@ def test_no_manifest_exits_2(tmp_path):
     r = CliRunner().invoke(main, ["preview", str(tmp_path), "--images", str(tmp_path), "--out",
                                   str(tmp_path / "s.png")])
     assert r.exit_code == 2 and "manifest" in r.output
+
+
+def test_entity_regions_are_drawn_from_predict_jsonl(tmp_path):
+    import json
+
+    img = tmp_path / "img"
+    img.mkdir()
+    Image.new("RGB", (200, 100), (128, 128, 128)).save(img / "t1.jpg")
+    Image.new("RGB", (200, 100), (128, 128, 128)).save(img / "t3.jpg")
+    rows = [{"id": "t1", "imgid": "t1", "text": "Kevin Durant in Oakland", "entities": [
+                {"entity_group": "PER", "word": "Kevin Durant", "box": [20, 30, 120, 90], "box_score": 0.8},
+                {"entity_group": "LOC", "word": "Oakland", "box": None, "box_score": 0.1}]},
+            {"id": "t2", "imgid": "t2", "text": "no region", "entities": [{"entity_group": "PER", "box": None}]},
+            {"id": "t3", "imgid": "t3", "text": "x", "entities": [
+                {"entity_group": "ORG", "word": "x", "box": [0, 0, 10, 10], "box_score": 0.5}]}]
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "entities.png"
+    r = CliRunner().invoke(main, ["preview", "--entities", str(pred), "--images", str(img), "--cell", "200",
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    a = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert a.shape[:2] == (214, 400)  # two tweets with a region: t1 and t3
+    assert tuple(a[14 + 50 + 60, 20]) == COLOURS[0] and tuple(a[14 + 50 + 60, 60]) == (128, 128, 128)
+    r = CliRunner().invoke(main, ["preview", str(tmp_path), "--entities", str(pred), "--out", str(out)])
+    assert r.exit_code == 2 and "one of them" in r.output

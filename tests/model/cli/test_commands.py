@@ -11,7 +11,9 @@ from click.testing import CliRunner
 
 from comipn_prep.weights import WeightsUnavailable
 from comipn_model.cli import main
+from comipn_model.cli.ablate_cmd import ablate
 from comipn_model.cli.compare_cmd import compare
+from comipn_model.cli.evaluate_gmner_cmd import evaluate_gmner
 from comipn_model.cli.errors import fail_fast
 from comipn_model.cli.export_cmd import export
 from comipn_model.cli.predict_cmd import predict
@@ -20,7 +22,7 @@ from comipn_model.network.text_encoder import TextEncoderUnavailable
 
 def test_each_subcommand_module_is_registered_under_its_name():
     assert {name: main.get_command(None, name) for name in main.list_commands(None)} == {
-        "compare": compare, "export": export, "predict": predict}
+        "compare": compare, "export": export, "predict": predict, "evaluate-gmner": evaluate_gmner, "ablate": ablate}
 
 
 @pytest.mark.parametrize("error, says", [

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from comipn_model.network.matching import MIN_RELEVANCE, DynamicMatching, patch_relevance
+from comipn_model.network.matching import MIN_RELEVANCE, DynamicMatching, patch_relevance, token_image_relevance
 
 
 def test_patch_relevance_is_the_best_real_token_cosine_clamped_at_zero():
@@ -19,6 +19,18 @@ def test_patch_relevance_is_the_best_real_token_cosine_clamped_at_zero():
     expected = torch.tensor([[[1.0, math.sqrt(0.5), 0.0, 0.0]]])
     # the third patch matches only the padding token (cosine 1); the fourth is at -0.71 to both real tokens
     assert relevance.shape == (1, 1, 4) and torch.allclose(relevance, expected)
+
+
+def test_token_image_relevance_is_each_tokens_best_patch_and_agrees_with_patch_relevance():
+    text = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    patches = torch.tensor([[[[3.0, 0.0], [1.0, 1.0]], [[-1.0, 0.0], [0.0, -1.0]], [[1.0, 0.0], [0.0, 1.0]]]])
+    image_mask = torch.tensor([[True, True, False]])
+    r = token_image_relevance(text, patches, image_mask)
+    # token 0 vs image 0: best of cos 1 and 0.71; token 1: 0.71; image 1: all cosines <= 0; image 2 missing
+    assert torch.allclose(r, torch.tensor([[[1.0, 0.0, 0.0], [math.sqrt(0.5), 0.0, 0.0]]]))
+    # the image's strength in the matching (best patch over tokens) is the best token over patches
+    strength = patch_relevance(text, torch.ones(1, 2), patches).amax(-1) * image_mask
+    assert torch.allclose(r.amax(1), strength)
 
 
 @pytest.fixture(scope="module")

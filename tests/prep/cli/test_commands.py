@@ -13,6 +13,7 @@ from comipn_prep.cli.build_dict_cmd import build_dict
 from comipn_prep.cli.errors import EXIT_BAD_INPUT, bad_input_exits
 from comipn_prep.cli.extract_nps_cmd import extract_nps_command
 from comipn_prep.cli.ground_cmd import ground
+from comipn_prep.cli.import_gmner_cmd import import_gmner_command
 from comipn_prep.cli.preview_cmd import preview
 from comipn_prep.cli.run_cmd import run
 from comipn_prep.cli.stats_cmd import stats
@@ -20,7 +21,7 @@ from comipn_prep.cli.verify_cmd import verify
 from comipn_prep.conll import ConllFormatError, Problem
 
 COMMANDS = {"build-dict": build_dict, "extract-nps": extract_nps_command, "ground": ground, "preview": preview,
-            "run": run, "stats": stats, "verify": verify}
+            "run": run, "stats": stats, "verify": verify, "import-gmner": import_gmner_command}
 
 
 def test_each_command_module_is_registered_under_its_name():
