@@ -340,9 +340,10 @@ def test_every_option_has_help_and_help_lists_each_preset():
 
 def test_every_config_field_a_user_sets_is_an_option():
     """The options train_cmd hands to TrainConfig / CoMIPNConfig are exactly their fields (the data, the
-    run folder, the preset and the labels are set apart), and each is an option of comipn-train."""
+    run folder, the preset, the experiment file and the labels are set apart), and each is an option of
+    comipn-train."""
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_root", "dataset", "run_dir", "model",
-                                                                       "preset"}
+                                                                       "preset", "config_file"}
     assert set(TRAIN_FIELDS) == train_fields
     assert set(MODEL_FIELDS) == {f.name for f in dataclasses.fields(CoMIPNConfig)} - {"labels"}
     assert set(TRAIN_FIELDS) | set(MODEL_FIELDS) <= {p.name for p in main.params}
