@@ -41,7 +41,7 @@ from comipn_model.training.distributed import (Dist, device_kind, get_rng_state,
 from comipn_model.training.evaluate import epoch_row, run_folder_lock, score_test
 from comipn_model.training.optim import group_learning_rates, make_optimizer, make_scheduler
 from comipn_model.training.preflight import RunData, check_weights, load_run_data
-from comipn_model.training.setup import fit_visual_norm, make_collator
+from comipn_model.training.setup import fill_feature_share, fit_visual_norm, make_collator
 from comipn_model.training.signals import StopRequests
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,8 @@ def train_step(net, model, batch, optimizer, scheduler, cfg: TrainConfig, device
     """One optimizer step on one batch; returns the batch's loss, a 0-d tensor on the device: it is read
     back only when logged (:class:`LossLog`), so that the host does not wait for the device every step."""
     batch = batch.to(device)
+    if cfg.compile and device.type == "cuda":
+        torch.compiler.cudagraph_mark_step_begin()  # a new step for --compile-mode reduce-overhead's graphs
     with autocast(device, cfg.amp):
         out = net(batch)
     out.loss.backward()
@@ -124,7 +126,9 @@ def train_step(net, model, batch, optimizer, scheduler, cfg: TrainConfig, device
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return out.loss.detach()
+    # A copy under --compile: CUDA graphs reuse the output's memory at the next replay, and the loss is
+    # read some steps later.
+    return out.loss.detach().clone() if cfg.compile else out.loss.detach()
 
 
 # Steps whose losses are read back from the device at once (one wait instead of one a step).
@@ -191,6 +195,9 @@ def prepare(cfg: TrainConfig, *, resume: bool = False, force: bool = False) -> R
     collate = make_collator(model, cfg.model, [data.train, data.dev, data.test], list(data.counts.values()),
                             cfg.feature_cache, device)
     if last is None:  # a resumed run has its statistics in last.pt
+        if dinfo.enabled:  # the processes fill the feature cache together, then each reads all of it
+            fill_feature_share(model, collate, data.train, dinfo.rank, dinfo.world_size)
+            dinfo.barrier()
         fit_visual_norm(model, collate, data.train)
     # A compiled step gets a few batch shapes only (dev and test are tagged by the eager model).
     train_collate = collate.padded(PAD_MULTIPLE) if cfg.compile else collate

@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import math
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -134,7 +135,9 @@ class Grounder:
         ``detector_recorded_in``: where ``config.detector`` was read from when the user did not give it
         (a model's recorded settings); then only ultralytics' own model names load, and anything else
         raises UntrustedWeights naming that place and ``trust_flag`` (see :func:`comipn_prep.weights.load_yolo`)."""
-        device = str(resolve_device(config.device))  # ultralytics and open_clip take a name
+        # Under torchrun, "auto" / "cuda" is this process's GPU (LOCAL_RANK); ultralytics and open_clip take a name.
+        local_rank = os.environ.get("LOCAL_RANK")
+        device = str(resolve_device(config.device, int(local_rank) if local_rank else None))
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         # Random weights are drawn from a fixed seed (without touching the caller's RNG), so a
