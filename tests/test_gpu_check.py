@@ -23,7 +23,8 @@ def test_cpu_rehearsal_runs_every_step(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     steps = report["steps"]
-    assert list(steps) == ["facts", "train_step", "train_300", "ground", "cache_fill"] and report["ok"]
+    assert list(steps) == ["facts", "train_step", "train_compiled", "train_300", "ground", "cache_fill"]
+    assert report["ok"]
     for name, rec in steps.items():
         assert rec["status"] == "ok" and rec["checks"] and all(rec["checks"].values()), name
         assert (tmp_path / rec["log"]).is_file()
@@ -31,6 +32,9 @@ def test_cpu_rehearsal_runs_every_step(tmp_path):
     for key in ("shared_b2", "shared_b4", "separate_b2", "separate_b4"):
         assert train[key]["tweets_per_s"] > 0 and train[key]["peak_rss_gib"] > 0
     assert train["separate_params"]["total"] > train["shared_params"]["total"]  # one encoder copy per path
+    compiled = steps["train_compiled"]["figures"]
+    assert compiled["backend"] == "eager" and compiled["b2"]["tweets_per_s"] > 0
+    assert compiled["b4"]["batch_shapes"] >= 1
     long = steps["train_300"]["figures"]
     assert long["steps"] == 15 and long["epoch_mean_train_loss"][-1] < long["epoch_mean_train_loss"][0]
     assert long["dev_f1"] is not None

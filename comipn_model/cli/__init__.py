@@ -104,6 +104,12 @@ POSITIVE = click.FloatRange(0, min_open=True)
               help="Share of the train split used.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast (default: on with CUDA).")
+@click.option("--compile/--no-compile", default=False, show_default=True,
+              help="Train through torch.compile (static shapes: train batches padded to multiples of 32 "
+                   "sub-tokens and words); the first batches of each shape compile.")
+@click.option("--compile-mode", type=click.Choice(["default", "reduce-overhead", "max-autotune"]),
+              default="default", show_default=True,
+              help="torch.compile's mode with --compile (reduce-overhead: CUDA graphs on a GPU).")
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Stop after N optimizer steps.")
 @click.option("--save-steps", type=click.IntRange(1), default=None,
               help="Also save last.pt every N optimizer steps (long epochs; it is saved after each epoch).")

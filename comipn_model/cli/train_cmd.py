@@ -19,7 +19,7 @@ log = logging.getLogger("comipn_model.cli")
 TRAIN_FIELDS = ["epochs", "batch_size", "eval_batch_size", "lr", "new_lr", "crf_lr", "weight_decay",
                 "warmup_ratio", "grad_clip", "seed", "sample_ratio", "device", "amp", "max_steps",
                 "eval_every_epoch", "bucket", "feature_cache", "save_steps", "report_to", "allow_missing_images",
-                "seeds"]
+                "seeds", "compile", "compile_mode"]
 MODEL_FIELDS = ["text_model", "random_init", "clip_model", "clip_pretrained", "matching_tower", "prompt_len",
                 "embed_dim", "aux_k",
                 "use_prompt", "use_dynamic_matching", "use_contrastive", "visual_norm", "separate_path_encoders",

@@ -56,6 +56,10 @@ class Tokenised:
     token_type_ids: list[int] | None = None
 
 
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
 # A tweet's start: a retweet mark, a mention, a name (each a word that byte-level BPE marks as a word start).
 PROBE_WORDS = ("RT", "@user", "Collins")
 
@@ -72,7 +76,10 @@ def splits_words_as_text(tokenizer) -> bool:
 class WordBatcher:
     """Tokenises word lists with a fast tokenizer and aligns labels to first sub-tokens."""
 
-    def __init__(self, tokenizer, labels: Sequence[str], max_seq: int = 128):
+    def __init__(self, tokenizer, labels: Sequence[str], max_seq: int = 128, pad_multiple: int = 1):
+        """``pad_multiple``: pad the sub-tokens and the words of every batch up to a multiple of it (the
+        sub-tokens no further than ``max_seq``), so that batches come in a few shapes only (a compiled
+        step is specialised to each shape it sees); 1 pads to the longest tweet."""
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("a fast tokenizer is needed (word_ids); load it with use_fast=True")
         if not splits_words_as_text(tokenizer):
@@ -82,6 +89,9 @@ class WordBatcher:
         self.tokenizer = tokenizer
         self.label_to_id = {label: i for i, label in enumerate(labels)}
         self.max_seq = max_seq
+        if pad_multiple < 1:
+            raise ValueError(f"pad_multiple must be at least 1, got {pad_multiple}")
+        self.pad_multiple = pad_multiple
         self._has_subtokens = lru_cache(maxsize=200_000)(self._word_has_subtokens)
 
     def _word_has_subtokens(self, word: str) -> bool:
@@ -113,6 +123,9 @@ class WordBatcher:
         batch_size = len(tokenised)
         length = max((len(t.input_ids) for t in tokenised), default=0)
         width = max(max((t.n_words for t in tokenised), default=0), 1)
+        if self.pad_multiple > 1:
+            length = max(length, min(_round_up(length, self.pad_multiple), self.max_seq))
+            width = _round_up(width, self.pad_multiple)
         left = self.tokenizer.padding_side == "left"
         pad_id = self.tokenizer.pad_token_id
         pad_type = getattr(self.tokenizer, "pad_token_type_id", 0)

@@ -3,6 +3,7 @@ features) and the seeded, shardable, optionally length-bucketed batches of one e
 
 from __future__ import annotations
 
+import copy
 from itertools import islice
 from typing import Callable, Iterator, Sequence
 
@@ -37,6 +38,13 @@ class Collator:
         self.batcher = batcher
         self.visual_fn = visual_fn
         self.feature_cache = feature_cache  # the FeatureCache behind visual_fn, when there is one
+
+    def padded(self, multiple: int) -> "Collator":
+        """The same batches with sub-tokens and words padded up to a multiple of ``multiple`` (a few
+        shapes only, for a compiled step); this collator is left as it is."""
+        batcher = copy.copy(self.batcher)
+        batcher.pad_multiple = multiple
+        return Collator(batcher, self.visual_fn, self.feature_cache)
 
     def __call__(self, examples: Sequence[Example]) -> ModelBatch:
         words = [ex.words for ex in examples]

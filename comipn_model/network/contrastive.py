@@ -27,6 +27,25 @@ def info_nce(text: torch.Tensor, image: torch.Tensor, logit_scale: torch.Tensor)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
 
+def masked_info_nce(text: torch.Tensor, image: torch.Tensor, logit_scale: torch.Tensor,
+                    rows: torch.Tensor) -> torch.Tensor:
+    """:func:`info_nce` over the pairs where ``rows`` (``(N,)`` bool) is on, computed on all ``N`` rows
+    without selecting them: the same value up to rounding, with no value read back from the device
+    and one shape whatever the number of pairs (for a compiled step). 0 when no row is on."""
+    text = F.normalize(text, dim=-1)
+    image = F.normalize(image, dim=-1)
+    logits = logit_scale.clamp(MIN_SCALE, MAX_SCALE).exp() * text @ image.t()
+    # A large finite floor, not -inf: a row with every column off must keep finite gradients.
+    pair = rows[:, None] & rows[None, :]
+    logits = logits.masked_fill(~pair, -1e9)
+    diagonal = logits.diagonal()
+    on = rows.to(logits.dtype)
+    count = on.sum().clamp(min=1)
+    text_to_image = ((torch.logsumexp(logits, dim=1) - diagonal) * on).sum() / count
+    image_to_text = ((torch.logsumexp(logits, dim=0) - diagonal) * on).sum() / count
+    return (text_to_image + image_to_text) / 2
+
+
 def _mlp(dim_in: int, dim_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim_in, dim_out), nn.GELU(), nn.Linear(dim_out, dim_out))
 
@@ -76,3 +95,14 @@ class ContrastiveAggregation(nn.Module):
                                                None if relevance is None else relevance[rows]))
         text = self.text_head(text_cls[rows])
         return info_nce(text, image, self.logit_scale)
+
+    def loss_on_all_rows(self, text_cls: torch.Tensor, cls_last: torch.Tensor, image_mask: torch.Tensor,
+                         relevance: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, counts)``: :meth:`forward`'s loss computed on every row with the imageless ones masked,
+        and whether it counts (at least two imaged rows; else the loss is finite and means nothing).
+        Nothing is read back from the device and the shapes do not depend on the data: the compiled
+        step's form of :meth:`forward`."""
+        rows = image_mask.any(dim=1)
+        image = self.image_head(self.aggregate(text_cls, cls_last, image_mask, relevance))
+        text = self.text_head(text_cls)
+        return masked_info_nce(text, image, self.logit_scale, rows), rows.sum() >= 2

@@ -144,15 +144,43 @@ class BIOCRF(CRF):
         # A repaired tag can make the next I- tag valid, never invalid; one pass suffices.
         return torch.where(bad, b_of, tags)
 
+    def _compute_normalizer(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``log Z`` per row, as torchcrf's, without its loop over time steps (time first: emissions
+        ``(T, B, C)``, mask ``(T, B)``). Each step is a ``(C, C)`` matrix of transition plus emission
+        scores (a masked step: the identity), and their product in the log semiring is taken as a
+        tree, ``log2 T`` levels of one batched log-sum-exp each: on a GPU a loop of ``T`` steps is
+        ``T`` launches forward and more backward."""
+        steps, batch, tags = emissions.shape
+        dtype = emissions.dtype
+        # A large finite "impossible": -inf would make log-sum-exp's gradient NaN where a whole
+        # column is impossible (off the identity's diagonal).
+        impossible = -1e30 if dtype in (torch.float32, torch.float64) else torch.finfo(dtype).min / 1024
+        eye = torch.full((tags, tags), impossible, dtype=dtype, device=emissions.device)
+        eye.fill_diagonal_(0.0)
+        score = self.start_transitions + emissions[0]  # (B, C)
+        if steps > 1:
+            moves = self.transitions + emissions[1:].unsqueeze(2)  # (T - 1, B, C_from, C_to)
+            moves = torch.where(mask[1:].bool()[:, :, None, None], moves, eye)
+            count = steps - 1
+            width = 1 << (count - 1).bit_length()  # the next power of two: every level halves exactly
+            if width > count:
+                moves = torch.cat([moves, eye.expand(width - count, batch, tags, tags)])
+            while moves.shape[0] > 1:
+                moves = torch.logsumexp(moves[0::2].unsqueeze(-1) + moves[1::2].unsqueeze(-3), dim=-2)
+            score = torch.logsumexp(score.unsqueeze(-1) + moves[0], dim=1)
+        return torch.logsumexp(score + self.end_transitions, dim=1)
+
     def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean negative log-likelihood per sequence; rows with no word in the batch count zero."""
+        """Mean negative log-likelihood per sequence; rows with no word in the batch count zero (a
+        batch with none gives 0). No value is read back to the host (no device sync)."""
         mask, rows = _crf_mask(mask)
         tags = self.repair(tags, mask)
         with self._masked_once():
-            llh = self(emissions, tags, mask=mask, reduction="none")
-        if not rows.any():
-            return emissions.sum() * 0.0
-        return -(llh * rows).sum() / rows.sum()
+            # torchcrf's forward checks its mask on the host; ours is made valid by _crf_mask.
+            em, tg, mk = emissions.transpose(0, 1), tags.transpose(0, 1), mask.transpose(0, 1)
+            llh = self._compute_score(em, tg, mk) - self._compute_normalizer(em, mk)
+        rows = rows.to(llh.dtype)
+        return -(llh * rows).sum() / rows.sum().clamp(min=1)
 
     def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         """Best valid path per row, cut to that row's words (empty for a row with none)."""
@@ -275,7 +303,6 @@ def _crf_mask(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     position, and is left out of the loss and the decoding (``rows`` marks the real ones)."""
     mask = mask.bool()
     rows = mask[:, 0].clone()
-    if not rows.all():
-        mask = mask.clone()
-        mask[:, 0] = True
+    # Always: asking whether any row needs it would read a value back from the device.
+    mask = torch.cat([torch.ones_like(mask[:, :1]), mask[:, 1:]], dim=1)
     return mask, rows

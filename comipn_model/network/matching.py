@@ -37,7 +37,8 @@ MIN_RELEVANCE = 1e-4
 class DynamicMatching(nn.Module):
     """Text states ``(B, T, D)`` + patches ``(B, M, P, Dv)`` -> per layer ``(B, M * prompt_len, D)``
     prompt states, their ``(B, M * prompt_len)`` mask (off where the image is missing), per layer the
-    ``(B, M * prompt_len)`` attention log-weights, and each image's relevance to the text ``(B, M)``."""
+    ``(B, M * prompt_len)`` attention log-weights, and each image's relevance to the text ``(B, M)``. The
+    per-layer ones come stacked over the layers (``states[l]`` is layer l's)."""
 
     def __init__(self, text_dim: int, vision_dim: int, match_dim: int, layers: int, prompt_len: int,
                  dropout: float = 0.1):
@@ -59,7 +60,7 @@ class DynamicMatching(nn.Module):
         self.prompt_len = prompt_len
 
     def forward(self, text: torch.Tensor, text_mask: torch.Tensor, patches: torch.Tensor, image_mask: torch.Tensor
-                ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor], torch.Tensor]:
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         relevance = patch_relevance(self.text_proj(text), text_mask, self.patch_proj(patches))  # (B,M,P)
         relevance = relevance * image_mask[:, :, None]
         weight_sum = relevance.sum(-1, keepdim=True)
@@ -81,4 +82,4 @@ class DynamicMatching(nn.Module):
         log_weight = log_weight.masked_fill(~image_mask[..., None], 0.0)
         bias = log_weight.permute(2, 0, 1).repeat_interleave(self.prompt_len, dim=2)  # (L, B, M * P)
         mask = image_mask.repeat_interleave(self.prompt_len, dim=1)
-        return list(states.unbind(0)), mask, list(bias.unbind(0)), strength
+        return states, mask, bias, strength

@@ -25,7 +25,7 @@ from comipn_model.network.matching_tower import matching_tower_dim
 from comipn_model.network.multipath import PATH_MATCHED, PATH_PROMPT, PATH_TEXT, make_gate
 from comipn_model.network.prompts import VisualPrefixPrompts
 from comipn_model.network.text_encoder import check_architecture, check_max_seq, encode, encoder_dims, \
-    load_text_encoder, positions
+    install_layer_masks, load_text_encoder, positions
 from comipn_model.network.vision import vision_dims
 from comipn_model.network.visual_norm import VisualNorm
 
@@ -81,6 +81,8 @@ class CoMIPN(nn.Module):
         self.encoders = nn.ModuleDict({PATH_TEXT: encoder} if self.shared_encoder else
                                       {p: encoder if p == PATH_TEXT else copy.deepcopy(encoder)
                                        for p in self.paths})
+        for enc in self.encoders.values():  # before any compiled forward (see install_layer_masks)
+            install_layer_masks(enc)
         # The parts a text-only BERT-CRF has are made first, so that they draw the same random numbers
         # whichever switches are on: with every image masked, all switches on trains like text-only.
         self.dropout = nn.Dropout(config.dropout)
@@ -124,7 +126,9 @@ class CoMIPN(nn.Module):
             tower = self.config.matching_tower if self.config.tower_matching else self.config.clip_model
             raise ValueError(f"patch features of width {visual.patches.shape[-1]} do not match {tower} "
                              f"({self.patch_dim}); were they made by another tower?")
-        if not visual.mask.any():
+        # Eager mode skips the visual paths of an imageless batch; a compiled forward cannot ask without a
+        # graph break and runs them masked, which gives the same states up to float rounding.
+        if not torch.compiler.is_compiling() and not visual.mask.any():
             return None
         return visual if self.visual_norm is None else self.visual_norm(visual)
 
@@ -135,7 +139,7 @@ class CoMIPN(nn.Module):
             # prefix gives the text-only states (up to float rounding), so the visual paths are skipped.
             states = encode(self.encoder_for(PATH_TEXT), ids, mask, types)
             return Encoded(states=states, text_cls=first_token(states, mask))
-        prefixes: dict[str, tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor] | None]] = {}
+        prefixes: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}  # stacked over layers
         relevance = None
         if self.prompts is not None:
             prefixes[PATH_PROMPT] = (*self.prompts(visual.cls, visual.mask), None)
@@ -163,27 +167,30 @@ class CoMIPN(nn.Module):
         attention bias get a zero one."""
         names = [PATH_TEXT, *prefixes]
         width = max(prefix_mask.shape[1] for _, prefix_mask, _ in prefixes.values())
-        first_mask = next(iter(prefixes.values()))[1]
-        layers = len(next(iter(prefixes.values()))[0])
+        first_states, first_mask = next(iter(prefixes.values()))[:2]
+        layers, rows = first_states.shape[:2]
         any_bias = any(bias is not None for _, _, bias in prefixes.values())
-        masks = [first_mask.new_zeros(first_mask.shape[0], width)]  # the text path's: all masked
-        layer_states, layer_bias = [], []
+        masks = [first_mask.new_zeros(rows, width)]  # the text path's: all masked
+        states_all, biases = [], []
         for states, prefix_mask, bias in prefixes.values():
             pad = width - prefix_mask.shape[1]
-            masks.append(nn.functional.pad(prefix_mask, (0, pad), value=False))
-            layer_states.append([nn.functional.pad(s, (0, 0, 0, pad)) for s in states])
+            masks.append(nn.functional.pad(prefix_mask, (0, pad), value=False) if pad else prefix_mask)
+            states_all.append(nn.functional.pad(states, (0, 0, 0, pad)) if pad else states)  # (L, B, width, D)
             if any_bias:
                 if bias is None:
-                    bias = [prefix_mask.new_zeros(prefix_mask.shape, dtype=torch.float32)] * layers
-                layer_bias.append([nn.functional.pad(b, (0, pad)) for b in bias])
-        joined = [torch.cat(per_layer, dim=0) for per_layer in zip(*layer_states)]
+                    bias = states.new_zeros(layers, rows, prefix_mask.shape[1], dtype=torch.float32)
+                biases.append(nn.functional.pad(bias, (0, pad)) if pad else bias)
+        # Every path's prefixes stacked: (L, (paths - 1) * B, width, D), one tensor for all layers.
+        joined = torch.cat(states_all, dim=1) if len(states_all) > 1 else states_all[0]
         joined_bias = None
         if any_bias:
-            text_bias = first_mask.new_zeros(first_mask.shape[0], width, dtype=torch.float32)
-            joined_bias = [torch.cat([text_bias, *per_layer], dim=0) for per_layer in zip(*layer_bias)]
+            text_bias = first_states.new_zeros(layers, rows, width, dtype=torch.float32)
+            joined_bias = torch.cat([text_bias, *biases], dim=1)
         n = len(names)
+        # The text path's prefix is masked by construction: no check (it would wait for the device).
         out = encode(self.encoder_for(PATH_TEXT), batch.input_ids.repeat(n, 1), batch.attention_mask.repeat(n, 1),
-                     batch.token_type_ids.repeat(n, 1), joined, torch.cat(masks, dim=0), joined_bias)
+                     batch.token_type_ids.repeat(n, 1), joined, torch.cat(masks, dim=0), joined_bias,
+                     check_masked=False)
         return dict(zip(names, out.chunk(n, dim=0)))
 
     # --------------------------------------------------------------------------------------- forward
@@ -206,13 +213,20 @@ class CoMIPN(nn.Module):
             if batch.labels is not None:
                 crf_loss = self.crf.nll(emissions, batch.labels, batch.word_mask)
                 loss = crf_loss
+            weight = self.config.contrastive_weight
             if self.contrastive is not None and visual is not None:
                 relevance = None if encoded.relevance is None else encoded.relevance.float()
-                contrastive_loss = self.contrastive(encoded.text_cls.float(), visual.cls[:, :, -1].float(),
-                                                    visual.mask, relevance)
-            if loss is not None and contrastive_loss is not None:
-                weight = self.config.contrastive_weight
-                loss = (1 - weight) * crf_loss + weight * contrastive_loss
+                args = (encoded.text_cls.float(), visual.cls[:, :, -1].float(), visual.mask, relevance)
+                if torch.compiler.is_compiling():
+                    # No value read back, no data-dependent shape: the loss of every row, masked, and
+                    # whether it counts (contrastive_loss is then a tensor even where it does not).
+                    contrastive_loss, counts = self.contrastive.loss_on_all_rows(*args)
+                    if loss is not None:
+                        loss = torch.where(counts, (1 - weight) * crf_loss + weight * contrastive_loss, crf_loss)
+                else:
+                    contrastive_loss = self.contrastive(*args)
+                    if loss is not None and contrastive_loss is not None:
+                        loss = (1 - weight) * crf_loss + weight * contrastive_loss
         return CoMIPNOutput(loss=loss, emissions=emissions, crf_loss=crf_loss,
                             contrastive_loss=contrastive_loss, gates=encoded.gates)
 

@@ -37,7 +37,8 @@ class PromptGenerator(nn.Module):
 
 
 class VisualPrefixPrompts(nn.Module):
-    """Class tokens ``(B, M, Lv, Dv)`` -> per layer ``(B, M * prompt_len, D)`` and its mask."""
+    """Class tokens ``(B, M, Lv, Dv)`` -> per layer ``(B, M * prompt_len, D)`` (stacked over the layers)
+    and its mask."""
 
     def __init__(self, vision_dim: int, vision_blocks: int, hidden: int, layers: int, prompt_len: int,
                  dropout: float = 0.1):
@@ -46,9 +47,10 @@ class VisualPrefixPrompts(nn.Module):
         self.generator = PromptGenerator(vision_dim, hidden, layers, prompt_len, dropout)
         self.prompt_len = prompt_len
 
-    def forward(self, cls: torch.Tensor, image_mask: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        batch, images = cls.shape[:2]
+    def forward(self, cls: torch.Tensor, image_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prefix states of every layer stacked, ``(L, B, M * prompt_len, D)`` (``states[l]`` is layer
+        l's), and their mask."""
         states = self.generator(cls[:, :, self.blocks])  # (B, M, L, P, D)
         states = states.permute(2, 0, 1, 3, 4).flatten(2, 3)  # (L, B, M * P, D)
         mask = image_mask.repeat_interleave(self.prompt_len, dim=1)  # (B, M * P)
-        return list(states.unbind(0)), mask
+        return states, mask

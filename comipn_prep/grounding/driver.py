@@ -8,8 +8,8 @@ that tests and the benchmark compare against.
 
 Two crop paths give the same crops: the Pillow path (``Image.crop`` + CLIP's own transform, the CPU
 default) and the tensor path (the CUDA default, :mod:`.tensor_crops`): each image goes to the device once
-as a uint8 tensor; its crops are cut, resized and normalised there; PNGs of the kept crops are written
-by CPU threads while the device works on the next batch.
+as a uint8 tensor; all its boxes are resized and normalised there at once (two batched products); PNGs
+of the kept crops are written by CPU threads while the device works on the next batch.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import math
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -42,7 +43,7 @@ from .manifest import RECHECKED, STATUSES, ManifestAppender, rows_to_frame, stat
 from .nps_input import GroundItem, read_ground_items
 from .selection import Selected, pixel_boxes, select_boxes
 from .shards import Shard
-from .tensor_crops import TensorPreprocess, UnsupportedPreprocess, cut, image_tensor
+from .tensor_crops import TensorPreprocess, UnsupportedPreprocess, image_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,9 @@ class Grounder:
         ``detector_recorded_in``: where ``config.detector`` was read from when the user did not give it
         (a model's recorded settings); then only ultralytics' own model names load, and anything else
         raises UntrustedWeights naming that place and ``trust_flag`` (see :func:`comipn_prep.weights.load_yolo`)."""
-        device = str(resolve_device(config.device))  # ultralytics and open_clip take a name
+        # Under torchrun, "auto" / "cuda" is this process's GPU (LOCAL_RANK); ultralytics and open_clip take a name.
+        local_rank = os.environ.get("LOCAL_RANK")
+        device = str(resolve_device(config.device, int(local_rank) if local_rank else None))
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         # Random weights are drawn from a fixed seed (without touching the caller's RNG), so a
@@ -183,7 +186,8 @@ class Grounder:
     def _crops(self, loaded: Loaded, boxes: np.ndarray, need_pixels: bool):
         """``(crops to encode, crop_of)``: ``crop_of(i)`` is box i's crop as a Pillow image (to save).
         Pillow path: ``Image.crop`` of each box. Tensor path: the image goes to the device once and its
-        boxes are cut there (only when CLIP needs them); saved crops are slices of the decoded array."""
+        boxes are preprocessed there together (only when CLIP needs them); saved crops are slices of the
+        decoded array."""
         image = loaded.image
         assert image is not None
         if not self.tensor_crops:
@@ -195,16 +199,16 @@ class Grounder:
             x1, y1, x2, y2 = (int(v) for v in boxes[i])
             return Image.fromarray(np.ascontiguousarray(pixels[y1:y2, x1:x2]))
 
-        crops = cut(image_tensor(pixels, self.matcher.device), boxes) if need_pixels and len(boxes) else []
+        # All of this image's boxes preprocessed at once on the device (rows of (3, S, S) pixels).
+        crops = list(self.tensor_pre.boxes(image_tensor(pixels, self.matcher.device), boxes)) \
+            if need_pixels and len(boxes) else []
         return crops, crop_of
 
     def _encode(self, crops: Sequence) -> np.ndarray:
         """CLIP embeddings of the batch's crops, by the path they were cut for."""
         if not self.tensor_crops:
             return self.matcher.encode_crops(crops)
-        step = self.matcher.crop_batch
-        parts = [self.matcher.encode_pixels(self.tensor_pre(crops[s:s + step])) for s in range(0, len(crops), step)]
-        return np.concatenate(parts) if parts else self.matcher.encode_pixels(torch.zeros(0))
+        return self.matcher.encode_pixels(torch.stack(list(crops)) if len(crops) else torch.zeros(0))
 
     def ground_one(self, loaded: Loaded) -> ImageResult:
         """The naive order of work: this image's detection, then its crops and phrases through CLIP."""

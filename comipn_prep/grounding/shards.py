@@ -1,9 +1,11 @@
-"""``--shard I/N``: every N-th image from the I-th, so a job array splits one image set."""
+"""``--shard I/N``: every N-th image from the I-th, so a job array splits one image set; under ``torchrun``
+each process takes its share of that shard by itself (:meth:`Shard.for_process`)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Sequence, TypeVar
+from typing import Mapping, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -25,6 +27,21 @@ class Shard:
         if n < 1 or not 0 <= i < n:
             raise ValueError(f"--shard {text}: need 0 <= I < N")
         return cls(i, n)
+
+    def for_process(self, env: Mapping[str, str] | None = None) -> "Shard":
+        """This process's shard under ``torchrun`` (``RANK`` r of ``WORLD_SIZE`` W in the environment):
+        shard ``I + r * N`` of ``N * W`` (shard I/N's items split W ways), so W processes on each of N
+        machines of a job array split the set between them with no collective (each writes its own
+        manifest and lock, as ``--shard`` does; resume with the same N and W). Outside torchrun (or
+        W = 1): this shard as it is."""
+        env = os.environ if env is None else env
+        world = int(env.get("WORLD_SIZE", "1") or 1)
+        if world <= 1:
+            return self
+        rank = int(env.get("RANK", "0") or 0)
+        if not 0 <= rank < world:
+            raise ValueError(f"RANK {rank} is not within WORLD_SIZE {world}")
+        return Shard(self.index + rank * self.count, self.count * world)
 
     @property
     def whole(self) -> bool:

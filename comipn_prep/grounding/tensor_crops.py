@@ -168,14 +168,76 @@ class TensorPreprocess:
             x = self._pass(x.transpose(-1, -2), v_index, v_weight).transpose(-1, -2)
         return x.float()
 
+    def _axis_taps(self, start: int, size: int, out_size: int, keep: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """One axis of one box as ``(index, weight)`` into the whole image's axis, for the ``count``
+        output pixels from ``keep`` on: Pillow's taps shifted by the box's ``start``, or (no resize on
+        this axis) the kept pixels themselves with weight 1.0 in fixed point."""
+        if out_size == size:
+            return (start + keep + np.arange(count))[:, None], np.full((count, 1), 1 << _PRECISION_BITS)
+        index, weight = pillow_coefficients(size, out_size, self.mode)
+        return start + index[keep:keep + count], weight[keep:keep + count]
+
+    @staticmethod
+    def _dense(taps: list[tuple[np.ndarray, np.ndarray]], size: int, device) -> torch.Tensor:
+        """``(n, out, size)`` float64 resampling matrices from every box's taps (padded to the widest)."""
+        width = max(index.shape[1] for index, _ in taps)
+        index = np.stack([np.pad(i, ((0, 0), (0, width - i.shape[1]))) for i, _ in taps])
+        weight = np.stack([np.pad(w, ((0, 0), (0, width - w.shape[1]))) for _, w in taps])
+        index, weight = torch.from_numpy(index).to(device), torch.from_numpy(weight).to(device, torch.float64)
+        out = torch.zeros(len(taps), index.shape[1], size, dtype=torch.float64, device=device)
+        return out.scatter_add_(2, index, weight)
+
+    def boxes(self, image: torch.Tensor, boxes) -> torch.Tensor:
+        """``(n, 3, S, S)`` normalised pixels of integer xyxy ``boxes`` of one ``(3, H, W)`` uint8 image,
+        equal to :meth:`__call__` on the cut crops, in a fixed number of device calls for all boxes:
+        each box's two Pillow passes are dense matrices into the whole image (its taps shifted by the
+        box's corner), applied as two batched products in float64 (exact integer sums), each rounded as
+        Pillow rounds (the crop path's per-crop loop made about 15 calls a box: launches on a GPU)."""
+        boxes = [tuple(int(v) for v in b) for b in boxes]
+        if not boxes:
+            return self([])
+        ch, cw = self.crop
+        rows, cols, batched, alone = [], [], [], []
+        for i, (x1, y1, x2, y2) in enumerate(boxes):
+            h, w = y2 - y1, x2 - x1
+            new_h, new_w = self.output_size(h, w)
+            if ch > new_h or cw > new_w:  # padded before the centre crop: the per-crop path
+                alone.append(i)
+                continue
+            top, left = int(round((new_h - ch) / 2.0)), int(round((new_w - cw) / 2.0))
+            rows.append(self._axis_taps(y1, h, new_h, top, ch))
+            cols.append(self._axis_taps(x1, w, new_w, left, cw))
+            batched.append(i)
+        device = image.device
+        out = torch.empty(len(boxes), 3, ch, cw, dtype=torch.float32, device=device)
+        if batched:
+            first = min(int(r[0].min()) for r in rows)  # only the image rows some box reads
+            last = max(int(r[0].max()) for r in rows) + 1
+            rows = [(index - first, weight) for index, weight in rows]
+            x = image[:, first:last].to(torch.float64)  # (3, h, W)
+            half, unit = float(1 << (_PRECISION_BITS - 1)), float(1 << _PRECISION_BITS)
+            across = self._dense(cols, image.shape[-1], device)  # (n, cw, W)
+            down = self._dense(rows, last - first, device)  # (n, ch, h)
+            # Pillow resizes the width first and stores that pass as 8 bits, then the height.
+            wide = torch.floor((x.unsqueeze(0) @ across.transpose(1, 2).unsqueeze(1) + half) / unit).clamp_(0, 255)
+            pixels = torch.floor((down.unsqueeze(1) @ wide + half) / unit).clamp_(0, 255)  # (n, 3, ch, cw)
+            out[batched] = pixels.float()
+        for i in alone:
+            x1, y1, x2, y2 = boxes[i]
+            out[i] = self.resize_crop(image[:, y1:y2, x1:x2])
+        mean, std = self._device_stats(device)
+        return (out / 255.0 - mean) / std
+
+    def _device_stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._stats:
+            self._stats[device] = (self.mean.to(device), self.std.to(device))
+        return self._stats[device]
+
     def __call__(self, crops: Sequence[torch.Tensor]) -> torch.Tensor:
         """``(N, 3, S, S)`` normalised pixels of the crops (on the crops' device)."""
         if not crops:
             return torch.zeros(0, 3, *self.crop)
-        device = crops[0].device
-        if device not in self._stats:
-            self._stats[device] = (self.mean.to(device), self.std.to(device))
-        mean, std = self._stats[device]
+        mean, std = self._device_stats(crops[0].device)
         batch = torch.stack([self.resize_crop(c) for c in crops])
         return (batch / 255.0 - mean) / std
 

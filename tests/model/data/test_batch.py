@@ -91,6 +91,24 @@ def test_collate_of_any_subset_equals_encoding_it(tokenizer, tweets):
         assert_same_batch(batch, reference(tokenizer, batcher.label_to_id, 24, words, labels), words)
 
 
+@pytest.mark.parametrize("multiple", [8, 32])
+def test_pad_multiple_pads_tokens_and_words_and_changes_nothing_else(tokenizer, tweets, multiple):
+    """The compiled step's batches: sub-tokens (up to max_seq) and words padded to a multiple; the real
+    part is the unpadded batch, the rest is padding (masked)."""
+    words, labels = [t.tokens for t in tweets[:5]], [t.labels for t in tweets[:5]]
+    plain = WordBatcher(tokenizer, LABELS, max_seq=60).encode(words, labels)
+    padded = WordBatcher(tokenizer, LABELS, max_seq=60, pad_multiple=multiple).encode(words, labels)
+    length, width = plain.input_ids.shape[1], plain.word_mask.shape[1]
+    assert padded.input_ids.shape[1] == min(-(-length // multiple) * multiple, 60)
+    assert padded.word_mask.shape[1] % multiple == 0 and padded.word_mask.shape[1] >= width
+    for name in ("input_ids", "attention_mask", "token_type_ids", "word_starts", "word_mask", "labels"):
+        assert torch.equal(getattr(padded, name)[:, :getattr(plain, name).shape[1]], getattr(plain, name)), name
+    assert not padded.attention_mask[:, length:].any() and not padded.word_mask[:, width:].any()
+    assert padded.word_counts == plain.word_counts
+    with pytest.raises(ValueError, match="pad_multiple"):
+        WordBatcher(tokenizer, LABELS, pad_multiple=0)
+
+
 def test_left_padding_follows_the_tokenizer(minilm_path, tweets):
     tokenizer = AutoTokenizer.from_pretrained(minilm_path, use_fast=True, padding_side="left")
     batcher = WordBatcher(tokenizer, LABELS, 128)

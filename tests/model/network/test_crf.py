@@ -126,6 +126,30 @@ def test_nll_and_its_gradients_equal_plain_torchcrf_on_the_masked_scores(seed, b
     assert crf.viterbi(emissions, mask) == plain.decode(emissions, mask=mask)
 
 
+@pytest.mark.parametrize("width", [1, 2, 33, 64, 70])
+def test_tree_normalizer_equals_torchcrfs_time_loop(width):
+    """log Z as a tree of log-semiring matrix products: torchcrf's loop over time steps gives the same
+    value and gradients, masked rows (steps past a row's end are the identity) and long rows included."""
+    from torchcrf import CRF
+
+    gen = torch.Generator().manual_seed(width)
+    crf = BIOCRF(LABELS)
+    with torch.no_grad():
+        for name in ("transitions", "start_transitions", "end_transitions"):
+            crf._parameters[name].copy_(3 * torch.randn(crf._parameters[name].shape, generator=gen))
+    lengths = torch.tensor([width, 1, max(1, width // 2), max(1, width - 3)])
+    mask = (torch.arange(width)[:, None] < lengths[None, :])  # time first
+    emissions = 3 * torch.randn(width, 4, len(LABELS), generator=gen, dtype=torch.float64)
+    ours_e, loop_e = emissions.clone().requires_grad_(), emissions.clone().requires_grad_()
+    with crf._masked_once():
+        ours = crf._compute_normalizer(ours_e, mask)
+        loop = CRF._compute_normalizer(crf, loop_e, mask)
+    assert torch.allclose(ours, loop, atol=1e-9, rtol=0)
+    ours.sum().backward(retain_graph=True)  # both read the one masked transition matrix
+    loop.sum().backward()
+    assert torch.allclose(ours_e.grad, loop_e.grad, atol=1e-9, rtol=0)
+
+
 # -- marginals and span probabilities, against enumerating every path ----------------------------------
 
 SMALL = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]  # 5 labels: 5**5 paths for 5 words

@@ -188,6 +188,31 @@ def test_contrastive_loss_is_symmetric_infonce():
     assert torch.allclose(matched, (one_way + other_way) / 2)
 
 
+@pytest.mark.parametrize("on", [[1, 0, 1, 1, 0, 1], [0, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 1], [0] * 6])
+def test_masked_infonce_equals_infonce_on_the_selected_rows(on):
+    """The compiled step's InfoNCE (every row, masked) equals InfoNCE on the rows selected, in value and
+    gradients; with under two rows it stays finite and its gradients zero."""
+    from comipn_model.network.contrastive import masked_info_nce
+
+    gen = torch.Generator().manual_seed(len(on) + sum(on))
+    text = torch.randn(6, 16, generator=gen, requires_grad=True)
+    image = torch.randn(6, 16, generator=gen, requires_grad=True)
+    scale = torch.tensor(2.0)
+    rows = torch.tensor(on, dtype=torch.bool)
+    masked = masked_info_nce(text, image, scale, rows)
+    masked.backward()
+    grads = text.grad.clone(), image.grad.clone()
+    assert torch.isfinite(masked) and all(torch.isfinite(g).all() for g in grads)
+    if sum(on) < 2:
+        assert all(not g[~rows].any() for g in grads)
+        return
+    text.grad = image.grad = None
+    selected = info_nce(text[rows], image[rows], scale)
+    selected.backward()
+    assert torch.allclose(masked, selected, atol=1e-6)
+    assert torch.allclose(grads[0], text.grad, atol=1e-6) and torch.allclose(grads[1], image.grad, atol=1e-6)
+
+
 def test_text_encoder_loaders_fail_fast_and_build_random_configs(minilm_path, tmp_path, tweets):
     import json
     import time

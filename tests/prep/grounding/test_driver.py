@@ -411,6 +411,35 @@ def test_cli_ground_then_build_dict(tmp_path, tweets, write_images):
     assert CliRunner().invoke(main, bd + ["--force"]).exit_code == 0
 
 
+def test_cli_ground_under_torchrun_shards_by_process(tmp_path, tweets, write_images):
+    """Two processes under torchrun (CPU): each grounds its share into its own manifest, exactly the
+    manifests of --shard 0/2 and 1/2, so a later --shard run resumes from them."""
+    import os
+    import subprocess
+    import sys
+
+    _nps_file(tmp_path / "nps", "valid", tweets[:4])
+    write_images(tmp_path / "img", tweets[:4])
+    model = ["--detector", "yolov8n.yaml", "--clip-pretrained", "none", "--conf", "0.0", "--max-candidates", "3",
+             "--device", "cpu", "--threads", "1"]
+    args = ["ground", "--nps", str(tmp_path / "nps"), "--images", str(tmp_path / "img"), "--out",
+            str(tmp_path / "aux"), "--split", "val", *model]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "comipn_prep.cli", *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    split_dir = tmp_path / "aux" / "val"
+    assert sorted(p.name for p in split_dir.glob("manifest*.csv")) == [
+        "manifest.shard-0-of-2.csv", "manifest.shard-1-of-2.csv"]
+    for i in range(2):
+        df = read_manifest(split_dir / f"manifest.shard-{i}-of-2.csv")
+        assert set(df.imgid) == {t.imgid for t in tweets[i:4:2]}
+    assert sorted(read_split_manifests(split_dir).imgid.unique()) == sorted(t.imgid for t in tweets[:4])
+    r = CliRunner().invoke(main, args + ["--shard", "1/2"])  # one process: shard 1/2 is done already
+    assert r.exit_code == 0 and "0 images grounded (2 already done)" in r.output, r.output
+
+
 def test_detecting_leaves_torch_threads_as_they_were(grounder, picture):
     """ultralytics sets torch's threads to cpu_count - 1 (capped at 8) on a CPU predict: on 2 cores the
     rest of the process (CLIP, the tower, the tagger) ran on one thread after the first detection."""

@@ -86,3 +86,17 @@ def test_shards_partition_the_set():
     for bad in ("4/4", "x", "1/0", "-1/2"):
         with pytest.raises(ValueError):
             Shard.parse(bad)
+
+
+def test_under_torchrun_each_process_takes_its_share_of_the_shard():
+    """W processes of shard I/N are shards I + r*N of N*W: together exactly shard I/N's items."""
+    items = list(range(37))
+    assert Shard.parse("1/3").for_process({}) == Shard(1, 3)  # not under torchrun: unchanged
+    assert Shard.parse(None).for_process({"WORLD_SIZE": "1", "RANK": "0"}).whole
+    procs = [Shard.parse("1/3").for_process({"WORLD_SIZE": "4", "RANK": str(r)}) for r in range(4)]
+    assert procs[2] == Shard(7, 12)
+    assert sorted(x for p in procs for x in p.take(items)) == Shard(1, 3).take(items)
+    whole = [Shard.parse(None).for_process({"WORLD_SIZE": "2", "RANK": str(r)}) for r in range(2)]
+    assert [p.manifest_name for p in whole] == ["manifest.shard-0-of-2.csv", "manifest.shard-1-of-2.csv"]
+    with pytest.raises(ValueError, match="RANK"):
+        Shard.parse(None).for_process({"WORLD_SIZE": "2", "RANK": "2"})

@@ -60,6 +60,9 @@ def test_tensor_preprocess_gives_pillows_pixels(pillow_grounder, picture):
     levels = ((ours - ref) * std * 255).abs()
     assert ours.shape == ref.shape == (len(boxes), 3, 224, 224)
     assert float(levels.max()) < 1e-3  # Pillow's own arithmetic: the same 8-bit pixels
+    # every box of the image at once (two batched products, the driver's path): the very same pixels
+    assert torch.equal(tp.boxes(image, boxes), ours)
+    assert tp.boxes(image, []).shape == (0, 3, 224, 224)
 
 
 def test_pillow_coefficients_sum_to_one_in_fixed_point():
