@@ -161,6 +161,21 @@ def draw_images(folder: Path, count: int, prefix: str = "") -> list:
 
 
 # -- step 0: facts --------------------------------------------------------------------------------------
+def random_visual(batch: int, images: int, dims: tuple[int, int, int]):
+    """ViT-B/32-shaped random features for ``batch`` tweets of ``images`` pictures each, drawn from a seed
+    of the batch size (the feature cache's output format, stacked as a batch)."""
+    import torch
+
+    from comipn_model.data.features import ImageFeatures, stack_visual
+
+    blocks, width, patches = dims
+    gen = torch.Generator().manual_seed(batch)
+    feats = [[ImageFeatures(cls=torch.randn(blocks, width, generator=gen),
+                            patches=torch.randn(patches, width, generator=gen))
+              for _ in range(images)] for _ in range(batch)]
+    return stack_visual(feats, images)
+
+
 def step_facts(args, sizes: Sizes, work: Path) -> dict:
     import importlib.metadata as md
 
@@ -207,7 +222,6 @@ def step_train_step(args, sizes: Sizes, work: Path) -> dict:
 
     from bench_model import batches, counts, make_optimizer
     from comipn_model import CoMIPN, CoMIPNConfig, WordBatcher
-    from comipn_model.data.features import ImageFeatures, stack_visual
     from comipn_model.network.precision import autocast
     from comipn_model.network.vision import vision_dims
     from comipn_prep.conll import read_conll
@@ -229,12 +243,7 @@ def step_train_step(args, sizes: Sizes, work: Path) -> dict:
         groups = model.param_groups()
         before = {name: [p.detach().clone() for p in ps] for name, ps in groups.items()}
         for bs in sizes.train_batches:
-            # ViT-B/32-shaped random features, drawn once per batch size (the cache's output format)
-            gen = torch.Generator().manual_seed(bs)
-            feats = [[ImageFeatures(cls=torch.randn(blocks, width, generator=gen),
-                                    patches=torch.randn(patches, width, generator=gen))
-                      for _ in range(config.num_images)] for _ in range(bs)]
-            visual = stack_visual(feats, config.num_images)
+            visual = random_visual(bs, config.num_images, (blocks, width, patches))
             reset_peak(device)
             times, losses = [], []
             for i, (chunk, _) in enumerate(batches(tweets, bs, sizes.warmup_steps + sizes.timed_steps)):
@@ -284,7 +293,6 @@ def step_train_compiled(args, sizes: Sizes, work: Path) -> dict:
 
     from bench_model import batches, make_optimizer
     from comipn_model import CoMIPN, CoMIPNConfig, WordBatcher
-    from comipn_model.data.features import ImageFeatures, stack_visual
     from comipn_model.network.precision import autocast
     from comipn_model.network.vision import vision_dims
     from comipn_model.training.compiled import PAD_MULTIPLE, compile_network
@@ -308,11 +316,7 @@ def step_train_compiled(args, sizes: Sizes, work: Path) -> dict:
     checks: dict = {}
     summary = []
     for bs in sizes.train_batches:
-        gen = torch.Generator().manual_seed(bs)
-        feats = [[ImageFeatures(cls=torch.randn(blocks, width, generator=gen),
-                                patches=torch.randn(patches, width, generator=gen))
-                  for _ in range(config.num_images)] for _ in range(bs)]
-        visual = stack_visual(feats, config.num_images)
+        visual = random_visual(bs, config.num_images, (blocks, width, patches))
         encoded = [batcher.encode([t.tokens for t in chunk], [t.labels for t in chunk], visual)
                    for chunk, _ in batches(tweets, bs, sizes.timed_steps)]
         by_shape: dict = {}

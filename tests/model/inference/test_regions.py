@@ -14,7 +14,7 @@ from comipn_prep.images import load_image
 from comipn_prep.layout import crop_name
 from comipn_model import Tagger
 from comipn_model.inference.regions import NO_BOX, NO_CROP, link, pooled_scores
-from comipn_model.saved.regions_record import REGIONS_FILE, read_regions, regions_path, write_regions
+from comipn_model.saved.regions_record import read_regions, regions_path, write_regions
 
 RAW = ["Elon Musk visits Paris today with NASA",
        "RT @SpaceX : Falcon 9 lifts off from Cape Canaveral with NASA's DSCOVR"]
