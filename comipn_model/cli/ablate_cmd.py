@@ -75,7 +75,7 @@ def ablate(ctx, config_file, seeds, out, rows, baseline, dry_run, resamples, boo
                    f"{sum(row.state != 'done' for row in planned)} (at most {runs} runs)")
         return
     started = time.monotonic()
-    command = ["comipn-train", "ablate", *sys.argv[2:]] if len(sys.argv) > 2 else ["comipn-train", "ablate"]
+    command = ["comipn-train", *sys.argv[1:]]  # the same call again resumes it
     try:
         with fail_fast():
             ablation.write_record(out, base, planned, baseline)

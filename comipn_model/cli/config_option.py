@@ -41,9 +41,9 @@ def _checked(ctx: click.Context, param: click.Option, value, where: str, key: st
         raise click.BadParameter(f"{where}: {flag} takes one value, got {value!r}")
     value = _as_command_line_value(param, value)
     try:
-        param.type_cast_value(ctx, value)
+        cast = param.type_cast_value(ctx, value)
         if param.callback is not None:
-            param.callback(ctx, param, param.type_cast_value(ctx, value))
+            param.callback(ctx, param, cast)
     except click.BadParameter as err:
         raise click.BadParameter(f"{where}: {flag}: {err.message}") from None
     return value

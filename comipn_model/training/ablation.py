@@ -68,8 +68,7 @@ def row_config(base: TrainConfig, name: str, out: str | Path, seeds: list[int]) 
     model = replace(base.model, **{switch: switch in on for switch in SWITCHES})
     if not model.use_dynamic_matching:
         model = replace(model, matching_tower=None)  # only matching reads it (as comipn-train does)
-    return replace(base, model=model, seeds=list(seeds), seed=base.seed,
-                   run_dir=str(Path(out) / name)).absolute()
+    return replace(base, model=model, seeds=list(seeds), run_dir=str(Path(out) / name)).absolute()
 
 
 def recipe_fingerprint(cfg: TrainConfig) -> str:

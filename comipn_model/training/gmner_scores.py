@@ -25,6 +25,7 @@ from typing import Mapping, Sequence
 
 from comipn_prep.conll import entity_spans, normalise_label
 from comipn_prep.gmner import GroundedEntity, read_gmner_split
+from comipn_prep.grounding.selection import iou
 from comipn_prep.jsonl import json_lines
 
 from comipn_model.saved import run_folder as rf
@@ -71,15 +72,6 @@ class Counts:
     def to_dict(self) -> dict:
         return {"precision": self.precision, "recall": self.recall, "f1": self.f1, "correct": self.correct,
                 "predicted": self.predicted, "gold": self.gold}
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes (0 when the union is empty)."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(w, 0.0) * max(h, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def region_matches(box: Sequence[float] | None, gold_boxes: Sequence[Sequence[float]]) -> bool:

@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from comipn_prep.gmner import GroundedEntity
+from comipn_prep.grounding.selection import iou
 from comipn_model.cli import main
 from comipn_model.saved.regions_record import read_regions
-from comipn_model.training.gmner_scores import (PredictedEntity, best_threshold, iou, read_predictions, region_matches,
+from comipn_model.training.gmner_scores import (PredictedEntity, best_threshold, read_predictions, region_matches,
                                                 score)
 
 SQUARE = (0, 0, 100, 100)
