@@ -123,6 +123,7 @@ def main() -> int:
         encoded.append((input_ids, token_type_ids, attention_mask, labels, images, aux))
     albert_vocab = configs(spec["tiny"])["albert"].vocab_size
     beyond = sum(int((b[0] >= albert_vocab).sum()) for b in encoded)
+    longest = max(int(b[2].sum(1).max()) for b in encoded)  # word pieces with [CLS] / [SEP], before padding
 
     torch.manual_seed(spec["seed"])
     build = time.perf_counter()
@@ -171,7 +172,7 @@ def main() -> int:
                "params_total": sum(p.numel() for p in params),
                "params_in_optimizer": sum(p.numel() for p in params if id(p) in in_optimizer),
                "optimizer_groups_updated": [f"{u}/{len(ps)}" for u, ps in zip(updated, groups)],
-               "token_ids_beyond_albert_vocab": beyond}
+               "token_ids_beyond_albert_vocab": beyond, "longest_tweet_tokens": longest}
     # The original's linear warm-up gives the first step a learning rate of 0: the check needs 2 steps or more.
     checks = {"loss_finite": all(math.isfinite(v) for v in losses),
               "every_optimizer_group_updated": steps > 1 and all(u > 0 for u in updated)}

@@ -673,8 +673,13 @@ def prepare_original(pythons: list[str]) -> None:
     """bin/gpu-check --prepare: the original's checkout at ORIGINAL_COMMIT and its libraries' wheels (for
     each Python version in ``pythons``, e.g. 3.12 for the GPU image) under .gpu/original/."""
     code = ORIGINAL_DIR / "code"
+    # COMIPN_ORIGINAL_SOURCE: another place to clone from (a mirror) where GitHub cannot be reached
+    source = os.environ.get("COMIPN_ORIGINAL_SOURCE") or ORIGINAL_URL
     if not (code / ".git").exists():
-        subprocess.run(["git", "clone", "-q", ORIGINAL_URL, str(code)], check=True)
+        if subprocess.run(["git", "clone", "-q", source, str(code)]).returncode != 0:
+            print(f"gpu-check: could not clone {source}: original_step will be skipped (set COMIPN_ORIGINAL_SOURCE "
+                  "to a mirror, or pass --original-code DIR at run time)", file=sys.stderr)
+            return
     if git_head(code) != ORIGINAL_COMMIT:
         subprocess.run(["git", "-C", str(code), "fetch", "-q", "origin", ORIGINAL_COMMIT], check=False)
         subprocess.run(["git", "-C", str(code), "checkout", "-q", ORIGINAL_COMMIT], check=True)
