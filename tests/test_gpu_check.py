@@ -19,12 +19,15 @@ def _run(out: Path, *args: str, timeout: float = 900, env: dict | None = None) -
 
 
 def test_cpu_rehearsal_runs_every_step(tmp_path):
-    r = _run(tmp_path, "--device", "cpu", "--tiny")
+    # The original code's step is optional: here without its checkout (test_original_step_... below).
+    r = _run(tmp_path, "--device", "cpu", "--tiny", "--original-code", str(tmp_path / "absent"))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     steps = report["steps"]
-    assert list(steps) == ["facts", "train_step", "train_compiled", "train_300", "ground", "cache_fill"]
+    assert list(steps) == ["facts", "train_step", "train_compiled", "train_300", "ground", "cache_fill",
+                           "original_step"]
     assert report["ok"]
+    assert steps.pop("original_step")["status"] == "skipped" and report["side_by_side"] is None
     for name, rec in steps.items():
         assert rec["status"] == "ok" and rec["checks"] and all(rec["checks"].values()), name
         assert (tmp_path / rec["log"]).is_file()
@@ -44,6 +47,19 @@ def test_cpu_rehearsal_runs_every_step(tmp_path):
     assert steps["cache_fill"]["figures"]["misses"] == 4
     summary = (tmp_path / "summary.txt").read_text()
     assert "ALL STEPS OK" in summary and all(f"[{n}] ok" in summary for n in steps)
+
+
+def test_original_step_is_skipped_with_its_reason_where_the_code_is_absent(tmp_path):
+    absent = tmp_path / "no-checkout"
+    r = _run(tmp_path / "out", "--device", "cpu", "--tiny", "--steps", "original_step", "--original-code", str(absent),
+             timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    rec = report["steps"]["original_step"]
+    assert rec["status"] == "skipped" and report["ok"] and report["failed_steps"] == []
+    assert str(absent) in rec["skipped"] and "--prepare" in rec["skipped"] and "Co-MIPN" in rec["skipped"]
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+    assert "ALL STEPS OK" in summary and "[original_step] skipped" in summary and str(absent) in summary
 
 
 def test_a_failing_step_is_named_and_a_hanging_one_ended(tmp_path):

@@ -18,6 +18,12 @@ named; the others still run; the exit status is then 1):
               candidates: images/s of the tensor crop path and of the Pillow path, peak memory; the crops
               of the first 16 images checked against the Pillow crops and against a run on the CPU
   cache_fill  the visual feature cache filled by a ViT-B/32 tower on the device: images/s, then read back
+  original_step  the original Co-MIPN code's training step (its ``HMNeTNERModel`` and optimizer, random
+              weights from configs, fp32 as it runs) on the tweets of train_step's first batch size, max_seq 192
+              (the one its code runs at), 1 image + 3 crops of random pixels: tweets/s and peak memory, and
+              beside train_step's figures the ratio ours / original. Runs only where the original's checkout
+              is (``bin/gpu-check --prepare`` clones it into .gpu/original/, or ``--original-code DIR``), else
+              "skipped" with the reason; last in the order, and skipped when the run's budget is spent
 
 ``--tiny`` runs every step at toy sizes (a 2-layer BERT, a few images, 15 training steps): the CPU
 rehearsal, ``bin/gpu-check OUT --device cpu --tiny``, which tests/test_gpu_check.py runs.
@@ -44,7 +50,19 @@ from pathlib import Path
 
 from _offline import REPO  # noqa: E402  (offline env, repo on sys.path)
 
-STEPS = ("facts", "train_step", "train_compiled", "train_300", "ground", "cache_fill")
+STEPS = ("facts", "train_step", "train_compiled", "train_300", "ground", "cache_fill", "original_step")
+
+# The original code (original_step): its repository, the commit measured, and the libraries of its time it
+# needs (its BERT copies import transformers 4.x internals that transformers 5 removed). bin/gpu-check
+# --prepare clones it and downloads these wheels into .gpu/original/; they are installed only into the
+# original step's own process.
+ORIGINAL_URL = "https://github.com/Lidaiyi-lab/Co-MIPN"
+ORIGINAL_COMMIT = "3010062979aa1a7c6c7fc3e5368c0ff91c6c35f1"
+ORIGINAL_WHEELS = ("transformers==4.46.3", "huggingface-hub==0.26.5", "tokenizers==0.20.3", "requests==2.32.3",
+                   "urllib3==2.2.3", "idna==3.10", "certifi==2024.8.30", "charset-normalizer==3.4.0",
+                   "regex==2024.11.6")
+ORIGINAL_DIR = REPO / ".gpu" / "original"
+ORIGINAL_MIN_S = 60  # the least time left in the run's budget for which original_step is started
 
 
 @dataclass(frozen=True)
@@ -63,22 +81,24 @@ class Sizes:
     ground_checked: int  # first images compared with the CPU path
     cache_images: int
     cache_batch: int
+    original_warmup: int
+    original_timed: int
     timeouts: tuple[tuple[str, int], ...]
     budget_s: int  # the whole run
 
 
 FULL = Sizes(tiny=False, bert="base", train_batches=(8, 32), warmup_steps=3, timed_steps=20, long_batch=8,
              long_epochs=3, long_steps_per_epoch=100, ground_images=256, ground_batch=32, crop_batch=320,
-             ground_checked=16, cache_images=512, cache_batch=128,
+             ground_checked=16, cache_images=512, cache_batch=128, original_warmup=2, original_timed=8,
              timeouts=(("facts", 60), ("train_step", 120), ("train_compiled", 210), ("train_300", 120), ("ground", 120),
-                       ("cache_fill", 90)),
+                       ("cache_fill", 90), ("original_step", 150)),
              budget_s=460)  # + at most 20 s to end a step that outruns it: under 8 minutes
 TINY = Sizes(tiny=True, bert="tiny", train_batches=(2, 4), warmup_steps=1, timed_steps=1, long_batch=4,
              long_epochs=3, long_steps_per_epoch=5, ground_images=3, ground_batch=2, crop_batch=16,
-             ground_checked=2, cache_images=4, cache_batch=2,
+             ground_checked=2, cache_images=4, cache_batch=2, original_warmup=1, original_timed=1,
              # generous: a rehearsal on a busy CI machine must not time out; a hang still ends
              timeouts=(("facts", 60), ("train_step", 180), ("train_compiled", 240), ("train_300", 180), ("ground", 180),
-                       ("cache_fill", 120)),
+                       ("cache_fill", 120), ("original_step", 900)),
              budget_s=780)
 
 # The issue's targets on one H100 (reported, not enforced: a missed target is a figure, not a failure).
@@ -284,6 +304,7 @@ def step_train_step(args, sizes: Sizes, work: Path) -> dict:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     figures["autocast"] = "bf16" if device.type == "cuda" else "none (fp32 on the CPU)"
+    figures["max_seq"] = config.max_seq  # truncation only: batches are padded to their longest tweet
     return {"figures": figures, "checks": checks, "summary": summary}
 
 
@@ -563,9 +584,119 @@ def step_cache_fill(args, sizes: Sizes, work: Path) -> dict:
     return {"figures": figures, "checks": checks, "summary": summary}
 
 
+# -- step 5 (optional): the original code's training step ---------------------------------------------------
+def original_code_folder(args) -> Path:
+    return Path(args.original_code) if args.original_code else ORIGINAL_DIR / "code"
+
+
+def skipped(reason: str) -> dict:
+    return {"skipped": reason, "figures": {}, "checks": {}, "summary": [f"skipped: {reason}"]}
+
+
+def stub_sklearn(folder: Path) -> None:
+    """The original imports scikit-learn's PCA and classification_report (and seqeval a warning class) and
+    calls neither in a training step; where scikit-learn is not installed (the GPU image may lack it) its
+    process gets stand-ins that refuse to run."""
+    pkg = folder / "sklearn"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text('"""Stand-in for original_step: scikit-learn is not installed."""\n')
+    for module, names in (("decomposition", ("PCA",)), ("metrics", ("classification_report",))):
+        body = "".join(f"\n\ndef {n}(*args, **kwargs):\n    raise RuntimeError('scikit-learn is not installed')\n"
+                       for n in names)
+        (pkg / f"{module}.py").write_text(f'"""Stand-in (gpu_check original_step)."""{body}')
+    (pkg / "exceptions.py").write_text('"""Stand-in (gpu_check original_step)."""\n\n\n'
+                                       'class UndefinedMetricWarning(UserWarning):\n    pass\n')
+
+
+def step_original_step(args, sizes: Sizes, work: Path) -> dict:
+    """The original code's step, in a process of its own (tests/bench/_original_runner.py) whose sys.path
+    starts with the checkout and its transformers 4.x: its imports and globals never meet ours."""
+    import importlib.util
+
+    from bench_model import batches
+    from comipn_prep.conll import read_conll
+
+    code = original_code_folder(args)
+    if not (code / "models" / "bert_model.py").is_file():
+        return skipped(f"no original code in {code} (bin/gpu-check --prepare clones {ORIGINAL_URL} at "
+                       f"{ORIGINAL_COMMIT[:12]} there; or pass --original-code DIR)")
+    wheels = ORIGINAL_DIR / "wheels"
+    site = work / "site"
+    # pip picks each pin's wheel for this Python; a missing one (no --prepare, another Python) skips the step
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                          "--disable-pip-version-check", "--find-links", str(wheels), "--target", str(site),
+                          *ORIGINAL_WHEELS], capture_output=True, text=True)
+    if pip.returncode != 0:
+        tail = (pip.stderr or pip.stdout).strip().splitlines()[-1:] or ["no output"]
+        return skipped(f"the original's libraries ({', '.join(ORIGINAL_WHEELS[:3])}) are not in {wheels} for Python "
+                       f"{platform.python_version()} (bin/gpu-check --prepare): {tail[0]}")
+    path = [str(site), str(code)]
+    if importlib.util.find_spec("sklearn") is None:
+        stub_sklearn(work / "stubs")
+        path.append(str(work / "stubs"))
+    bs = sizes.train_batches[0]  # train_step's first batch size and tweets: the side-by-side pairs them
+    tweets = list(read_conll(REPO / "data" / "twitter2015" / "train.txt"))
+    chosen = [[{"words": t.tokens, "labels": t.labels} for t in chunk]
+              for chunk, _ in batches(tweets, bs, sizes.original_warmup + sizes.original_timed)]
+    vocab = tokenizer_folder(args) / "vocab.txt"
+    spec = {"device": args.device, "tiny": sizes.tiny, "max_seq": 192, "warmup_steps": sizes.original_warmup,
+            "batches": chosen, "vocab": str(vocab), "seed": 1234, "threads": args.threads}
+    (work / "spec.json").write_text(json.dumps(spec))
+    run = work / "run"  # the original's fixed tower folders are written here
+    run.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path + [p for p in os.environ.get("PYTHONPATH", "").split(
+        os.pathsep) if p and Path(p).resolve() != REPO])}
+    runner = Path(__file__).with_name("_original_runner.py")
+    # Output goes to this step's log; a timeout ends this whole process group, the runner with it.
+    rc = subprocess.run([sys.executable, "-u", str(runner), str(work / "spec.json"), str(work / "result.json")],
+                        cwd=run, env=env).returncode
+    if rc != 0 or not (work / "result.json").is_file():
+        raise CheckFailed(f"the original code's step failed (exit code {rc}); its traceback is above in this log")
+    result = json.loads((work / "result.json").read_text())
+    result["figures"].update(code=ORIGINAL_URL, commit=git_head(code), wheels=list(ORIGINAL_WHEELS[:3]))
+    result["checks"]["commit_is_the_pinned_one"] = result["figures"]["commit"] in (ORIGINAL_COMMIT, None)
+    return result
+
+
+def git_head(folder: Path) -> str | None:
+    """The checkout's commit (None where it is no git checkout, e.g. an exported tree)."""
+    if not (folder / ".git").exists():
+        return None
+    try:
+        r = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True)
+    except FileNotFoundError:  # no git on the machine
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def prepare_original(pythons: list[str]) -> None:
+    """bin/gpu-check --prepare: the original's checkout at ORIGINAL_COMMIT and its libraries' wheels (for
+    each Python version in ``pythons``, e.g. 3.12 for the GPU image) under .gpu/original/."""
+    code = ORIGINAL_DIR / "code"
+    # COMIPN_ORIGINAL_SOURCE: another place to clone from (a mirror) where GitHub cannot be reached
+    source = os.environ.get("COMIPN_ORIGINAL_SOURCE") or ORIGINAL_URL
+    if not (code / ".git").exists():
+        if subprocess.run(["git", "clone", "-q", source, str(code)]).returncode != 0:
+            print(f"gpu-check: could not clone {source}: original_step will be skipped (set COMIPN_ORIGINAL_SOURCE "
+                  "to a mirror, or pass --original-code DIR at run time)", file=sys.stderr)
+            return
+    if git_head(code) != ORIGINAL_COMMIT:
+        subprocess.run(["git", "-C", str(code), "fetch", "-q", "origin", ORIGINAL_COMMIT], check=False)
+        subprocess.run(["git", "-C", str(code), "checkout", "-q", ORIGINAL_COMMIT], check=True)
+    wheels = ORIGINAL_DIR / "wheels"
+    platforms = [a for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+                 for a in ("--platform", p)]
+    for version in pythons:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                        "--python-version", version, "--implementation", "cp", *platforms, "-d", str(wheels),
+                        *ORIGINAL_WHEELS], check=True)
+    print(f"gpu-check: the original code ({ORIGINAL_URL} at {ORIGINAL_COMMIT[:12]}) and its wheels are in "
+          f"{ORIGINAL_DIR}")
+
+
 STEP_FUNCS = {"facts": step_facts, "train_step": step_train_step, "train_compiled": step_train_compiled,
               "train_300": step_train_300,
-              "ground": step_ground, "cache_fill": step_cache_fill}
+              "ground": step_ground, "cache_fill": step_cache_fill, "original_step": step_original_step}
 
 
 # -- the child: one step --------------------------------------------------------------------------------
@@ -610,6 +741,8 @@ def run_step(name: str, args, outdir: Path, timeout: float, scratch: Path) -> di
         cmd += ["--threads", str(args.threads)]
     if args.io_threads:
         cmd += ["--io-threads", str(args.io_threads)]
+    if args.original_code:
+        cmd += ["--original-code", args.original_code]
     start = time.perf_counter()
     with open(log, "w") as fh:
         # Its own process group: a timeout ends the step and everything it started.
@@ -638,12 +771,14 @@ def run_step(name: str, args, outdir: Path, timeout: float, scratch: Path) -> di
         except json.JSONDecodeError as err:
             record["error"] = f"unreadable step result: {err}"
             record["status"] = "failed"
+    if status == "ok" and record.get("skipped"):
+        record["status"] = status = "skipped"  # an optional step whose inputs are absent: not a failure
     if status == "timeout":
         record["error"] = f"no result within {timeout:.0f} s (killed)"
     elif status == "failed" and "error" not in record:
         failed = [k for k, ok in record.get("checks", {}).items() if not ok]
         record["error"] = f"checks failed: {', '.join(failed)}" if failed else f"exit code {rc}; see {log}"
-    if status != "ok":
+    if status not in ("ok", "skipped"):
         tail = log.read_text(errors="replace").splitlines()[-15:]
         record["log_tail"] = tail
     return record
@@ -659,6 +794,23 @@ def lookup(report: dict, dotted: str):
     return value
 
 
+def side_by_side(report: dict) -> dict | None:
+    """Ours (train_step, shared encoders) against the original code (original_step) at the same batch size
+    on the same tweets: tweets/s and peak memory, and the ratios ours / original."""
+    orig = report["steps"].get("original_step", {}).get("figures") or {}
+    ours = (report["steps"].get("train_step", {}).get("figures") or {}).get(f"shared_b{orig.get('batch_size')}")
+    if not orig.get("tweets_per_s") or not ours:
+        return None
+    mem = "peak_gpu_gib" if "peak_gpu_gib" in orig else "peak_rss_gib"
+    return {"batch_size": orig["batch_size"], "ours_max_seq": report["steps"]["train_step"]["figures"].get("max_seq"),
+            "original_max_seq": orig["max_seq"], "ours_tweets_per_s": ours["tweets_per_s"],
+            "original_tweets_per_s": orig["tweets_per_s"],
+            # same batch size: the ratio of the median steps (unrounded), the original's over ours
+            "tweets_per_s_ratio": round(orig["median_step_s"] / ours["median_step_s"], 2), "memory": mem,
+            "ours_peak_gib": ours.get(mem), "original_peak_gib": orig.get(mem),
+            "memory_ratio": round(ours[mem] / orig[mem], 3) if ours.get(mem) and orig.get(mem) else None}
+
+
 def write_summary(report: dict, outdir: Path) -> str:
     lines = [f"gpu-check {'(tiny) ' if report['tiny'] else ''}on {report['device_name']} "
              f"({report['device']}), {report['started_utc']}, {report['seconds']:.0f} s in all: "
@@ -666,14 +818,27 @@ def write_summary(report: dict, outdir: Path) -> str:
     for name, rec in report["steps"].items():
         lines.append(f"[{name}] {rec['status']} in {rec['seconds']} s")
         lines += [f"    {s}" for s in rec.get("summary", [])]
-        if rec["status"] != "ok":
+        if rec["status"] not in ("ok", "skipped"):
             lines.append(f"    ERROR: {rec.get('error')}")
+    pair = report.get("side_by_side")
+    if pair:
+        lines.append(f"[side by side] batch {pair['batch_size']}, same tweets: ours {pair['ours_tweets_per_s']} "
+                     f"tweets/s (max_seq {pair['ours_max_seq']}, padded to the longest tweet) vs the original "
+                     f"{pair['original_tweets_per_s']} (padded to its max_seq {pair['original_max_seq']}): "
+                     f"{pair['tweets_per_s_ratio']}x; {pair['memory']} {pair['ours_peak_gib']} vs "
+                     f"{pair['original_peak_gib']} GiB: {pair['memory_ratio']} of it")
     if not report["tiny"] and str(report["device"]).startswith("cuda"):
         lines.append("targets (one H100):")
         for key, (op, target) in TARGETS.items():
             value = lookup(report, key)
             met = value is not None and (value >= target if op == ">=" else value <= target)
             lines.append(f"    {key} = {value} (target {op} {target}): {'met' if met else 'NOT met'}")
+        if pair:
+            for key, op, target in (("tweets_per_s_ratio", ">=", 5.0), ("memory_ratio", "<=", 1 / 3)):
+                value = pair[key]
+                met = value is not None and (value >= target if op == ">=" else value <= target)
+                lines.append(f"    side_by_side.{key} = {value} (target {op} {target:.3g}): "
+                             f"{'met' if met else 'NOT met'}")
     text = "\n".join(lines) + "\n"
     (outdir / "summary.txt").write_text(text)
     return text
@@ -691,11 +856,19 @@ def main() -> int:
     ap.add_argument("--io-threads", type=int, default=0,
                     help="grounding's decode / PNG threads and the cache fill's I/O threads (0: their defaults)")
     ap.add_argument("--timeout", type=float, default=None, help="seconds each step may take (default: per step)")
+    ap.add_argument("--original-code", default=None,
+                    help="a checkout of the original Co-MIPN code for original_step (default: .gpu/original/code)")
+    ap.add_argument("--prepare-original", nargs="*", metavar="PYTHON_VERSION", default=None,
+                    help="clone the original code and download its wheels into .gpu/original/ for these Python "
+                         "versions (bin/gpu-check --prepare), then exit")
     ap.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return run_child(args)
+    if args.prepare_original is not None:
+        prepare_original(args.prepare_original or [f"{sys.version_info.major}.{sys.version_info.minor}"])
+        return 0
     if not args.outdir:
         ap.error("OUTDIR is required")
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
@@ -715,21 +888,26 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="gpu-check-results-"))
     for name in steps:
         left = sizes.budget_s - (time.perf_counter() - started)
-        if left < 5:
+        if name == "original_step" and left < ORIGINAL_MIN_S:  # optional: never at the cost of a failed run
+            report["steps"][name] = {"status": "skipped", "seconds": 0, **skipped(
+                f"{left:.0f} s left of the run's {sizes.budget_s} s budget; run it alone: --steps "
+                "facts,train_step,original_step")}
+        elif left < 5:
             report["steps"][name] = {"status": "timeout", "seconds": 0, "error": "the run's time budget was spent"}
         else:
             print(f"gpu-check: {name} (timeout {min(timeouts[name], left):.0f} s) ...", flush=True)
             report["steps"][name] = run_step(name, args, outdir, min(timeouts[name], left), scratch)
         rec = report["steps"][name]
         print(f"gpu-check: {name} {rec['status']} in {rec['seconds']} s"
-              + (f": {rec.get('error')}" if rec["status"] != "ok" else ""), flush=True)
+              + (f": {rec.get('error') or rec.get('skipped')}" if rec["status"] != "ok" else ""), flush=True)
         if name == "facts" and rec.get("figures", {}).get("device_name"):
             report["device_name"] = rec["figures"]["device_name"]
     report["seconds"] = round(time.perf_counter() - started, 1)
     for f in scratch.glob("*.json"):
         f.unlink()
     scratch.rmdir()
-    report["failed_steps"] = [n for n, r in report["steps"].items() if r["status"] != "ok"]
+    report["failed_steps"] = [n for n, r in report["steps"].items() if r["status"] not in ("ok", "skipped")]
+    report["side_by_side"] = side_by_side(report)
     report["ok"] = not report["failed_steps"]
     (outdir / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(write_summary(report, outdir), end="")
