@@ -15,9 +15,11 @@ from comipn_prep.images import ImageLoadError, load_image
 
 def _picture(seed: int, size=(323, 241)) -> Image.Image:
     rng = np.random.default_rng(seed)
-    im = Image.fromarray(rng.integers(0, 255, (max(size[1] // 4, 1), max(size[0] // 4, 1), 3), dtype=np.uint8)).resize(size)
+    small = rng.integers(0, 255, (max(size[1] // 4, 1), max(size[0] // 4, 1), 3), dtype=np.uint8)
+    im = Image.fromarray(small).resize(size)  # smooth areas, as photos have, and sharp edges below
     draw = ImageDraw.Draw(im)
-    draw.ellipse([size[0] // 8, size[1] // 8, size[0] // 2, size[1] // 2], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+    draw.ellipse([size[0] // 8, size[1] // 8, size[0] // 2, size[1] // 2], fill=colour)
     return im
 
 
