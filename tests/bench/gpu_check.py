@@ -19,7 +19,8 @@ named; the others still run; the exit status is then 1):
               (--input-path tensor: decoding on the device, letterbox and YOLO on batch tensors), peak memory;
               the crops of the first 16 images checked against the Pillow crops and against a run on the CPU,
               the tensor input path's manifest against the tensor crop path's
-  cache_fill  the visual feature cache filled by a ViT-B/32 tower on the device: images/s, then read back
+  cache_fill  the visual feature cache filled by a ViT-B/32 tower on the device: images/s, then read back;
+              the same fill with decode="tensor" (decoding and CLIP preprocessing on the device): images/s
 
 ``--tiny`` runs every step at toy sizes (a 2-layer BERT, a few images, 15 training steps): the CPU
 rehearsal, ``bin/gpu-check OUT --device cpu --tiny``, which tests/test_gpu_check.py runs.
@@ -79,8 +80,8 @@ TINY = Sizes(tiny=True, bert="tiny", train_batches=(2, 4), warmup_steps=1, timed
              long_epochs=3, long_steps_per_epoch=5, ground_images=3, ground_batch=2, crop_batch=16,
              ground_checked=2, cache_images=4, cache_batch=2,
              # generous: a rehearsal on a busy CI machine must not time out; a hang still ends
-             timeouts=(("facts", 60), ("train_step", 180), ("train_compiled", 240), ("train_300", 180), ("ground", 180),
-                       ("cache_fill", 120)),
+             timeouts=(("facts", 60), ("train_step", 180), ("train_compiled", 240), ("train_300", 180), ("ground", 300),
+                       ("cache_fill", 150)),
              budget_s=780)
 
 # The issue's targets on one H100 (reported, not enforced: a missed target is a figure, not a failure).
@@ -88,7 +89,8 @@ TARGETS = {"train_step.shared_b8.tweets_per_s": (">=", 250.0), "train_step.share
            "train_compiled.b8.tweets_per_s": (">=", 250.0), "train_compiled.b32.tweets_per_s": (">=", 600.0),
            "train_compiled.b8.peak_gpu_gib": ("<=", 10.0),
            "ground.tensor.images_per_s": (">=", 200.0), "ground.input_tensor.images_per_s": (">=", 200.0),
-           "cache_fill.fill_images_per_s": (">=", 1000.0)}
+           "cache_fill.fill_images_per_s": (">=", 1000.0),
+           "cache_fill.tensor_fill_images_per_s": (">=", 1000.0)}
 
 
 class CheckFailed(RuntimeError):
@@ -571,20 +573,44 @@ def step_cache_fill(args, sizes: Sizes, work: Path) -> dict:
     start = time.perf_counter()
     again = cache.get_many(paths)
     read = time.perf_counter() - start
+    # The same fill through the tensor path: the loader's workers, JPEGs decoded on the device, CLIP's
+    # preprocessing there (FeatureCache(decode="tensor")).
+    on_device = FeatureCache(work / "cache-tensor", tower, batch_size=sizes.cache_batch, progress=False,
+                             io_threads=args.io_threads or None, decode="tensor")
+    FeatureCache(work / "warm-tensor", tower, batch_size=sizes.cache_batch, progress=False,
+                 decode="tensor").get_many(paths[:sizes.cache_batch])
+    reset_peak(args.device)
+    sync(args.device)
+    start = time.perf_counter()
+    feats_tensor = on_device.get_many(paths)
+    sync(args.device)
+    fill_tensor = time.perf_counter() - start
+    worst = max((float((a.patches - b.patches).abs().max()) for a, b in zip(feats, feats_tensor)
+                 if a is not None and b is not None), default=float("nan"))
     shapes_ok = all(f is not None and tuple(f.cls.shape) == (12, 768) and tuple(f.patches.shape) == (49, 768)
                     for f in feats)
     figures = {"images": len(paths), "image_size": "640x480", "batch_size": sizes.cache_batch,
                "fill_images_per_s": round(len(paths) / fill, 1), "fill_seconds": round(fill, 3),
                "read_images_per_s": round(len(paths) / read, 1), "tower_calls": cache.tower_calls,
-               "misses": cache.misses, "hits": cache.hits, **memory}
+               "misses": cache.misses, "hits": cache.hits, **memory,
+               "tensor_fill_images_per_s": round(len(paths) / fill_tensor, 1),
+               "tensor_vs_pillow_fill": round(fill / fill_tensor, 2), "tensor_fill_max_patch_diff": worst}
     checks = {"every_image_computed_once": cache.misses == len(paths),
               "read_back_from_cache": cache.hits == len(paths),
               "shapes": shapes_ok,
               "finite": shapes_ok and all(bool(torch.isfinite(f.patches).all()) for f in feats),
               "read_equals_fill": shapes_ok and all(torch.equal(a.patches, b.patches) and torch.equal(a.cls, b.cls)
-                                                    for a, b in zip(feats, again))}
+                                                    for a, b in zip(feats, again)),
+              "tensor_fill_every_image": on_device.misses == len(paths)}
+    if not str(args.device).startswith("cuda"):
+        # On the CPU both decoders are libjpeg-turbo and the resize is Pillow's arithmetic: the same entries
+        # up to the tower's float noise; nvJPEG on a GPU may move pixels by a level (reported there).
+        checks["tensor_fill_equals_pillow_fill"] = worst <= 1e-2
     summary = [f"fill {figures['fill_images_per_s']} images/s ({len(paths)} 640x480 images, batch "
-               f"{sizes.cache_batch}), read back {figures['read_images_per_s']} images/s"]
+               f"{sizes.cache_batch}), read back {figures['read_images_per_s']} images/s",
+               f"fill through the tensor path (decoding and CLIP preprocessing on the device) "
+               f"{figures['tensor_fill_images_per_s']} images/s ({figures['tensor_vs_pillow_fill']}x); max patch "
+               f"feature diff to the Pillow fill {worst:.1e}"]
     return {"figures": figures, "checks": checks, "summary": summary}
 
 
