@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 
 from comipn_prep.grounding.detector import Detector
-from comipn_prep.grounding.driver import GroundConfig, Grounder, ground_split
+from comipn_prep.grounding.driver import GroundConfig, Grounder, Loaded, ground_split
 from comipn_prep.grounding.manifest import read_manifest
 from comipn_prep.grounding.nps_input import GroundItem
+from comipn_prep.grounding.tensor_crops import TensorPreprocess
 from comipn_prep.grounding.tensor_detector import BatchDetector
 from comipn_prep.weights import load_yolo
 
@@ -49,17 +50,25 @@ def test_batch_tensor_boxes_equal_yolo_predict(yolo, pictures, max_batch):
         assert (o.boxes[:, [0, 2]] <= im.width).all() and (o.boxes[:, [1, 3]] <= im.height).all()
 
 
-def test_ground_with_the_tensor_input_path_writes_the_ultralytics_paths_crops(tmp_path, pictures, random_grounding):
+@pytest.fixture(scope="module")
+def grounders(random_grounding):
+    """``(ultralytics path, tensor input path)`` over the same random-weight models, YOLO at imgsz 320 in both
+    (a quarter of the compute of 640)."""
     cfg = dict(detector="yolov8n.yaml", clip_model=random_grounding["clip_model"], clip_pretrained="none", conf=0.0,
                max_candidates=6, batch_size=3, crop_batch=8, top_k=3, device="cpu")
     loaded = Grounder.from_config(GroundConfig(**cfg))
-    d = loaded.detector  # YOLO at imgsz 320 on both paths: a quarter of the compute of 640
+    d = loaded.detector
     base = Grounder(Detector(d.model, d.conf, d.nms_iou, d.max_candidates, imgsz=320), loaded.matcher,
                     loaded.config, loaded.detector_id, loaded.clip_id, loaded.random_weights)
     tensor = Grounder(d, loaded.matcher, GroundConfig(**cfg, input_path="tensor"), loaded.detector_id, loaded.clip_id,
                       loaded.random_weights,
                       batch_detector=BatchDetector(d.model, d.conf, d.nms_iou, d.max_candidates, imgsz=320))
     assert loaded.batch_detector is None and tensor.tensor_input and not base.tensor_input
+    return base, tensor
+
+
+def test_ground_with_the_tensor_input_path_writes_the_ultralytics_paths_crops(tmp_path, pictures, grounders):
+    base, tensor = grounders
     items = [GroundItem(str(k), ["a thing", "people"] if k % 3 else []) for k in range(5)]
     (tmp_path / "img").mkdir()
     for k, it in enumerate(items):
@@ -79,3 +88,23 @@ def test_ground_with_the_tensor_input_path_writes_the_ultralytics_paths_crops(tm
         pa = np.asarray(Image.open(tmp_path / "ult" / "train" / "crops" / name))
         pb = np.asarray(Image.open(tmp_path / "ten" / "train" / "crops" / name))
         assert np.array_equal(pa, pb)
+
+
+@pytest.mark.parametrize("crops_on_device", [False, True])
+def test_images_only_on_the_device_ground_like_pillow_images(pictures, grounders, crops_on_device):
+    """What the tensor input path hands over on a GPU (no Pillow image, only the device tensor; a CPU
+    tensor here) grounds like the Pillow images: the same boxes, phrases and crop pixels."""
+    base, tensor = grounders
+    if crops_on_device:  # CLIP's pixels made from the device image, not from Pillow crops
+        tensor = Grounder(tensor.detector, tensor.matcher, tensor.config, tensor.detector_id, tensor.clip_id,
+                          tensor.random_weights, TensorPreprocess(tensor.matcher.bundle.preprocess),
+                          batch_detector=tensor.batch_detector)
+    items = [GroundItem(str(k), ["a thing", "people"] if k else []) for k in range(3)]
+    ref = base.ground_batch([Loaded(it, pictures[k]) for k, it in enumerate(items)])
+    ours = tensor.ground_batch([Loaded(it, None, tensor=_tensor(pictures[k])) for k, it in enumerate(items)])
+    for r, o in zip(ref, ours):
+        assert (r.status, r.width, r.height) == (o.status, o.width, o.height) and r.selected
+        assert [(s.box, s.phrase, s.rank) for s in r.selected] == [(s.box, s.phrase, s.rank) for s in o.selected]
+        assert np.allclose([s.clip_score for s in r.selected], [s.clip_score for s in o.selected], atol=1e-4,
+                           equal_nan=True)  # NaN: an image without phrases has no CLIP score
+        assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(r.crops, o.crops))
