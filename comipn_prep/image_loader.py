@@ -69,6 +69,10 @@ def iter_images(paths: Sequence[str | os.PathLike | None], batch_size: int, devi
     reads in this process. ``prefetch`` batches per worker are read ahead."""
     device = torch.device(device)
     on_gpu = device.type == "cuda"
+    if on_gpu and device.index is not None and device.index != torch.cuda.current_device():
+        # The loader's pinning thread works on the current device: under torchrun (cuda:LOCAL_RANK) every
+        # process would otherwise open a context on GPU 0 as well.
+        torch.cuda.set_device(device)
     loader = DataLoader(_Files(paths, host_decode=not on_gpu, max_pixels=max_pixels), batch_size=max(1, batch_size),
                         shuffle=False, num_workers=max(0, workers), collate_fn=_as_list, pin_memory=on_gpu,
                         prefetch_factor=max(1, prefetch) if workers > 0 else None)
