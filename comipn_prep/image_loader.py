@@ -73,8 +73,9 @@ def iter_images(paths: Sequence[str | os.PathLike | None], batch_size: int, devi
         # The loader's pinning thread works on the current device: under torchrun (cuda:LOCAL_RANK) every
         # process would otherwise open a context on GPU 0 as well.
         torch.cuda.set_device(device)
+    workers = min(max(0, workers), os.cpu_count() or 1)  # more processes than cores only contend
     loader = DataLoader(_Files(paths, host_decode=not on_gpu, max_pixels=max_pixels), batch_size=max(1, batch_size),
-                        shuffle=False, num_workers=max(0, workers), collate_fn=_as_list, pin_memory=on_gpu,
+                        shuffle=False, num_workers=workers, collate_fn=_as_list, pin_memory=on_gpu,
                         prefetch_factor=max(1, prefetch) if workers > 0 else None)
     for batch in loader:
         encoded = [r for r in batch if "data" in r]
