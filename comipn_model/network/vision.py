@@ -113,10 +113,18 @@ class FeatureCache:
     On a miss, ``io_threads`` threads decode and preprocess the next batch while the tower runs on this
     one, and write the entries (Pillow and file writes release the GIL): on a GPU the tower is then no
     longer waiting on one CPU core.
+
+    ``decode="tensor"``: misses come through :func:`comipn_prep.image_loader.iter_images` instead (worker
+    processes, JPEGs decoded by torchvision on the tower's device) and CLIP's resize and crop run on the
+    device (:class:`comipn_prep.grounding.tensor_crops.TensorPreprocess`, Pillow's arithmetic): the same
+    pixels, so the same entries, with no Pillow image on the way on a GPU.
     """
 
     def __init__(self, cache_dir: str | os.PathLike, tower: VisionTower, batch_size: int = 32,
-                 progress: bool = True, io_threads: int | None = None):
+                 progress: bool = True, io_threads: int | None = None, decode: str = "pillow"):
+        if decode not in ("pillow", "tensor"):
+            raise ValueError(f"decode must be pillow or tensor, got {decode!r}")
+        self.decode = decode
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.tower = tower
@@ -198,6 +206,9 @@ class FeatureCache:
         # A tower that takes preprocessed pixels gets them from the threads; any other (a test's
         # stand-in) gets the decoded images.
         by_pixels = hasattr(self.tower, "encode_pixels")
+        if by_pixels and self.decode == "tensor":
+            self._compute_on_device(paths, keys, positions, results)
+            return
 
         def prepare(path: Path):
             try:
@@ -225,12 +236,44 @@ class FeatureCache:
                 self.tower_calls += 1
                 inputs = [x for _, x in chunk]
                 computed = self.tower.encode_pixels(torch.stack(inputs)) if by_pixels else self.tower(inputs)
-                for (key, _), feats in zip(chunk, computed):
-                    self.misses += 1
-                    writes.append(pool.submit(self._write, self._file(key), feats))
-                    # Return what a later read returns (fp16-rounded), so epochs 1 and 2 see the same input.
-                    stored = ImageFeatures(cls=feats.cls.half().float(), patches=feats.patches.half().float())
-                    for i in positions[key]:
-                        results[i] = stored
+                self._store([k for k, _ in chunk], computed, positions, results, pool, writes)
             for w in writes:
                 w.result()  # a failed write is raised here, not lost
+
+    def _store(self, keys: list[str], computed: list[ImageFeatures], positions: dict[str, list[int]],
+               results: list[ImageFeatures | None], pool: ThreadPoolExecutor, writes: list) -> None:
+        for key, feats in zip(keys, computed):
+            self.misses += 1
+            writes.append(pool.submit(self._write, self._file(key), feats))
+            # Return what a later read returns (fp16-rounded), so epochs 1 and 2 see the same input.
+            stored = ImageFeatures(cls=feats.cls.half().float(), patches=feats.patches.half().float())
+            for i in positions[key]:
+                results[i] = stored
+
+    def _compute_on_device(self, paths: list[Path], keys: list[str], positions: dict[str, list[int]],
+                           results: list[ImageFeatures | None]) -> None:
+        """The ``decode="tensor"`` misses: the loader's batches, CLIP's preprocessing on the device."""
+        from comipn_prep.grounding.tensor_crops import TensorPreprocess
+        from comipn_prep.image_loader import iter_images
+
+        pre = TensorPreprocess(self.tower.preprocess)  # UnsupportedPreprocess (a ValueError) names the step
+        batches = iter_images(paths, self.batch_size, self.tower.device, workers=self.io_threads)
+        with ThreadPoolExecutor(self.io_threads, thread_name_prefix="features") as pool:
+            writes: list = []
+            for batch in tqdm(batches, desc="vision features", unit="batch",
+                              total=-(-len(paths) // self.batch_size),
+                              disable=not self.progress or len(paths) <= self.batch_size):
+                chunk = []
+                for got in batch:
+                    if got.tensor is None:
+                        logger.warning("image %s (%s): masked", paths[got.index], got.reason)
+                        continue
+                    height, width = got.tensor.shape[-2:]
+                    chunk.append((keys[got.index], pre.boxes(got.tensor, [(0, 0, int(width), int(height))])[0]))
+                if not chunk:
+                    continue
+                self.tower_calls += 1
+                computed = self.tower.encode_pixels(torch.stack([x for _, x in chunk]))
+                self._store([k for k, _ in chunk], computed, positions, results, pool, writes)
+            for w in writes:
+                w.result()

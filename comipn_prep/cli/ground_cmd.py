@@ -47,6 +47,11 @@ def model_options(f):
                      help="Images per YOLO call (0: 1 on CPU, where it is cheaper; 64 on GPU)."),
         click.option("--threads", default=0, show_default=True, type=click.IntRange(0),
                      help="torch CPU threads (0: torch's default)."),
+        click.option("--input-path", default="ultralytics", show_default=True,
+                     type=click.Choice(["ultralytics", "tensor"]),
+                     help="How images reach YOLO: ultralytics (Pillow decoding, YOLO.predict per image) or tensor "
+                          "(DataLoader workers, JPEGs decoded by torchvision on the device, letterbox and YOLO on "
+                          "batch tensors); the same boxes and crops."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -70,7 +75,8 @@ def config_from(kwargs: dict):
                         clip_pretrained=kwargs["clip_pretrained"], top_k=kwargs["top_k"], conf=kwargs["conf"],
                         iou=kwargs["iou"], max_candidates=kwargs["max_candidates"], prompt=kwargs["prompt"],
                         device=kwargs["device"], batch_size=kwargs["batch_size"], crop_batch=kwargs["crop_batch"],
-                        detector_batch=kwargs["detector_batch"], threads=kwargs["threads"])
+                        detector_batch=kwargs["detector_batch"], threads=kwargs["threads"],
+                        input_path=kwargs["input_path"])
 
 
 def echo_summaries(summaries) -> None:

@@ -10,6 +10,12 @@ Two crop paths give the same crops: the Pillow path (``Image.crop`` + CLIP's own
 default) and the tensor path (the CUDA default, :mod:`.tensor_crops`): each image goes to the device once
 as a uint8 tensor; all its boxes are resized and normalised there at once (two batched products); PNGs
 of the kept crops are written by CPU threads while the device works on the next batch.
+
+Two input paths give the same boxes: ``ultralytics`` (the default: Pillow decodes on threads, ``YOLO.predict``
+letterboxes and post-processes each image) and ``tensor`` (:mod:`comipn_prep.image_loader`: a prefetching
+DataLoader whose workers read the files, JPEGs decoded by torchvision, on the GPU there; the letterbox,
+YOLO's network and NMS on ready batch tensors, :mod:`.tensor_detector`). On a GPU the image then stays on
+the device from decoding to the crops' CLIP pixels; only the kept crops come back, to be saved as PNGs.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from tqdm import tqdm
 
 from ..conll import atomic_write_bytes
 from ..devices import resolve_device
+from ..image_loader import iter_images
 from ..images import ImageLoadError, load_image
 from ..layout import CROP_NAME_RE, SPLIT_FOLDERS, canonical_split, crop_name, find_image, inside
 from ..nps.extract import nps_path
@@ -44,6 +51,7 @@ from .nps_input import GroundItem, read_ground_items
 from .selection import Selected, pixel_boxes, select_boxes
 from .shards import Shard
 from .tensor_crops import TensorPreprocess, UnsupportedPreprocess, image_tensor
+from .tensor_detector import BatchDetector
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +77,11 @@ class GroundConfig:
     png_compress_level: int = 1  # crops are small; fast PNG encoding, lossless either way
     crop_path: str = "auto"  # "tensor" (on the device), "pillow", or auto: tensor on CUDA, Pillow on CPU
     io_threads: int = 0  # decode and PNG threads; 0 = auto (tensor path 4 each; Pillow path 1 decode, inline PNG)
+    input_path: str = "ultralytics"  # "tensor": DataLoader + torchvision decoding + YOLO on batch tensors
 
     def __post_init__(self):
+        if self.input_path not in ("ultralytics", "tensor"):
+            raise ValueError(f"input path must be ultralytics or tensor, got {self.input_path!r}")
         if self.crop_path not in ("auto", "tensor", "pillow"):
             raise ValueError(f"crop path must be auto, tensor or pillow, got {self.crop_path!r}")
         if "{}" not in self.prompt:
@@ -99,14 +110,30 @@ class Loaded:
     status: str = "ok"
     reason: str = ""
     pixels: np.ndarray | None = None  # (h, w, 3) uint8 copy of ``image`` for the tensor crop path
+    tensor: torch.Tensor | None = None  # (3, h, w) uint8 on the device (the tensor input path; then no
+    # ``image`` on a GPU)
+
+    @property
+    def ok(self) -> bool:
+        return self.image is not None or self.tensor is not None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        if self.image is not None:
+            return self.image.size
+        assert self.tensor is not None
+        return int(self.tensor.shape[-1]), int(self.tensor.shape[-2])
 
 
 class Grounder:
     """Holds the two models; grounds batches of decoded images."""
 
     def __init__(self, detector: Detector, matcher: ClipMatcher, config: GroundConfig, detector_id: str,
-                 clip_id: str, random_weights: bool, tensor_pre: TensorPreprocess | None = None):
+                 clip_id: str, random_weights: bool, tensor_pre: TensorPreprocess | None = None,
+                 batch_detector: BatchDetector | None = None):
         self.detector = detector
+        self.batch_detector = batch_detector  # None: the ultralytics input path
         self.matcher = matcher
         self.config = config
         self.detector_id = detector_id
@@ -151,20 +178,34 @@ class Grounder:
         detector = Detector(yolo, conf=config.conf, nms_iou=config.nms_iou,
                             max_candidates=config.max_candidates, device=device,
                             max_batch=config.detector_batch)
+        batch_detector = BatchDetector(yolo, conf=config.conf, nms_iou=config.nms_iou,
+                                       max_candidates=config.max_candidates, device=device,
+                                       max_batch=config.detector_batch) if config.input_path == "tensor" else None
         matcher = ClipMatcher(bundle, device=device, prompt=config.prompt, crop_batch=config.crop_batch)
         return cls(detector, matcher, config, det_id, bundle.weights_id, det_random or bundle.random_weights,
-                   tensor_pre=_tensor_preprocess(config.crop_path, device, bundle.preprocess))
+                   tensor_pre=_tensor_preprocess(config.crop_path, device, bundle.preprocess),
+                   batch_detector=batch_detector)
+
+    @property
+    def tensor_input(self) -> bool:
+        return self.batch_detector is not None
+
+    def detect(self, loaded: Sequence[Loaded]) -> list[Detections]:
+        """Boxes of decoded images, by the input path: batch tensors, or ``YOLO.predict`` on Pillow images."""
+        if self.batch_detector is not None and all(b.tensor is not None for b in loaded):
+            return self.batch_detector.detect([b.tensor for b in loaded])
+        return self.detector.detect([b.image for b in loaded])
 
     # -- the work -----------------------------------------------------------------------------------
     def ground_batch(self, batch: Sequence[Loaded]) -> list[ImageResult]:
         """Ground a batch: the detector over its images (see ``Detector.detect`` for how it batches),
         then all their crops through CLIP together, and the batch's new phrases (cached)."""
-        good = [b for b in batch if b.image is not None]
-        detections = self.detector.detect([b.image for b in good]) if good else []
+        good = [b for b in batch if b.ok]
+        detections = self.detect(good) if good else []
         per_image = []  # (loaded, boxes, det_scores, crop of box i)
         to_encode: list = []  # Pillow crops, or uint8 tensor crops on the device
         for loaded, det in zip(good, detections):
-            boxes, scores = candidate_boxes(loaded.image, det)
+            boxes, scores = candidate_boxes(loaded.size, det)
             crops, crop_of = self._crops(loaded, boxes, need_pixels=bool(loaded.item.phrases))
             per_image.append((loaded, boxes, scores, crop_of))
             if loaded.item.phrases:  # without phrases the detector's order decides: no CLIP needed
@@ -189,7 +230,8 @@ class Grounder:
         boxes are preprocessed there together (only when CLIP needs them); saved crops are slices of the
         decoded array."""
         image = loaded.image
-        assert image is not None
+        if image is None:  # the tensor input path on a GPU: the image is only on the device
+            return self._device_crops(loaded.tensor, boxes, need_pixels)
         if not self.tensor_crops:
             crops = [image.crop(tuple(int(v) for v in b)) for b in boxes]
             return crops, crops.__getitem__
@@ -204,6 +246,19 @@ class Grounder:
             if need_pixels and len(boxes) else []
         return crops, crop_of
 
+    def _device_crops(self, image: torch.Tensor, boxes: np.ndarray, need_pixels: bool):
+        """Crops of a ``(3, h, w)`` device image: CLIP's pixels made there (or Pillow crops of host copies
+        when the CLIP transform has no tensor form); a saved crop comes back to the host alone."""
+        def crop_of(i: int) -> Image.Image:
+            x1, y1, x2, y2 = (int(v) for v in boxes[i])
+            return Image.fromarray(image[:, y1:y2, x1:x2].permute(1, 2, 0).cpu().numpy())
+
+        if not (need_pixels and len(boxes)):
+            return [], crop_of
+        if self.tensor_crops:
+            return list(self.tensor_pre.boxes(image, boxes)), crop_of
+        return [crop_of(i) for i in range(len(boxes))], crop_of
+
     def _encode(self, crops: Sequence) -> np.ndarray:
         """CLIP embeddings of the batch's crops, by the path they were cut for."""
         if not self.tensor_crops:
@@ -212,10 +267,10 @@ class Grounder:
 
     def ground_one(self, loaded: Loaded) -> ImageResult:
         """The naive order of work: this image's detection, then its crops and phrases through CLIP."""
-        if loaded.image is None:
+        if not loaded.ok:
             return ImageResult(loaded.item.imgid, loaded.status, reason=loaded.reason)
-        det = self.detector.detect([loaded.image])[0]
-        boxes, scores = candidate_boxes(loaded.image, det)
+        det = self.detect([loaded])[0]
+        boxes, scores = candidate_boxes(loaded.size, det)
         phrases = loaded.item.phrases
         crops, crop_of = self._crops(loaded, boxes, need_pixels=bool(phrases))
         sims = None
@@ -225,14 +280,13 @@ class Grounder:
 
     def _result(self, loaded: Loaded, boxes: np.ndarray, scores: np.ndarray, crop_of,
                 sims: np.ndarray | None) -> ImageResult:
-        im = loaded.image
-        assert im is not None
+        width, height = loaded.size
         selected = select_boxes(boxes, scores, sims, loaded.item.phrases, top_k=self.config.top_k,
                                 iou_threshold=self.config.iou)
         index = {tuple(int(v) for v in b): i for i, b in enumerate(boxes)}
         kept_crops = [crop_of(index[s.box]) for s in selected]
         status = "ok" if selected else "no_boxes"
-        return ImageResult(loaded.item.imgid, status, selected, kept_crops, im.width, im.height)
+        return ImageResult(loaded.item.imgid, status, selected, kept_crops, width, height)
 
 
 def _tensor_preprocess(crop_path: str, device: str, preprocess) -> TensorPreprocess | None:
@@ -248,10 +302,10 @@ def _tensor_preprocess(crop_path: str, device: str, preprocess) -> TensorPreproc
         return None
 
 
-def candidate_boxes(image: Image.Image, det: Detections) -> tuple[np.ndarray, np.ndarray]:
-    """Integer boxes with non-zero area and their scores (identical boxes after rounding collapse to
-    the first, so each crop is encoded once)."""
-    boxes, keep = pixel_boxes(det.boxes, image.width, image.height)
+def candidate_boxes(size: tuple[int, int], det: Detections) -> tuple[np.ndarray, np.ndarray]:
+    """Integer boxes with non-zero area and their scores, in an image of ``size`` (width, height)
+    (identical boxes after rounding collapse to the first, so each crop is encoded once)."""
+    boxes, keep = pixel_boxes(det.boxes, size[0], size[1])
     seen: set[tuple[int, ...]] = set()
     idx = []
     for i in keep:
@@ -296,6 +350,30 @@ def iter_loaded(images_dir: Path, items: Sequence[GroundItem], batch_size: int, 
             if k + 1 < len(batches):
                 futures = submit(batches[k + 1])
             yield current
+
+
+def iter_loaded_tensors(images_dir: Path, items: Sequence[GroundItem], batch_size: int, device: str,
+                        workers: int = 2, as_array: bool = False) -> Iterator[list[Loaded]]:
+    """The tensor input path's batches: :func:`comipn_prep.image_loader.iter_images` (worker processes,
+    prefetching, JPEGs decoded by torchvision on ``device``). On a CPU each image is also a Pillow image
+    (a view of the same pixels: the crops and sizes work as on the Pillow path); on a GPU it is only on
+    the device."""
+    paths = [find_image(images_dir, it.imgid) for it in items]
+    for batch in iter_images(paths, batch_size, device, workers=workers):
+        out = []
+        for got in batch:
+            item = items[got.index]
+            if got.tensor is None:
+                reason = got.reason if paths[got.index] is not None else \
+                    f"no {item.imgid}.jpg/.png/.jpeg/.gif in {images_dir}"
+                out.append(Loaded(item, None, got.status, reason))
+            elif got.tensor.device.type == "cpu":
+                pixels = np.ascontiguousarray(got.tensor.permute(1, 2, 0).numpy())
+                out.append(Loaded(item, Image.fromarray(pixels), pixels=pixels if as_array else None,
+                                  tensor=got.tensor))
+            else:
+                out.append(Loaded(item, None, tensor=got.tensor))
+        yield out
 
 
 # -- writing ------------------------------------------------------------------------------------------
@@ -385,8 +463,12 @@ def ground_split(grounder: Grounder, items: Sequence[GroundItem], images_dir: Pa
         bar.update(n)
 
     try:
-        for batch in iter_loaded(images_dir, todo, 1 if naive else cfg.batch_size, prefetch=not naive,
-                                 workers=grounder.decode_threads, as_array=grounder.tensor_crops):
+        batches = iter_loaded_tensors(images_dir, todo, 1 if naive else cfg.batch_size, grounder.matcher.device,
+                                      workers=0 if naive else grounder.decode_threads,
+                                      as_array=grounder.tensor_crops) if grounder.tensor_input else \
+            iter_loaded(images_dir, todo, 1 if naive else cfg.batch_size, prefetch=not naive,
+                        workers=grounder.decode_threads, as_array=grounder.tensor_crops)
+        for batch in batches:
             results = [grounder.ground_one(b) for b in batch] if naive else grounder.ground_batch(batch)
             rows, futures = [], []
             for r in results:

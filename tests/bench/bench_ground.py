@@ -3,9 +3,12 @@
 Modes: ``plain`` = the naive pipeline of the issue (one image at a time: decode, one YOLO call, that
 image's crops through CLIP, its phrases through CLIP's full 77-token text tower, no phrase cache);
 ``naive`` = the same order of work with the driver's cheap text path (truncated context + cache);
-``batched`` = the driver (decode thread, batches of images, all crops of a batch through CLIP).
+``batched`` = the driver (decode thread, batches of images, all crops of a batch through CLIP);
+``tensor`` = the driver with ``--input-path tensor`` (DataLoader workers, torchvision decoding, letterbox
+and YOLO on batch tensors), added by ``--input-paths ultralytics,tensor``.
 
     .venv/bin/python tests/bench/bench_ground.py [--images 24] [--repeats 3] [--device cpu]
+    .venv/bin/python tests/bench/bench_ground.py --modes batched --input-paths ultralytics,tensor
 
 YOLOv8n and CLIP ViT-B/32 architectures with random weights (the same compute as the real ones),
 640x480 images drawn here, 5 noun phrases a tweet (real entity texts and tokens of Twitter-2015 from
@@ -17,6 +20,7 @@ whether both gave the same crops and scores, and peak RSS.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import statistics
 import tempfile
@@ -33,6 +37,7 @@ from comipn_prep.grounding.driver import GroundConfig, Grounder, ground_split  #
 from comipn_prep.grounding.nps_input import GroundItem  # noqa: E402
 from comipn_prep.grounding.manifest import read_manifest  # noqa: E402
 from comipn_prep.grounding.clip_matcher import ClipMatcher  # noqa: E402
+from comipn_prep.grounding.tensor_detector import BatchDetector  # noqa: E402
 
 
 def make_items(n: int, n_phrases: int) -> list[GroundItem]:
@@ -81,6 +86,8 @@ def main() -> None:
     ap.add_argument("--crop-path", default="auto", choices=["auto", "tensor", "pillow"],
                     help="crops through tensors on the device or through Pillow (auto: tensor on CUDA)")
     ap.add_argument("--io-threads", type=int, default=0, help="decode / PNG threads (0: auto)")
+    ap.add_argument("--input-paths", default="ultralytics",
+                    help="comma-separated: ultralytics, tensor (each timed in the batched mode, back to back)")
     ap.add_argument("--modes", default="plain,naive,batched", help="comma-separated: plain, naive, batched")
     ap.add_argument("--skip-naive", action="store_true", help="only the batched driver (e.g. on a GPU)")
     args = ap.parse_args()
@@ -107,6 +114,18 @@ def main() -> None:
                                                     truncate_text=False, cache_phrases=False),
                      cfg, grounder.detector_id, grounder.clip_id, grounder.random_weights, grounder.tensor_pre)
     modes = ["batched"] if args.skip_naive else args.modes.split(",")
+    input_paths = args.input_paths.split(",")
+    tensor = None
+    if "tensor" in input_paths:
+        d = grounder.detector
+        tensor = Grounder(d, m, dataclasses.replace(cfg, input_path="tensor"), grounder.detector_id, grounder.clip_id,
+                          grounder.random_weights, grounder.tensor_pre,
+                          batch_detector=BatchDetector(d.model, d.conf, d.nms_iou, d.max_candidates, device=d.device,
+                                                       max_batch=args.detector_batch))
+        ground_split(tensor, warm, work / "img", work / "warm-tensor", "train", progress=False)
+        modes.append("tensor")
+        if "ultralytics" not in input_paths and "batched" in modes:
+            modes.remove("batched")
     rates: dict[str, list[float]] = {m: [] for m in modes}
     # CPU seconds per image (all threads of this process): on a shared machine the wall-clock rate
     # depends on the neighbours' load; this does much less.
@@ -116,8 +135,9 @@ def main() -> None:
             grounder.matcher._cache.clear()  # every run pays for its phrases
             out = work / f"{mode}-{rep}"
             t0, c0 = time.perf_counter(), time.process_time()
-            ground_split(plain if mode == "plain" else grounder, items, work / "img", out, "train",
-                         naive=(mode != "batched"), progress=False)
+            runner = {"plain": plain, "tensor": tensor}.get(mode, grounder)
+            ground_split(runner, items, work / "img", out, "train", naive=mode not in ("batched", "tensor"),
+                         progress=False)
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
             rate = len(items) / (time.perf_counter() - t0)
@@ -128,16 +148,17 @@ def main() -> None:
     for mode in modes:
         print(f"{mode:8s} median {statistics.median(rates[mode]):.2f} images/s over {args.repeats} runs; "
               f"median {statistics.median(cpu_s[mode]):.2f} CPU-s per image")
-    b = read_manifest(work / "batched-0" / "train" / "manifest.csv") if "batched" in modes else None
-    for base in [m for m in modes if m != "batched"]:
+    top = "tensor" if "tensor" in modes else "batched"  # compared with every other mode
+    b = read_manifest(work / f"{top}-0" / "train" / "manifest.csv") if top in modes else None
+    for base in [m for m in modes if m != top]:
         if b is None:
             break
-        ratio = statistics.median(rates["batched"]) / statistics.median(rates[base])
+        ratio = statistics.median(rates[top]) / statistics.median(rates[base])
         a = read_manifest(work / f"{base}-0" / "train" / "manifest.csv")
         cols = ["imgid", "crop_file", "x1", "y1", "x2", "y2", "phrase"]
         same = a[cols].equals(b[cols])
         diff = float(np.nanmax(np.abs(a.clip_score.to_numpy() - b.clip_score.to_numpy())))
-        print(f"batched / {base}: {ratio:.2f}x; same crops, boxes and phrases: {same}; "
+        print(f"{top} / {base}: {ratio:.2f}x; same crops, boxes and phrases: {same}; "
               f"max |clip score diff| {diff:.2e}")
     print(f"peak RSS {peak_rss_mib():.0f} MiB")
 

@@ -257,3 +257,27 @@ def test_same_named_weights_files_get_different_cache_keys(monkeypatch, tmp_path
     assert keys[0] == keys[2]  # same content, different name
     # nothing says OpenAI of these files: GELU as the model name says, and the user is told which rule applied
     assert sum("nothing in its name or folder says OpenAI" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_tensor_decoding_fills_the_same_entries(tower, tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, size in enumerate([(64, 48), (50, 90), (33, 33)]):
+        paths.append(tmp_path / f"{i}.{'png' if i == 2 else 'jpg'}")
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(paths[-1])
+    garbage = tmp_path / "broken.jpg"
+    garbage.write_bytes(b"\xff\xd8 not an image at all")
+    inputs = paths + [garbage, tmp_path / "missing.jpg"]
+    pil = FeatureCache(tmp_path / "pil", tower, batch_size=2, io_threads=1, progress=False).get_many(inputs)
+    cache = FeatureCache(tmp_path / "ten", tower, batch_size=2, io_threads=1, progress=False, decode="tensor")
+    ten = cache.get_many(inputs)
+    assert [f is None for f in ten] == [f is None for f in pil] == [False, False, False, True, True]
+    assert cache.tower_calls == 2 and cache.misses == 3
+    for a, b in zip(pil[:3], ten[:3]):  # the same pixels into the same tower: the same fp16 entries
+        assert torch.allclose(a.cls, b.cls, atol=1e-3) and torch.allclose(a.patches, b.patches, atol=1e-3)
+    assert sorted(p.name for p in (tmp_path / "pil").rglob("*" + CACHE_SUFFIX)) == \
+        sorted(p.name for p in (tmp_path / "ten").rglob("*" + CACHE_SUFFIX))
+    with pytest.raises(ValueError, match="decode"):
+        FeatureCache(tmp_path / "x", tower, decode="gpu")

@@ -411,6 +411,25 @@ def test_cli_ground_then_build_dict(tmp_path, tweets, write_images):
     assert CliRunner().invoke(main, bd + ["--force"]).exit_code == 0
 
 
+def test_cli_ground_input_path_tensor_then_the_default_path_resumes(tmp_path, tweets, write_images,
+                                                                    random_grounding):
+    """--input-path tensor writes the manifest the default path reads: a rerun without it has nothing to do."""
+    _nps_file(tmp_path / "nps", "valid", tweets[:3])
+    write_images(tmp_path / "img", tweets[:2])  # the third image is missing
+    args = ["ground", "--nps", str(tmp_path / "nps"), "--images", str(tmp_path / "img"), "--out",
+            str(tmp_path / "aux"), "--split", "val", "--detector", "yolov8n.yaml", "--clip-model",
+            random_grounding["clip_model"], "--clip-pretrained", "none", "--conf", "0.0", "--max-candidates", "3",
+            "--device", "cpu"]
+    r = CliRunner().invoke(main, args + ["--input-path", "tensor"])
+    assert r.exit_code == 0, r.output
+    assert "missing 1" in r.output and "3 images grounded (0 already done)" in r.output
+    assert json.loads((tmp_path / "aux" / "ground_run.json").read_text())["config"]["input_path"] == "tensor"
+    df = read_manifest(tmp_path / "aux" / "val" / "manifest.csv")
+    assert set(df.imgid) == {t.imgid for t in tweets[:3]} and (df.crop_file != "").sum() > 0
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and "0 images grounded (3 already done)" in r.output, r.output
+
+
 def test_cli_ground_under_torchrun_shards_by_process(tmp_path, tweets, write_images):
     """Two processes under torchrun (CPU): each grounds its share into its own manifest, exactly the
     manifests of --shard 0/2 and 1/2, so a later --shard run resumes from them."""

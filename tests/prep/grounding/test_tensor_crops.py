@@ -96,7 +96,7 @@ def test_tensor_path_grounds_like_the_pillow_path(tmp_path, pillow_grounder, ten
     det = pillow_grounder.detector.detect([loaded.image])[0]
     from comipn_prep.grounding.driver import candidate_boxes
 
-    boxes, _ = candidate_boxes(loaded.image, det)
+    boxes, _ = candidate_boxes(loaded.size, det)
     assert len(boxes) > 1
     emb_pil = pillow_grounder.matcher.encode_crops([loaded.image.crop(tuple(int(v) for v in b)) for b in boxes])
     crops, _ = tensor_grounder._crops(loaded, boxes, need_pixels=True)
