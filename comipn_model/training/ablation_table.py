@@ -64,7 +64,8 @@ def collect(rows: list[AblationRow], baseline: str, *, resamples: int = 10_000, 
                              aso_iterations=aso_iterations)
             entry["vs_baseline"] = {"bootstrap": result["bootstrap"], "seeds": result.get("seeds"),
                                     "per_seed": [r["difference"] for r in result["per_seed"]],
-                                    "aso_eps_min": (result.get("aso") or {}).get("eps_min")}
+                                    "aso_eps_min": (result.get("aso") or {}).get("eps_min"),
+                                    "aso_eps_min_baseline": (result.get("aso") or {}).get("eps_min_reverse")}
         entries.append(entry)
     return {"baseline": baseline, "baseline_label": by_name[baseline].label, "rows": entries,
             "fingerprints": fingerprints, "resamples": resamples, "bootstrap_seed": seed}
@@ -96,6 +97,8 @@ def _difference(entry: dict) -> tuple[str, str, str, str]:
         delta = f"{100 * boot['difference']:+.2f}"
     low, high = boot["ci95"]
     aso = "" if vs["aso_eps_min"] is None else f"{vs['aso_eps_min']:.2f}"
+    if vs.get("aso_eps_min_baseline") is not None:
+        aso += f" / {vs['aso_eps_min_baseline']:.2f}"
     return delta, f"[{100 * low:+.2f}, {100 * high:+.2f}]", f"{boot['p_value']:.4f}", aso
 
 
@@ -108,8 +111,8 @@ def _splits_line(table: dict) -> str:
 
 def to_markdown(table: dict) -> str:
     base = table["baseline_label"]
-    lines = [f"| configuration | test F1 | P | R | Δ F1 vs {base} (mean ± se) | 95% CI (bootstrap) | p | ASO ε "
-             f"| best dev epoch | recipe |",
+    lines = [f"| configuration | test F1 | P | R | Δ F1 vs {base} (mean ± se) | 95% CI (bootstrap) | p "
+             f"| ASO ε (row ≻ {base} / {base} ≻ row) | best dev epoch | recipe |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for entry in table["rows"]:
         delta, ci, p, aso = _difference(entry)
@@ -119,9 +122,9 @@ def to_markdown(table: dict) -> str:
     seeds = table["rows"][0]["seeds"]
     lines += ["", f"Test scores x 100, mean ± sd over seeds {','.join(map(str, seeds))}; Δ: paired by seed, its "
               f"standard error; 95% CI and p: paired bootstrap over the test tweets ({table['resamples']} "
-              f"resamples, seed {table['bootstrap_seed']}); ASO ε: deepsig's eps_min for the row against "
-              f"{base} (below 0.2: the row is better); best dev epoch: median (range). Splits (sha256): "
-              f"{_splits_line(table)}."]
+              f"resamples, seed {table['bootstrap_seed']}); ASO ε: deepsig's eps_min that the row "
+              f"is better than {base}, then that {base} is better than the row (below 0.2: it is); best dev "
+              f"epoch: median (range). Splits (sha256): {_splits_line(table)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -163,8 +166,8 @@ def to_latex(table: dict) -> str:
 
 CSV_COLUMNS = ["row", "label", "seeds", "test_f1_mean", "test_f1_sd", "test_precision_mean", "test_precision_sd",
                "test_recall_mean", "test_recall_sd", "dev_f1_mean", "dev_f1_sd", "delta_f1_mean", "delta_f1_se",
-               "delta_f1_pooled", "ci95_low", "ci95_high", "p_value", "aso_eps_min", "best_epochs",
-               "test_f1_per_seed", "recipe"]
+               "delta_f1_pooled", "ci95_low", "ci95_high", "p_value", "aso_eps_min", "aso_eps_min_baseline",
+               "best_epochs", "test_f1_per_seed", "recipe"]
 
 
 def to_csv(table: dict) -> str:
@@ -187,6 +190,7 @@ def to_csv(table: dict) -> str:
             "ci95_low": boot["ci95"][0] if boot else "", "ci95_high": boot["ci95"][1] if boot else "",
             "p_value": boot.get("p_value", ""),
             "aso_eps_min": "" if vs.get("aso_eps_min") is None else vs["aso_eps_min"],
+            "aso_eps_min_baseline": "" if vs.get("aso_eps_min_baseline") is None else vs["aso_eps_min_baseline"],
             "best_epochs": " ".join(str(e) for e in entry["best_epochs"]),
             "test_f1_per_seed": " ".join(f"{f:.6f}" for f in entry["test_f1_per_seed"]), "recipe": entry["recipe"]})
     return buffer.getvalue()

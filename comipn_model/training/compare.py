@@ -182,7 +182,10 @@ def compare(result_a: str | Path, result_b: str | Path, *, resamples: int = 10_0
     if len(a) > 1 and len(b) > 1:
         f1s_a = [run.f1 for run in a.values()]
         f1s_b = [run.f1 for run in b.values()]
+        # Both directions: eps_min is not symmetric (for two close runs both are high), and "B is not
+        # better" (eps_min near 1) does not say "A is better" (eps_min_reverse below 0.2).
         result["aso"] = {"eps_min": almost_stochastic_order(f1s_a, f1s_b, seed, aso_iterations),
+                         "eps_min_reverse": almost_stochastic_order(f1s_b, f1s_a, seed, aso_iterations),
                          "seeds_a": len(f1s_a), "seeds_b": len(f1s_b), "iterations": aso_iterations}
     return result
 
@@ -205,9 +208,11 @@ def format_comparison(result: dict) -> str:
         lines.append(f"over {s['n']} seeds: B - A {100 * s['mean_difference']:+.2f} +- {100 * s['sd']:.2f} (sd), "
                      f"se {100 * s['se']:.2f}")
     if "aso" in result:
-        eps = result["aso"]["eps_min"]
+        eps, reverse = result["aso"]["eps_min"], result["aso"].get("eps_min_reverse")
         verdict = ("B almost stochastically dominates A" if eps < 0.2 else
-                   "A almost stochastically dominates B" if eps > 0.8 else "no almost stochastic order")
-        lines.append(f"Almost Stochastic Order (deepsig) over the seeds' test F1: eps_min {eps:.3f} ({verdict}; "
-                     f"below 0.2: B is better)")
+                   "A almost stochastically dominates B" if reverse is not None and reverse < 0.2 else
+                   "no almost stochastic order")
+        reverse_text = "" if reverse is None else f", A over B {reverse:.3f}"
+        lines.append(f"Almost Stochastic Order (deepsig) over the seeds' test F1: eps_min B over A {eps:.3f}"
+                     f"{reverse_text} ({verdict}; below 0.2: that one is better)")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from comipn_model.cli.config_option import FILE_KEY
 from comipn_model.cli.train_cmd import build_config
 from comipn_model.saved import run_folder as rf
 from comipn_model.training import ablation, ablation_table
+from comipn_model.training.compare import almost_stochastic_order
 from comipn_model.training.experiment_file import ExperimentFileError, read_experiment_file
 
 RECIPE_TOML = """# a recipe
@@ -172,6 +173,10 @@ def test_ablate_resumes_a_killed_ablation_and_its_table_is_the_runs_reports(tiny
                     for k in (1, 2)}
             assert float(table[name]["delta_f1_mean"]) == pytest.approx(statistics.fmean(f1[k] - full[k] for k in (1, 2)))
             assert 0 < float(table[name]["p_value"]) <= 1
+            # ASO both ways over the seeds' F1 (bootstrap seed 0, as the table's)
+            a, b = [full[k] for k in (1, 2)], [f1[k] for k in (1, 2)]
+            assert float(table[name]["aso_eps_min"]) == pytest.approx(almost_stochastic_order(a, b))
+            assert float(table[name]["aso_eps_min_baseline"]) == pytest.approx(almost_stochastic_order(b, a))
         else:
             assert table[name]["delta_f1_mean"] == "" and table[name]["p_value"] == ""
     markdown = (whole / "ablation.md").read_text()

@@ -79,6 +79,7 @@ def test_seeds_are_paired_by_name_with_their_mean_sd_and_se(test_split, tmp_path
     result = compare(tmp_path / "a", tmp_path / "b", resamples=500, aso_iterations=200)
     assert [row["name"] for row in result["per_seed"]] == ["seed-1", "seed-2", "seed-3"]
     assert result["aso"]["eps_min"] < 0.2  # B's seeds all score higher: B almost stochastically dominates
+    assert result["aso"]["eps_min_reverse"] > 0.8  # and A does not dominate B
     assert compare(tmp_path / "b", tmp_path / "a", resamples=100, aso_iterations=200)["aso"]["eps_min"] > 0.8
     assert compare(tmp_path / "a", tmp_path / "a", resamples=100, aso_iterations=200)["aso"]["eps_min"] == 1.0
     diffs = [row["difference"] for row in result["per_seed"]]
