@@ -81,6 +81,10 @@ POSITIVE = click.FloatRange(0, min_open=True)
               help="lambda in (1 - lambda) * CRF loss + lambda * contrastive loss.")
 @click.option("--contrastive-temperature", type=click.FloatRange(0.01, 1), default=0.07, show_default=True,
               help="The contrastive loss's learned temperature at the start (the original code: 0.179).")
+@click.option("--region-weight", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Weight of the region loss: a head that learns which crop holds each entity word's entity, "
+                   "from gold boxes (DATA_ROOT/DATASET/xml/<imgid>.xml, Pascal VOC, and grounding's manifest.csv); "
+                   "needs dynamic matching and crops. The matching linker then reads it. 0: off.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Dropout of the new modules and before the emissions.")
 @click.option("--max-seq", type=click.IntRange(8), default=128, show_default=True,

@@ -56,11 +56,13 @@ from comipn_model.cli.errors import fail_fast
                    "type (--no-scores: null, a little faster).")
 @click.option("--marginals", is_flag=True,
               help="JSONL output: each token's label probabilities (\"marginals\": {label: P} per token).")
-@click.option("--linker", type=click.Choice(["matching", "clip", "largest"]),
+@click.option("--linker", type=click.Choice(["auto", "matching", "clip", "largest", "none"]), default="auto",
+              show_default=True, callback=lambda ctx, param, value: None if value == "none" else value,
               help="Give each entity (JSONL) a region from the tweet's crops: \"box\" [x1, y1, x2, y2] in the image's "
                    "pixels or null (\"box_reason\" says why), \"box_score\". matching: the model's own word-to-crop "
                    "relevance; clip: CLIP's \"a photo of <entity>\" against each crop; largest: the largest crop (a "
-                   "baseline). Prepared crops take their boxes from grounding's manifest.csv. [default: no regions]")
+                   "baseline). Prepared crops take their boxes from grounding's manifest.csv. auto: matching when "
+                   "the model has a region head (trained with --region-weight), else no regions; none: no regions.")
 @click.option("--none-threshold", type=float,
               help="With --linker: below this score an entity is \"none\" (not in the picture); -inf: never. "
                    "[default: the threshold saved with the model for that linker (regions.json), else never]")

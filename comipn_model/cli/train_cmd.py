@@ -24,7 +24,7 @@ MODEL_FIELDS = ["text_model", "random_init", "clip_model", "clip_pretrained", "m
                 "embed_dim", "aux_k",
                 "use_prompt", "use_dynamic_matching", "use_contrastive", "visual_norm", "separate_path_encoders",
                 "path_gate",
-                "contrastive_weight", "contrastive_temperature", "dropout", "max_seq"]
+                "contrastive_weight", "contrastive_temperature", "region_weight", "dropout", "max_seq"]
 SWITCHES = ("use_prompt", "use_dynamic_matching", "use_contrastive")
 # Options about this invocation itself, never part of a run's config.
 _INVOCATION = {"verbose", "quiet", "no_progress", "resume", "run_dir", "force", "only_test", "load_path", "config"}

@@ -37,6 +37,10 @@ class ModelBatch:
     labels: torch.Tensor | None = None  # (B, W) long label ids (0 where word_mask is False)
     visual: VisualInputs | None = None
     truncated_words: int = 0  # words cut off by max_seq in this batch
+    # The region loss's targets (comipn_model.data.region_targets): per word and crop (images 1..aux_k), 1 where
+    # the crop holds the word's entity, and where that is supervised. None: no region supervision.
+    region_targets: torch.Tensor | None = None  # (B, W, aux_k) float
+    region_mask: torch.Tensor | None = None  # (B, W, aux_k) bool
 
     def to(self, device) -> "ModelBatch":
         moved = {}

@@ -12,6 +12,7 @@ import torch
 from comipn_model.data.batch import ModelBatch, WordBatcher
 from comipn_model.data.examples import Example
 from comipn_model.data.features import stack_visual
+from comipn_model.data.region_targets import region_tensors
 
 VisualFn = Callable[[Sequence[Example]], object]  # examples -> batch.VisualInputs | None
 
@@ -51,7 +52,12 @@ class Collator:
         labels = [ex.labels for ex in examples]
         has_labels = all(lab is not None for lab in labels)
         visual = self.visual_fn(examples) if self.visual_fn is not None else None
-        return self.batcher.encode(words, labels if has_labels else None, visual=visual)
+        batch = self.batcher.encode(words, labels if has_labels else None, visual=visual)
+        if visual is not None:  # the region loss's targets, over the crops the batch holds
+            regions = region_tensors(examples, batch.word_mask.shape[1], visual.mask.shape[1] - 1)
+            if regions is not None:
+                batch.region_targets, batch.region_mask = regions
+        return batch
 
 
 class EpochBatches:

@@ -30,6 +30,9 @@ class Example:
 
     tweet: Tweet
     image_paths: list[Path | None] = field(default_factory=list)  # None: missing on disk
+    # Per word, per crop (image_paths[1:]): 1 the crop holds the word's entity, 0 it does not, -1 unsupervised
+    # (comipn_model.data.region_targets); None: none supervised.
+    region_targets: list[list[int]] | None = None
 
     @property
     def words(self) -> list[str]:

@@ -65,7 +65,9 @@ class PredictOptions:
     allow_missing_images: bool = False  # CoNLL: tag although --images-dir holds none (or under half) of its images
     scores: bool = True  # each entity's span probability (JSONL "score"; False: null, a little faster)
     marginals: bool = False  # JSONL: each token's label probabilities ("marginals")
-    linker: str | None = None  # each entity's region from the crops: "matching" or "clip" (None: no regions)
+    # Each entity's region from the crops: "matching", "clip" or "largest"; "auto": matching when the model has
+    # a region head, else none; None: no regions.
+    linker: str | None = "auto"
     none_threshold: float | None = None  # below it an entity is "none" (None: the one saved with the model)
 
 
@@ -236,7 +238,7 @@ def predict_file(opts: PredictOptions) -> int:
     if opts.marginals and fmt != "jsonl":
         raise ValueError("--marginals needs JSONL output (--out ending .jsonl, or --format jsonl): CoNLL has no "
                          "room for them")
-    if opts.none_threshold is not None and not opts.linker:
+    if opts.none_threshold is not None and not opts.linker:  # "auto" is checked once the model is known
         raise ValueError("--none-threshold applies to a region linker: give --linker too")
     out = Path(opts.out)
     if out.exists() and not opts.force:

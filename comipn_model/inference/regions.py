@@ -3,9 +3,10 @@
 Two linkers score every crop of the tweet that has a box (``[x1, y1, x2, y2]`` in the original image's
 pixels: what grounding chose on the fly, or the row of grounding's ``manifest.csv`` for a prepared crop):
 
-- ``matching``: the trained model's own dynamic-matching relevance of each word to each crop (the best
-  cosine of the word to the crop's patches, :meth:`comipn_model.network.model.CoMIPN.word_image_relevance`),
-  averaged over the entity's words; scores in [0, 1].
+- ``matching``: the trained model's own relevance of each word to each crop
+  (:meth:`comipn_model.network.model.CoMIPN.word_image_relevance`): its region head's probability when it
+  was trained with a region weight (:mod:`comipn_model.network.region_head`), else dynamic matching's best
+  cosine of the word to the crop's patches; averaged over the entity's words; scores in [0, 1].
 - ``clip``: CLIP's cosine between ``"a photo of <entity text>"`` (the grounding prompt) and the crop, with
   the grounding's CLIP model; scores in [-1, 1].
 - ``largest``: a baseline that reads neither text nor crop: the largest crop (its area in pixels).

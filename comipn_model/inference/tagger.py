@@ -160,13 +160,16 @@ def _is_pil(value) -> bool:
     return hasattr(value, "size") and hasattr(value, "convert") and hasattr(value, "mode")
 
 
+AUTO = "auto"  # the default linker: matching when the model has a region head, else none
+
+
 class Tagger:
     """A loaded Co-MIPN model that tags tweets; see :meth:`from_pretrained` and :meth:`__call__`."""
 
     def __init__(self, model, loaded: LoadedModel, device: torch.device, *, clip_pretrained: Any = _UNSET,
                  grounding: dict | None = None, np_backend: str | None = None,
                  feature_cache: str | os.PathLike | None = None, precision: str = "auto", progress: bool = False,
-                 trust_detector: bool = False, linker: str | None = None, none_threshold: Any = _UNSET):
+                 trust_detector: bool = False, linker: str | None = AUTO, none_threshold: Any = _UNSET):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.model = model
@@ -192,7 +195,13 @@ class Tagger:
 
     def _linker_settings(self, linker: str | None, none_threshold: Any) -> tuple[str | None, float | None]:
         """The region linker asked for and its "none" threshold: the one given, else the one saved with the
-        model for that linker (``regions.json``), else None (the best crop always)."""
+        model for that linker (``regions.json``), else None (the best crop always). ``auto``: ``matching``
+        when the model has a region head (trained with a region weight), else no regions."""
+        if linker == AUTO:
+            linker = "matching" if getattr(self.model, "region_head", None) is not None else None
+            if linker is None and none_threshold is not _UNSET and none_threshold is not None:
+                raise ValueError(f"a none threshold applies to a region linker, and {self.source} has no region head "
+                                 f"(linker 'auto' gives no regions): name a linker")
         if linker is None:
             return None, None
         if linker not in LINKERS:
@@ -216,7 +225,7 @@ class Tagger:
                         np_backend: str | None = None, feature_cache: str | os.PathLike | None = None,
                         precision: str = "auto", progress: bool = False, from_hub: bool = False,
                         trust_detector: bool = False, check_grounding: bool = False,
-                        matching_tower: str | None = None, linker: str | None = None,
+                        matching_tower: str | None = None, linker: str | None = AUTO,
                         none_threshold: Any = _UNSET) -> "Tagger":
         """Load a run folder, a ``best.pt``, an exported folder or a Hub repository id.
 
@@ -244,9 +253,11 @@ class Tagger:
         input has pictures to ground). ``matching_tower``: dynamic matching's DINO tower (Hub name or
         folder) if not the one recorded; a recorded one is refused when it is a relative or ``~`` path.
         ``linker``: give each entity a region (``box``, ``box_score``, ``box_reason``) from the tweet's crops,
-        by ``"matching"`` (the model's own word-to-crop relevance) or ``"clip"`` (CLIP's "a photo of <entity>"
-        against each crop); ``none_threshold``: below it an entity is "none" (default: the threshold saved
-        for that linker with the model, ``regions.json``, else never none). See
+        by ``"matching"`` (the model's own word-to-crop relevance: its region head's when it has one) or
+        ``"clip"`` (CLIP's "a photo of <entity>" against each crop); ``"auto"`` (the default): ``matching``
+        when the model has a region head, else no regions; None: no regions. ``none_threshold``: below it an
+        entity is "none" (default: the threshold saved for that linker with the model, ``regions.json``, else
+        never none). See
         :mod:`comipn_model.inference.regions`."""
         if text_model:
             check_text_model_ref(text_model, "--text-model (Tagger: text_model=)")  # before any loading

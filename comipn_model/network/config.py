@@ -37,6 +37,9 @@ class CoMIPNConfig:
     path_gate: str = "softmax"
     contrastive_weight: float = 0.2  # lambda in (1 - lambda) * CRF NLL + lambda * InfoNCE
     contrastive_temperature: float = 0.07  # InfoNCE's learned temperature at the start (original: 0.179)
+    # Weight of the region loss (comipn_model.network.region_head): each entity word's crop that holds its
+    # entity, trained on gold boxes (GMNER's VOC files). 0: off, no region head (runs as before).
+    region_weight: float = 0.0
     dropout: float = 0.1
     max_seq: int = 128  # sub-tokens per tweet, [CLS] and [SEP] included
     labels: list[str] = field(default_factory=bio_labels)
@@ -49,6 +52,8 @@ class CoMIPNConfig:
         if not 0.01 <= self.contrastive_temperature <= 1:
             raise ValueError(f"contrastive_temperature must lie in [0.01, 1] (the range it is kept in), "
                              f"got {self.contrastive_temperature}")
+        if not (isinstance(self.region_weight, (int, float)) and 0 <= self.region_weight < float("inf")):
+            raise ValueError(f"region_weight must be a finite number of 0 or more, got {self.region_weight}")
         if isinstance(self.clip_pretrained, str) and self.clip_pretrained.lower() in ("", "none"):
             self.clip_pretrained = None
         if isinstance(self.matching_tower, str) and self.matching_tower.strip().lower() in ("", "none"):
@@ -63,6 +68,11 @@ class CoMIPNConfig:
     def tower_matching(self) -> bool:
         """Dynamic matching reads the matching tower's patches (not CLIP's)."""
         return self.use_dynamic_matching and self.matching_tower is not None
+
+    @property
+    def region_head(self) -> bool:
+        """The model has a region head: a region weight, dynamic matching (whose patches it reads) and crops."""
+        return self.region_weight > 0 and self.use_dynamic_matching and self.aux_k > 0
 
     @property
     def uses_images(self) -> bool:

@@ -24,6 +24,7 @@ from comipn_model.network.matching import DynamicMatching, token_image_relevance
 from comipn_model.network.matching_tower import matching_tower_dim
 from comipn_model.network.multipath import PATH_MATCHED, PATH_PROMPT, PATH_TEXT, make_gate
 from comipn_model.network.prompts import VisualPrefixPrompts
+from comipn_model.network.region_head import RegionHead, region_loss
 from comipn_model.network.text_encoder import check_architecture, check_max_seq, encode, encoder_dims, \
     install_layer_masks, load_text_encoder, positions
 from comipn_model.network.vision import vision_dims
@@ -50,6 +51,7 @@ class CoMIPNOutput:
     crf_loss: torch.Tensor | None
     contrastive_loss: torch.Tensor | None  # None when off or fewer than 2 imaged examples
     gates: torch.Tensor | None = None  # (B, T, paths) token-wise path weights, when multi-path
+    region_loss: torch.Tensor | None = None  # None without a region head, region targets or picture
 
 
 def first_token(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -106,6 +108,8 @@ class CoMIPN(nn.Module):
                                                    temperature=config.contrastive_temperature,
                                                    own_relevance=not config.use_dynamic_matching)
                             if config.use_contrastive else None)
+        # Made last: the parts above draw the same random numbers with or without it.
+        self.region_head = (RegionHead(hidden, self.patch_dim, config.embed_dim) if config.region_head else None)
 
     # ----------------------------------------------------------------------------------------- parts
     def encoder_for(self, path: str) -> nn.Module:
@@ -194,7 +198,8 @@ class CoMIPN(nn.Module):
         return dict(zip(names, out.chunk(n, dim=0)))
 
     # --------------------------------------------------------------------------------------- forward
-    def _emissions(self, batch: ModelBatch) -> tuple[VisualInputs | None, Encoded, torch.Tensor]:
+    def _emissions(self, batch: ModelBatch) -> tuple[VisualInputs | None, Encoded, torch.Tensor, torch.Tensor]:
+        """The images, the encoder's side, the per-word emissions and the per-word fused states ``(B, W, D)``."""
         visual = self._visual(batch)
         encoded = self._encode(batch, visual)
         states = encoded.states
@@ -204,11 +209,16 @@ class CoMIPN(nn.Module):
         # sequence and InfoNCE logits scaled up to 100 lose too much in bf16's 8-bit mantissa.
         with torch.autocast(words.device.type, enabled=False):
             emissions = self.emission(self.dropout(words.float()))
-        return visual, encoded, emissions
+        return visual, encoded, emissions, words
+
+    def _region_logits(self, words: torch.Tensor, visual: VisualInputs) -> torch.Tensor:
+        """The region head's ``(B, W, aux_k)`` crop logits, fp32."""
+        with torch.autocast(words.device.type, enabled=False):
+            return self.region_head(words.float(), visual.patches.float(), visual.mask)
 
     def forward(self, batch: ModelBatch) -> CoMIPNOutput:
-        visual, encoded, emissions = self._emissions(batch)
-        crf_loss = contrastive_loss = loss = None
+        visual, encoded, emissions, words = self._emissions(batch)
+        crf_loss = contrastive_loss = loss = regions = None
         with torch.autocast(emissions.device.type, enabled=False):
             if batch.labels is not None:
                 crf_loss = self.crf.nll(emissions, batch.labels, batch.word_mask)
@@ -227,8 +237,17 @@ class CoMIPN(nn.Module):
                     contrastive_loss = self.contrastive(*args)
                     if loss is not None and contrastive_loss is not None:
                         loss = (1 - weight) * crf_loss + weight * contrastive_loss
+            if self.region_head is not None and visual is not None and batch.region_targets is not None:
+                logits = self._region_logits(words, visual)
+                crops = logits.shape[-1]
+                # Supervised: the data's mask, on a word of the batch and a crop that is there.
+                mask = (batch.region_mask[..., :crops].bool() & batch.word_mask[..., None].bool()
+                        & visual.mask[:, None, 1:].bool())
+                regions = region_loss(logits, batch.region_targets[..., :crops], mask)
+                if loss is not None:
+                    loss = loss + self.config.region_weight * regions
         return CoMIPNOutput(loss=loss, emissions=emissions, crf_loss=crf_loss,
-                            contrastive_loss=contrastive_loss, gates=encoded.gates)
+                            contrastive_loss=contrastive_loss, gates=encoded.gates, region_loss=regions)
 
     @torch.no_grad()
     def emissions(self, batch: ModelBatch) -> torch.Tensor:
@@ -251,12 +270,19 @@ class CoMIPN(nn.Module):
 
     @torch.no_grad()
     def word_image_relevance(self, batch: ModelBatch) -> torch.Tensor | None:
-        """Dynamic matching's relevance of each word (its first sub-token's embedding, as the matching reads
-        it) to each image of the batch: ``(B, W, 1 + aux_k)`` in [0, 1], 0 for a missing image; None when
-        the model has no dynamic matching or the batch no image. Entities' regions are linked from it
+        """Each word's relevance to each image of the batch, ``(B, W, 1 + aux_k)`` in [0, 1], 0 for a missing
+        image: with a region head, its probability that the crop holds the word's entity (image 0, the whole
+        picture, 0: no candidate; this runs the whole forward again); else dynamic matching's relevance of the
+        word's first sub-token's embedding, as the matching reads it. None when the model has no dynamic
+        matching or the batch no image. Entities' regions are linked from it
         (:mod:`comipn_model.inference.regions`)."""
         if self.matching is None:
             return None
+        if self.region_head is not None:
+            visual, _, _, words = self._emissions(batch)
+            if visual is None:
+                return None
+            return RegionHead.probabilities(self._region_logits(words, visual), visual.mask)
         visual = self._visual(batch)
         if visual is None:
             return None

@@ -15,6 +15,7 @@ from comipn_prep.layout import SPLITS, DatasetLayout
 from comipn_model.network.matching_tower import check_matching_tower
 from comipn_model.network.text_encoder import check_text_encoder
 from comipn_model.data.examples import Example, ImageCounts, attach_images, read_split, subsample
+from comipn_model.data.region_targets import attach_region_targets, check_region_sources, xml_dir
 from comipn_model.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,11 @@ def check_entities(tweets: list[Tweet], path: Path, sampled: bool) -> None:
 def load_run_data(cfg: TrainConfig) -> RunData:
     """Read and check the three splits (and the images, when the model uses them)."""
     layout = check_layout(cfg.data_root, cfg.dataset)
+    if cfg.model.region_head:
+        check_region_sources(layout, "train")
+    elif cfg.model.region_weight > 0:
+        log.warning("--region-weight %g: no region head without dynamic matching and crops (--aux-k > 0); "
+                    "the region loss is off", cfg.model.region_weight)
     tweets = {split: read_split(layout, split) for split in SPLITS}
     with_images = cfg.model.uses_images
     files = fingerprint({split: layout.text_path(split) for split in SPLITS},
@@ -113,6 +119,13 @@ def load_run_data(cfg: TrainConfig) -> RunData:
     for split, split_tweets in tweets.items():
         examples[split], counts[split] = attach_images(split_tweets, layout, split, aux_k=cfg.model.aux_k,
                                                        with_images=with_images, aux=aux.get(split), warn=False)
+    if cfg.model.region_head:
+        found = attach_region_targets(examples["train"], layout, "train")
+        log.info("region loss: gold boxes of %d of %d training tweets (%s)", found, len(examples["train"]),
+                 xml_dir(layout))
+        if not found:
+            raise FileNotFoundError(f"{xml_dir(layout)}: no <imgid>.xml of a training tweet; the region loss "
+                                    f"(--region-weight) has nothing to train on")
     return RunData(layout, examples["train"], examples["valid"], examples["test"], counts, files)
 
 

@@ -35,6 +35,11 @@ nothing about what a trained CLIP would do.
   .venv/bin/python tests/bench/bench_probe_regions.py                         # 3 seeds, 400/100/300 tweets
   .venv/bin/python tests/bench/bench_probe_regions.py --seeds 1 --train 40 --dev 16 --test 40 --epochs 1
   .venv/bin/python tests/bench/bench_probe_regions.py --report /tmp/comipn-probe-regions   # the table again
+  .venv/bin/python tests/bench/bench_probe_regions.py --work /tmp/probe-regions-loss -- --region-weight 1
+
+Options after ``--`` go to ``comipn-train`` (``--region-weight 1``: the region head and its loss, which the
+``matching`` linker then reads); give such a run its own ``--work`` folder. The data are the same for the
+same sizes (every picture is drawn from a seed of its split and tweet).
 
 A killed probe continues where it stopped when started again with the same ``--work`` (training resumes
 through ``comipn-train --resume --seeds``, and each seed's predictions and scores are files in

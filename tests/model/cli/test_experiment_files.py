@@ -27,6 +27,7 @@ batch-size = 4
 lr = 1e-3
 warmup_ratio = 0.1
 use-prompt = false
+region_weight = 0.5
 seeds = [1, 2]
 """
 RECIPE_YAML = """# a recipe
@@ -35,10 +36,11 @@ batch-size: 4
 lr: 0.001
 warmup_ratio: 0.1
 use-prompt: false
+region_weight: 0.5
 seeds: [1, 2]
 """
 RECIPE_ARGS = ["--preset", "cpu-small", "--batch-size", "4", "--lr", "1e-3", "--warmup-ratio", "0.1",
-               "--no-use-prompt", "--seeds", "1,2"]
+               "--no-use-prompt", "--region-weight", "0.5", "--seeds", "1,2"]
 
 
 def resolved(args: list[str]) -> dict:
@@ -59,13 +61,14 @@ def test_a_file_and_the_command_line_resolve_to_the_same_config(tmp_path, suffix
     # What the file sets beats the preset (cpu-small: batch 16, lr 5e-5), as an option given on the command line
     assert (from_file["batch_size"], from_file["lr"], from_file["seeds"]) == (4, 1e-3, [1, 2])
     assert from_file["model"]["use_prompt"] is False and from_file["epochs"] == 4  # the preset's, not set
+    assert from_file["model"]["region_weight"] == 0.5
     # The command line wins over the file.
     over = resolved(["--config", str(path), *common, "--batch-size", "2", "--use-prompt"])
     assert over["batch_size"] == 2 and over["model"]["use_prompt"] is True
     ctx = main.make_context("comipn-train", ["--config", str(path), *common])
     assert build_config(ctx, ctx.params).config_file == str(path.absolute())
     read = ctx.meta[FILE_KEY]  # the file as read, each option with its line
-    assert read.values["batch_size"] == 4 and read.lines["batch_size"] == 3 and read.lines["seeds"] == 7
+    assert read.values["batch_size"] == 4 and read.lines["batch_size"] == 3 and read.lines["seeds"] == 8
 
 
 @pytest.mark.parametrize("suffix,text,where,message", [

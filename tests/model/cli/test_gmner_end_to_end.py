@@ -91,3 +91,19 @@ def test_release_to_scores_from_the_command_line(tmp_path, make_gmner_release, m
     result = _ok(CliRunner().invoke(train_main, ["evaluate-gmner", str(out), str(lay.text_dir), "--json"]))
     boxed = sum(e["box"] is not None for r in rows for e in r["entities"])
     assert json.loads(result.stdout)["predicted_with_box"] == boxed
+
+    # the region loss (--region-weight): trained on the imported xml/ and grounding's manifest.csv; recorded in
+    # the run's config.json, and predict's default linker (auto) is then the model's region head
+    headed = tmp_path / "run-regions"
+    _ok(CliRunner().invoke(train_main, [
+        "--data-root", str(root), "--dataset", "gmner", "--text-model", str(encoder), "--random-init",
+        "--clip-model", "ViT-S-32", "--clip-pretrained", "none", "--epochs", "1", "--batch-size", "4",
+        "--device", "cpu", "--run-dir", str(headed), "--feature-cache", str(tmp_path / "cache"),
+        "--region-weight", "1"]))
+    assert json.loads((headed / "config.json").read_text())["model"]["region_weight"] == 1.0
+    run_dir = headed
+    out, rows = predict("test", "--none-threshold", "-inf", "--force")
+    entities = [e for row in rows for e in row["entities"]]
+    assert all(e["box_linker"] == "matching" for e in entities)
+    assert all(e["box"] in [c["box"] for c in row["crops"]] for row in rows for e in row["entities"]
+               if any(c.get("box") for c in row["crops"]))

@@ -153,3 +153,34 @@ def test_a_linker_the_model_cannot_serve_is_refused(setup, make_checkpoint, tmp_
         Tagger.from_pretrained(no_matching, device="cpu", linker="matching")
     with pytest.raises(ValueError, match="unknown linker"):
         _same_model(matching, linker="yolo")
+
+
+def test_the_default_linker_is_matching_for_a_model_with_a_region_head_and_none_otherwise(
+        setup, make_checkpoint, tmp_path, matching):
+    assert Tagger.from_pretrained(setup["models"]["all"], device="cpu").linker is None  # no head: no regions
+    assert Tagger.from_pretrained(setup["models"]["text"], device="cpu").linker is None
+    with pytest.raises(ValueError, match="has no region head"):
+        _same_model(matching, linker="auto", none_threshold=0.5)
+    headed = make_checkpoint(tmp_path / "rh" / "best.pt", setup["models"]["all"].parent.parent / "encoder",
+                             region_weight=1.0)
+    tagger = Tagger.from_pretrained(headed, device="cpu")
+    assert tagger.linker == "matching" and tagger.model.region_head is not None
+    results = tagger(RAW, images=[setup["image"]] * 2, crops=[setup["crops"]] * 2)
+    entities = _entities(results)
+    assert entities and all(e["box_linker"] == "matching" and e["box"] in [list(map(float, b)) for b in BOXES]
+                            for e in entities)
+    # The head's probabilities are what it links by: pooled over the entity's words, the best crop's.
+    encoded = tagger.batcher.collate(tagger.batcher.tokenise([r.tokens for r in results]),
+                                     visual=tagger._visual([_item(r, setup, 0) for r in results])[0])
+    relevance = tagger.model.word_image_relevance(encoded)
+    assert torch.all(relevance[..., 0] == 0)  # the whole picture is no candidate
+    for k, r in enumerate(results):
+        for e in r.entities:
+            pooled = relevance[k, e["token_start"]:e["token_end"], 1:4].mean(0)
+            assert e["box_score"] == pytest.approx(float(pooled.max()), abs=1e-5)
+    # The head and its weight go with the exported model.
+    exported = tagger.save_pretrained(tmp_path / "exported")
+    again = Tagger.from_pretrained(exported, device="cpu")
+    assert again.config.region_weight == 1.0 and again.linker == "matching"
+    assert all(torch.equal(a, b) for a, b in zip(tagger.model.region_head.state_dict().values(),
+                                                 again.model.region_head.state_dict().values()))

@@ -64,3 +64,22 @@ def test_clip_weights_named_by_tag_are_refused_offline_when_not_cached(tmp_path,
                                                  r"not cached; pass a local weights file with --clip-pretrained"):
         check_clip("ViT-B-32", "openai")
     check_clip("ViT-B-32", None)  # random weights need nothing
+
+
+def test_the_region_loss_names_the_gold_boxes_it_misses_before_anything_loads(tmp_path, make_root):
+    from click.testing import CliRunner
+
+    from comipn_model.cli import main
+    from comipn_model.network.config import CoMIPNConfig
+    from comipn_model.training.config import TrainConfig
+    from comipn_model.training.preflight import load_run_data
+
+    root = make_root(tmp_path / "NER_data", sizes=(3, 2, 2))
+    cfg = TrainConfig(data_root=str(root), dataset="twitter2017", run_dir=str(tmp_path / "run"),
+                      model=CoMIPNConfig(text_model="nowhere", region_weight=1.0))
+    with pytest.raises(FileNotFoundError, match=f"{root / 'twitter2017' / 'xml'}: no such folder"):
+        load_run_data(cfg)
+    result = CliRunner().invoke(main, ["--data-root", str(root), "--dataset", "twitter2017", "--text-model", "nowhere",
+                                       "--region-weight", "1", "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and f"{root / 'twitter2017' / 'xml'}: no such folder" in result.output
+    assert not (tmp_path / "run").exists()
