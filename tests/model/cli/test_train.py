@@ -335,7 +335,7 @@ def test_every_option_has_help_and_help_lists_each_preset():
     for name, values in PRESETS.items():
         assert f"--preset {name}:" in text
         assert f"--epochs {values['epochs']} --batch-size {values['batch_size']}" in text
-    assert "[default: 30; original: 20; cpu-small: 4]" in " ".join(text.split())  # defaults show the presets' values too
+    assert "[default: 30; cpu-small: 4]" in " ".join(text.split())  # defaults show the presets' values too
 
 
 def test_every_config_field_a_user_sets_is_an_option():
@@ -367,9 +367,9 @@ def test_the_original_preset_sets_the_original_codes_choices_and_the_command_lin
     ctx = main.make_context("comipn-train", ["--data-root", "r", "--dataset", "twitter2017", "--preset", "original",
                                              "--prompt-len", "4"])
     cfg = build_config(ctx, ctx.params)
-    assert (cfg.epochs, cfg.batch_size, cfg.seed, cfg.warmup_ratio) == (20, 16, 1234, 0.01)
+    assert (cfg.epochs, cfg.batch_size, cfg.seed, cfg.warmup_ratio) == (30, 8, 1234, 0.01)
     m = cfg.model
-    assert (m.text_model, m.max_seq, m.separate_path_encoders, m.path_gate) == ("bert-base-uncased", 128, True,
+    assert (m.text_model, m.max_seq, m.separate_path_encoders, m.path_gate) == ("bert-base-uncased", 192, True,
                                                                                 "sigmoid-softmax")
     assert (m.contrastive_temperature, m.contrastive_weight, m.prompt_len) == (0.179, 0.333, 4)
     assert m.matching_tower == "facebook/dino-vitb16"
