@@ -398,9 +398,11 @@ class Tagger:
             visual, crop_info, crop_images, marks, crop_sources = self._visual(batch)
             encoded = self.batcher.collate([tokenised[i] for i in picked], visual=visual).to(self.device)
             with torch.inference_mode(), self._autocast():
-                emissions = self.model.emissions(encoded)
+                if self.linker == "matching":  # one forward for both where a region head reads the states
+                    emissions, relevance = self.model.emissions_and_relevance(encoded)
+                else:
+                    emissions, relevance = self.model.emissions(encoded), None
                 tags = self.model.decode(encoded, emissions)
-                relevance = self.model.word_image_relevance(encoded) if self.linker == "matching" else None
             span_scores, token_probs = self._probabilities(emissions, encoded.word_mask, tags, scores, marginals)
             for k, (it, row) in enumerate(zip(batch, tags)):
                 entities = entities_of(it.text, it.offsets, row, span_scores[k])

@@ -272,17 +272,14 @@ class CoMIPN(nn.Module):
     def word_image_relevance(self, batch: ModelBatch) -> torch.Tensor | None:
         """Each word's relevance to each image of the batch, ``(B, W, 1 + aux_k)`` in [0, 1], 0 for a missing
         image: with a region head, its probability that the crop holds the word's entity (image 0, the whole
-        picture, 0: no candidate; this runs the whole forward again); else dynamic matching's relevance of the
-        word's first sub-token's embedding, as the matching reads it. None when the model has no dynamic
-        matching or the batch no image. Entities' regions are linked from it
-        (:mod:`comipn_model.inference.regions`)."""
+        picture, 0: no candidate; a whole forward, which :meth:`emissions_and_relevance` shares with the
+        emissions); else dynamic matching's relevance of the word's first sub-token's embedding, as the
+        matching reads it. None when the model has no dynamic matching or the batch no image. Entities'
+        regions are linked from it (:mod:`comipn_model.inference.regions`)."""
         if self.matching is None:
             return None
         if self.region_head is not None:
-            visual, _, _, words = self._emissions(batch)
-            if visual is None:
-                return None
-            return RegionHead.probabilities(self._region_logits(words, visual), visual.mask)
+            return self.emissions_and_relevance(batch)[1]
         visual = self._visual(batch)
         if visual is None:
             return None
@@ -293,6 +290,17 @@ class CoMIPN(nn.Module):
                                           visual.mask).float()
         index = batch.word_starts.unsqueeze(-1).expand(-1, -1, relevance.shape[-1])
         return relevance.gather(1, index)
+
+    @torch.no_grad()
+    def emissions_and_relevance(self, batch: ModelBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`emissions` and :meth:`word_image_relevance` of one batch; with a region head from one forward
+        (the head reads the states the emissions are made of)."""
+        if self.region_head is None:
+            return self.emissions(batch), self.word_image_relevance(batch)
+        visual, _, emissions, words = self._emissions(batch)
+        if visual is None:
+            return emissions, None
+        return emissions, RegionHead.probabilities(self._region_logits(words, visual), visual.mask)
 
     # ------------------------------------------------------------------------------------ parameters
     def param_groups(self) -> dict[str, list[nn.Parameter]]:

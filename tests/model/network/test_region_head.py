@@ -80,6 +80,11 @@ def test_region_weight_0_builds_no_head_and_leaves_every_other_part_as_it_was(mi
     relevance = headed.word_image_relevance(batch)  # the head's probabilities; image 0 and missing crop 3: 0
     assert relevance.shape == (4, batch.word_mask.shape[1], 4) and torch.all(relevance[..., 0] == 0)
     assert torch.all((relevance[..., 1:3] > 0) & (relevance[..., 1:3] < 1)) and torch.all(relevance[..., 3] == 0)
+    # The Tagger's one-forward form gives the same emissions and relevance as the two calls.
+    for model in (plain, headed):
+        emissions, both = model.emissions_and_relevance(batch)
+        assert torch.equal(emissions, model.emissions(batch))
+        assert torch.equal(both, model.word_image_relevance(batch))
 
 
 def test_the_loss_is_added_with_its_weight_and_a_few_steps_raise_the_right_crop(minilm, minilm_path, tweets):
