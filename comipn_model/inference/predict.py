@@ -30,6 +30,7 @@ from pathlib import Path
 
 from comipn_prep.conll import Tweet, atomic_write_bytes, format_conll, read_conll, read_utf8_text, require_tweets
 from comipn_prep.jsonl import json_lines
+from comipn_prep.logs import progress_enabled
 
 from comipn_model.inference.tagger import NO_IMAGE, Tagger, TaggedTweet
 
@@ -262,7 +263,7 @@ def predict_file(opts: PredictOptions) -> int:
         overrides["clip_pretrained"] = None if opts.clip_pretrained.lower() in ("", "none") else opts.clip_pretrained
     tagger = Tagger.from_pretrained(opts.load_path, opts.device, text_model=opts.text_model,
                                     grounding=opts.grounding, np_backend=opts.np_backend,
-                                    feature_cache=feature_cache, precision=opts.precision, progress=True,
+                                    feature_cache=feature_cache, precision=opts.precision, progress=progress_enabled(),
                                     from_hub=opts.from_hub, trust_detector=opts.trust_detector,
                                     check_grounding=grounds_on_the_fly(kind, rows, opts),
                                     matching_tower=opts.matching_tower, linker=opts.linker, **overrides)

@@ -232,6 +232,17 @@ def test_predict_describes_the_checkpoint_weights_as_such(trained, tiny, tmp_pat
     assert f"weights from {trained / rf.BEST}" in result.output and "random weights" not in result.output
 
 
+def test_predict_shows_its_bar_unless_told_not_to(trained, tiny, tmp_path, monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    args = ["predict", "--load-path", trained / rf.BEST, "--input", tiny["root"] / "twitter2017" / "test.txt",
+            "--device", "cpu", "--batch-size", "1"]  # one tweet a batch: several batches, a bar
+    shown = invoke([*args, "--out", tmp_path / "shown.jsonl"])
+    assert shown.exit_code == 0 and "tag:" in shown.output, shown.output
+    for flag in ("--no-progress", "-q"):
+        hidden = invoke([flag, *args, "--out", tmp_path / f"hidden{flag}.jsonl"])
+        assert hidden.exit_code == 0 and "tag:" not in hidden.output, (flag, hidden.output)
+
+
 # -- interrupt and resume --------------------------------------------------------------------------------
 def signal_at_step(monkeypatch, step: int, signum: int):
     """Deliver ``signum`` to this process right after optimizer step ``step``."""
