@@ -62,7 +62,8 @@ from comipn_model.cli.errors import fail_fast
                    "pixels or null (\"box_reason\" says why), \"box_score\". matching: the model's own word-to-crop "
                    "relevance; clip: CLIP's \"a photo of <entity>\" against each crop; largest: the largest crop (a "
                    "baseline). Prepared crops take their boxes from grounding's manifest.csv. auto: matching when "
-                   "the model has a region head (trained with --region-weight), else no regions; none: no regions.")
+                   "the model has a region head (trained with --region-weight), else a null box saying why; none: no "
+                   "regions.")
 @click.option("--none-threshold", type=float,
               help="With --linker: below this score an entity is \"none\" (not in the picture); -inf: never. "
                    "[default: the threshold saved with the model for that linker (regions.json), else never]")

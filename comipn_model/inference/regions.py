@@ -24,6 +24,10 @@ from __future__ import annotations
 from typing import Sequence
 
 NO_CROP = "no crop of the picture to link to"
+# The default linker ("auto") on a model it cannot link with: every entity still says so.
+NO_REGION_HEAD = ("no region linker: the model has no region head (train with --region-weight on data with gold "
+                  "boxes, or name a linker: matching, clip or largest)")
+TEXT_ONLY = "a text-only model reads no picture"
 NO_BOX = ("its crops carry no box (crops not made by comipn-prep ground, such as the field's released ones, "
           "record none)")
 

@@ -24,7 +24,7 @@ from comipn_prep.devices import resolve_device
 from comipn_model.data.batch import WordBatcher
 from comipn_model.data.features import ImageFeatures, stack_visual
 from comipn_model.inference.entities import entities_of, joined, token_offsets
-from comipn_model.inference.regions import box_area, link, pooled_scores
+from comipn_model.inference.regions import NO_REGION_HEAD, TEXT_ONLY, box_area, link, pooled_scores
 from comipn_model.network.config import CoMIPNConfig
 from comipn_model.network.precision import autocast
 from comipn_model.network.text_encoder import check_text_model_ref
@@ -192,6 +192,9 @@ class Tagger:
         self._clip_matcher = None
         self._crop_boxes: dict[Path, dict] = {}
         self.linker, self.none_threshold = self._linker_settings(linker, none_threshold)
+        # "auto" with no linker to use: every entity still gets a null box and why (issue 26); None = none.
+        self.no_region_reason = (None if self.linker is not None or linker != AUTO else
+                                 NO_REGION_HEAD if self.uses_images else TEXT_ONLY)
 
     def _linker_settings(self, linker: str | None, none_threshold: Any) -> tuple[str | None, float | None]:
         """The region linker asked for and its "none" threshold: the one given, else the one saved with the
@@ -409,6 +412,9 @@ class Tagger:
                 if self.linker is not None:
                     self._link(entities, crop_info[k], crop_sources[k],
                                None if relevance is None else relevance[k].tolist())
+                elif self.no_region_reason is not None:
+                    for entity in entities:
+                        entity.update(box=None, box_score=None, box_linker=None, box_reason=self.no_region_reason)
                 results[it.index] = TaggedTweet(
                     it.tokens, row, entities, crop_info[k],
                     crop_images[k] if keep_pixels else [], *marks[k], text=it.text, offsets=it.offsets,

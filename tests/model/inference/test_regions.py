@@ -13,7 +13,7 @@ from comipn_prep.grounding.manifest import rows_to_frame, write_manifest
 from comipn_prep.images import load_image
 from comipn_prep.layout import crop_name
 from comipn_model import Tagger
-from comipn_model.inference.regions import NO_BOX, NO_CROP, link, pooled_scores
+from comipn_model.inference.regions import NO_BOX, NO_CROP, NO_REGION_HEAD, TEXT_ONLY, link, pooled_scores
 from comipn_model.saved.regions_record import read_regions, regions_path, write_regions
 
 RAW = ["Elon Musk visits Paris today with NASA",
@@ -157,8 +157,17 @@ def test_a_linker_the_model_cannot_serve_is_refused(setup, make_checkpoint, tmp_
 
 def test_the_default_linker_is_matching_for_a_model_with_a_region_head_and_none_otherwise(
         setup, make_checkpoint, tmp_path, matching):
-    assert Tagger.from_pretrained(setup["models"]["all"], device="cpu").linker is None  # no head: no regions
-    assert Tagger.from_pretrained(setup["models"]["text"], device="cpu").linker is None
+    # No head (or no picture): no linker, and every entity says so with a null box; linker=None: no regions.
+    for model, reason in ((setup["models"]["all"], NO_REGION_HEAD), (setup["models"]["text"], TEXT_ONLY)):
+        tagger = Tagger.from_pretrained(model, device="cpu")
+        assert tagger.linker is None
+        entities = _entities(tagger(RAW, images=[setup["image"]] * 2, crops=[setup["crops"]] * 2)
+                             if tagger.uses_images else tagger(RAW))
+        assert entities and all(e["box"] is None and e["box_score"] is None and e["box_reason"] == reason
+                                for e in entities)
+        off = _same_model(tagger, linker=None)
+        assert all("box" not in e for e in _entities(off(RAW, images=[setup["image"]] * 2, crops=[setup["crops"]] * 2)
+                                                     if tagger.uses_images else off(RAW)))
     with pytest.raises(ValueError, match="has no region head"):
         _same_model(matching, linker="auto", none_threshold=0.5)
     headed = make_checkpoint(tmp_path / "rh" / "best.pt", setup["models"]["all"].parent.parent / "encoder",
