@@ -175,12 +175,10 @@ class Grounder:
                                                  trust_flag=trust_flag)
             torch.manual_seed(0)
             bundle = load_clip(config.clip_model, config.clip_pretrained, device=device)
-        detector = Detector(yolo, conf=config.conf, nms_iou=config.nms_iou,
-                            max_candidates=config.max_candidates, device=device,
-                            max_batch=config.detector_batch)
-        batch_detector = BatchDetector(yolo, conf=config.conf, nms_iou=config.nms_iou,
-                                       max_candidates=config.max_candidates, device=device,
-                                       max_batch=config.detector_batch) if config.input_path == "tensor" else None
+        settings = dict(conf=config.conf, nms_iou=config.nms_iou, max_candidates=config.max_candidates, device=device,
+                        max_batch=config.detector_batch)
+        detector = Detector(yolo, **settings)
+        batch_detector = BatchDetector(yolo, **settings) if config.input_path == "tensor" else None
         matcher = ClipMatcher(bundle, device=device, prompt=config.prompt, crop_batch=config.crop_batch)
         return cls(detector, matcher, config, det_id, bundle.weights_id, det_random or bundle.random_weights,
                    tensor_pre=_tensor_preprocess(config.crop_path, device, bundle.preprocess),

@@ -4,7 +4,7 @@ device (:mod:`.letterbox`), the model's own ``nn.Module`` on the stacked batch, 
 letterbox, ``Results`` objects) are skipped.
 
 The network is the one ``YOLO.predict`` runs (its ``AutoBackend``, Conv and BatchNorm fused), set up by
-one ``predict`` of a blank image with the same settings as :class:`.detector.Detector`; the input is the
+one ``predict`` of a blank image with :class:`.detector.Detector`'s settings (whose class it extends); the input is the
 pixels ultralytics would make (the letterbox gives ``cv2``'s to the bit), so the boxes are
 ``YOLO.predict``'s (tests/prep/grounding/test_tensor_detector.py).
 """
@@ -15,37 +15,27 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
-from .detector import Detections, keep_torch_threads
+from .detector import Detections, Detector, keep_torch_threads
 from .letterbox import letterbox
 
 
-class BatchDetector:
-    """YOLO on ``(3, h, w)`` uint8 tensors (on the detector's device): at most ``max_candidates`` boxes
-    per image after class-agnostic NMS, in original pixels."""
+class BatchDetector(Detector):
+    """:class:`.detector.Detector` (the same settings) on ``(3, h, w)`` uint8 tensors on the detector's device
+    instead of Pillow images: at most ``max_candidates`` boxes per image after class-agnostic NMS, in
+    original pixels."""
 
-    def __init__(self, model: Any, conf: float = 0.25, nms_iou: float = 0.7, max_candidates: int = 10,
-                 device: str = "cpu", imgsz: int = 640, max_batch: int = 0):
-        self.model = model
-        self.conf = conf
-        self.nms_iou = nms_iou
-        self.max_candidates = max_candidates
-        self.device = device
-        self.imgsz = imgsz
-        # 0 = auto, as Detector: one image per call on a CPU (cheaper there), batches on a GPU.
-        self.max_batch = max_batch if max_batch > 0 else (1 if str(device) == "cpu" else 64)
-        self._backend = None
-        self._shape: tuple[int, int] | None = None
-        self._stride = 32
+    _backend: Any = None  # the fused network ``predict`` set up (see _setup)
+    _shape: tuple[int, int] | None = None
+    _stride = 32
 
     def _setup(self) -> None:
-        """ultralytics builds its predictor (the fused network on the device) on a first ``predict``."""
+        """ultralytics builds its predictor (the fused network on the device) on a first ``predict``: one of a
+        blank image, with this detector's settings."""
         if self._backend is not None:
             return
-        with keep_torch_threads():
-            self.model.predict(np.full((64, 64, 3), 114, np.uint8), conf=self.conf, iou=self.nms_iou,
-                               agnostic_nms=True, max_det=self.max_candidates, imgsz=self.imgsz,
-                               device=self.device, verbose=False)
+        self._predict([Image.new("RGB", (64, 64), (114, 114, 114))])
         predictor = self.model.predictor
         self._backend = predictor.model
         size = predictor.imgsz

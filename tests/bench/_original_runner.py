@@ -5,10 +5,10 @@
 Runs in a process of its own whose ``sys.path`` starts with the original's checkout and the
 transformers 4.x it was written for (installed from ``.gpu/original/wheels``): nothing of comipn is
 imported here, and the original's imports cannot reach ours. The original reads its towers from fixed
-Windows folders (``'D:/lyy/.../clip'`` and so on), which on Linux are paths relative to the working
-folder: this script writes random-weight models of the right shapes there (``save_pretrained``, from
-configs: no hub), builds ``models.bert_model.HMNeTNERModel`` and its optimizer through the original
-``NERTrainer.multiModal_before_train``, encodes the tweets of SPEC with the original
+Windows folders (one path named in its source, found there by :func:`towers_folder`), which on Linux are
+paths relative to the working folder: this script writes random-weight models of the right shapes there
+(``save_pretrained``, from configs: no hub), builds ``models.bert_model.HMNeTNERModel`` and its optimizer
+through the original ``NERTrainer.multiModal_before_train``, encodes the tweets of SPEC with the original
 ``MMPNERDataset`` (its padding to ``max_seq``, its labels), draws random pixels for the main image and
 the 3 crops, and times the trainer's step: forward, loss, ``backward``, ``optimizer.step``,
 ``scheduler.step``, ``zero_grad`` (the ``loss.item()`` the trainer logs included).
@@ -20,9 +20,11 @@ SPEC: {"device", "tiny", "max_seq", "warmup_steps", "batches": [[{"words", "labe
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import math
+import re
 import resource
 import shutil
 import statistics
@@ -30,8 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-# The original's fixed model folders (models/bert_model.py); relative on Linux, so they land in the cwd.
-TOWERS = "D:/lyy/pycharm/project/HVPNeT-main"
+# The original names its model folders by one fixed path (its processor/dataset.py BERT_PATH and the
+# folders beside it, read by models/bert_model.py); relative on Linux, so they land in the cwd.
+BERT_PATH = re.compile(r"""^BERT_PATH\s*=\s*['"]([^'"]+)['"]""", re.M)
 CROPS = 3  # the original's aux images per tweet (its dataset pads to 3 with zeros)
 
 
@@ -50,16 +53,25 @@ def configs(tiny: bool) -> dict:
                                    intermediate_size=64 if tiny else 3072, num_hidden_layers=1 if tiny else 12)}
 
 
+def towers_folder() -> str:
+    """The folder the checkout on sys.path loads its towers from, read from its source (not imported)."""
+    source = Path(importlib.util.find_spec("processor.dataset").origin).read_text(encoding="utf-8")
+    found = BERT_PATH.search(source)
+    if found is None:
+        raise SystemExit("the original's processor/dataset.py names no BERT_PATH: another version of its code?")
+    return str(Path(found.group(1)).parent)
+
+
 def write_towers(root: Path, tiny: bool, vocab: Path, seed: int) -> Path:
     import torch
     from transformers import AlbertModel, BertModel, CLIPVisionModel, ViTModel
 
     classes = {"bert-base-uncased": BertModel, "clip": CLIPVisionModel, "dino-vit": ViTModel, "albert": AlbertModel}
+    towers = root / towers_folder()
     for name, config in configs(tiny).items():
         torch.manual_seed(seed)
-        folder = root / TOWERS / name
-        classes[name](config).save_pretrained(folder)
-    bert = root / TOWERS / "bert-base-uncased"
+        classes[name](config).save_pretrained(towers / name)
+    bert = towers / "bert-base-uncased"
     shutil.copy(vocab, bert / "vocab.txt")  # the original's BertTokenizer reads it
     return bert
 

@@ -581,31 +581,28 @@ def step_cache_fill(args, sizes: Sizes, work: Path) -> dict:
     paths = [work / "img" / f"{it.imgid}.jpg" for it in items]
     torch.manual_seed(0)
     tower = VisionTower("ViT-B-32", None, device=args.device)
-    FeatureCache(work / "warm", tower, batch_size=sizes.cache_batch, progress=False).get_many(paths[:sizes.cache_batch])
-    cache = FeatureCache(work / "cache", tower, batch_size=sizes.cache_batch, progress=False,
-                         io_threads=args.io_threads or None)
-    reset_peak(args.device)
-    sync(args.device)
-    start = time.perf_counter()
-    feats = cache.get_many(paths)
-    sync(args.device)
-    fill = time.perf_counter() - start
+
+    def timed_fill(decode: str):
+        """A fresh cache filled with every image after a warm-up fill elsewhere: (cache, features, seconds)."""
+        FeatureCache(work / f"warm-{decode}", tower, batch_size=sizes.cache_batch, progress=False,
+                     decode=decode).get_many(paths[:sizes.cache_batch])
+        cache = FeatureCache(work / f"cache-{decode}", tower, batch_size=sizes.cache_batch, progress=False,
+                             io_threads=args.io_threads or None, decode=decode)
+        reset_peak(args.device)
+        sync(args.device)
+        start = time.perf_counter()
+        feats = cache.get_many(paths)
+        sync(args.device)
+        return cache, feats, time.perf_counter() - start
+
+    cache, feats, fill = timed_fill("pillow")
     memory = peak_memory(args.device)
     start = time.perf_counter()
     again = cache.get_many(paths)
     read = time.perf_counter() - start
     # The same fill through the tensor path: the loader's workers, JPEGs decoded on the device, CLIP's
     # preprocessing there (FeatureCache(decode="tensor")).
-    on_device = FeatureCache(work / "cache-tensor", tower, batch_size=sizes.cache_batch, progress=False,
-                             io_threads=args.io_threads or None, decode="tensor")
-    FeatureCache(work / "warm-tensor", tower, batch_size=sizes.cache_batch, progress=False,
-                 decode="tensor").get_many(paths[:sizes.cache_batch])
-    reset_peak(args.device)
-    sync(args.device)
-    start = time.perf_counter()
-    feats_tensor = on_device.get_many(paths)
-    sync(args.device)
-    fill_tensor = time.perf_counter() - start
+    on_device, feats_tensor, fill_tensor = timed_fill("tensor")
     worst = max((float((a.patches - b.patches).abs().max()) for a, b in zip(feats, feats_tensor)
                  if a is not None and b is not None), default=float("nan"))
     shapes_ok = all(f is not None and tuple(f.cls.shape) == (12, 768) and tuple(f.patches.shape) == (49, 768)
